@@ -1,0 +1,29 @@
+# Two commands matter: `make demo` and `make test` (see README.md).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# torch 2.13.0 CPU is the wheel this kind of machine keeps on disk; on a GPU box pass e.g. TORCH=torch==2.14.1
+TORCH ?= torch==2.13.0
+REQS := requirements/engine.txt requirements/ui.txt requirements/test.txt requirements/constraints.txt
+
+.PHONY: install demo test clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: $(REQS) pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -r requirements/engine.txt -r requirements/ui.txt -r requirements/test.txt -c requirements/constraints.txt
+	# Only open_clip's bundled CLIP BPE vocabulary is used (tokenizers); its torchvision
+	# requirement would pull a second, CUDA build of torch, so it is installed without deps.
+	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+demo: install
+	$(BIN)/python -m lora_train demo
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

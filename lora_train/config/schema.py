@@ -1,0 +1,184 @@
+"""Every config key, its type, default, allowed values and help text, in one dataclass.
+
+Keys follow the lora-scripts / kohya names users already know (`train_data_dir`,
+`lora_rank`, `learning_rate`, ...). The YAML file is flat: one key per line. The help texts
+here generate `docs/config.md` and `python -m lora_train config --help`, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+GROUPS = ["Model", "Data", "Network", "Training", "Memory and speed", "Saving", "Samples", "Text (LLM)"]
+
+
+def opt(default: Any, help: str, group: str, *, choices: tuple | None = None, min: float | None = None,
+        max: float | None = None, path: str | None = None, default_factory=None):
+    """A config field. `path` is "file", "dir" or "file_or_dir" when the value must exist."""
+    meta = {"help": help, "group": group, "choices": choices, "min": min, "max": max, "path": path}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial")
+OPTIMIZERS = ("adamw8bit", "adamw", "lion", "prodigy", "adafactor")
+UNET_TARGETS = ("attention", "feed_forward", "projection")
+TEXT_ENCODER_TARGETS = ("attention", "mlp")
+
+
+@dataclass
+class TrainConfig:
+    # --- Model -------------------------------------------------------------------------
+    task_type: str = opt("image", "What to train: `image` (a Stable Diffusion LoRA; `image-to-image` is the same) "
+                         "or `text-generation` (a LoRA on a causal language model).", "Model",
+                         choices=("image", "image-to-image", "text-generation"))
+    base_model: Optional[str] = opt(None, "The base model: a single-file checkpoint (.safetensors / .ckpt, SD1, SD2 "
+                                    "or SDXL, as in the WebUI's models/Stable-diffusion) or a diffusers folder. "
+                                    "For text-generation: a Hugging Face model folder or a .gguf file.", "Model",
+                                    path="file_or_dir")
+    vae: Optional[str] = opt(None, "A separate VAE file (.safetensors / .pt) to use instead of the checkpoint's own.",
+                             "Model", path="file")
+    prediction_type: str = opt("auto", "Noise target of the base model. `auto` reads it from the checkpoint or the "
+                               "`.yaml` beside it (SD 2.x 768 models use v_prediction).", "Model",
+                               choices=("auto", "epsilon", "v_prediction"))
+    # --- Data --------------------------------------------------------------------------
+    train_data_dir: Optional[str] = opt(None, "Folder of training images with same-name .txt captions. Subfolders "
+                                        "named `N_name` (kohya style) repeat their images N times per epoch.", "Data",
+                                        path="dir")
+    metadata_path: Optional[str] = opt(None, "A metadata.csv (columns: filename,prompt) giving the captions instead of "
+                                       ".txt files; for text-generation, the JSONL training file.", "Data", path="file")
+    caption_extension: str = opt(".txt", "Extension of the caption file beside each image.", "Data")
+    trigger_word: str = opt("", "Words put in front of every caption (and used as the caption of images that have "
+                            "none); saved as the LoRA's activation text.", "Data")
+    repeats: int = opt(1, "How many times each image is seen per epoch (an `N_name` folder sets its own).", "Data",
+                       min=1, max=10000)
+    shuffle_caption: bool = opt(False, "Shuffle the comma-separated tags of each caption every time it is used.",
+                                "Data")
+    keep_tokens: int = opt(0, "When shuffling, keep this many leading tags in place (the trigger word counts as one).",
+                           "Data", min=0, max=1000)
+    caption_dropout_rate: float = opt(0.0, "Chance of training an image with an empty caption.", "Data", min=0.0,
+                                      max=1.0)
+    resolution: int = opt(512, "Training resolution in pixels (SDXL: 1024). Images are resized and cropped to it, "
+                          "or bucketed by aspect ratio.", "Data", min=64, max=4096)
+    crop: str = opt("center", "How an image is cropped to its training size.", "Data", choices=("center", "random"))
+    flip_aug: bool = opt(False, "Randomly mirror images left-right (not for asymmetric characters or text).", "Data")
+    enable_bucket: bool = opt(True, "Group images by aspect ratio instead of cropping them all square.", "Data")
+    min_bucket_reso: int = opt(256, "Smallest side of a bucket, in pixels.", "Data", min=64, max=4096)
+    max_bucket_reso: int = opt(1024, "Largest side of a bucket, in pixels.", "Data", min=64, max=8192)
+    bucket_reso_steps: int = opt(64, "Bucket sides are multiples of this.", "Data", min=8, max=256)
+    bucket_no_upscale: bool = opt(False, "Never enlarge an image smaller than the resolution; give it a smaller "
+                                  "bucket instead.", "Data")
+    # --- Network -----------------------------------------------------------------------
+    network_type: str = opt("lora", "`lora`: attention/linear layers; `locon`: also the 3x3 convolutions of the "
+                            "UNet's ResNet blocks (kohya's LoCon).", "Network", choices=("lora", "locon"))
+    lora_rank: int = opt(16, "LoRA rank (network_dim): 4-32 is usual; higher learns more and makes bigger files.",
+                         "Network", min=1, max=1024)
+    lora_alpha: float = opt(8.0, "LoRA alpha (network_alpha); the update is scaled by alpha / rank. Usual: rank or "
+                            "rank / 2.", "Network", min=0.0, max=100000.0)
+    conv_dim: int = opt(8, "Rank of the convolution LoRA when network_type is locon.", "Network", min=1, max=1024)
+    conv_alpha: float = opt(4.0, "Alpha of the convolution LoRA when network_type is locon.", "Network", min=0.0,
+                            max=100000.0)
+    use_dora: bool = opt(False, "Weight-decomposed LoRA (DoRA): a learned magnitude per output channel.", "Network")
+    train_unet: bool = opt(True, "Train a LoRA on the UNet.", "Network")
+    train_text_encoder: bool = opt(True, "Train a LoRA on the text encoder(s) too.", "Network")
+    unet_targets: list[str] = opt(None, "UNet layer kinds to adapt: attention (q/k/v/out), feed_forward (the MLP), "
+                                  "projection (proj_in/proj_out).", "Network", choices=UNET_TARGETS,
+                                  default_factory=lambda: list(UNET_TARGETS))
+    text_encoder_targets: list[str] = opt(None, "Text-encoder layer kinds to adapt: attention (q/k/v/out_proj), mlp "
+                                          "(fc1/fc2).", "Network", choices=TEXT_ENCODER_TARGETS,
+                                          default_factory=lambda: list(TEXT_ENCODER_TARGETS))
+    target_modules: Optional[list[str]] = opt(None, "Exact module names to adapt (overrides unet_targets and "
+                                              "text_encoder_targets); a name that matches nothing is an error.",
+                                              "Network")
+    pretrained_lora: Optional[str] = opt(None, "Continue training from an existing kohya-format LoRA file.",
+                                         "Network", path="file")
+    # --- Training ----------------------------------------------------------------------
+    epochs: int = opt(10, "Passes over the dataset (5-20 is usual).", "Training", min=1, max=100000)
+    max_train_steps: Optional[int] = opt(None, "Stop after this many optimizer steps (overrides epochs).", "Training",
+                                         min=1, max=10000000)
+    batch_size: int = opt(2, "Images per step (2-8 is usual; lower it if memory runs out).", "Training", min=1,
+                          max=1024)
+    gradient_accumulation_steps: int = opt(1, "Sum gradients over this many batches per optimizer step.",
+                                           "Training", min=1, max=1024)
+    learning_rate: float = opt(1e-4, "Learning rate (1e-4 to 3e-4 is usual for the UNet).", "Training", min=0.0,
+                               max=1.0)
+    unet_lr: Optional[float] = opt(None, "UNet learning rate (default: learning_rate).", "Training", min=0.0, max=1.0)
+    text_encoder_lr: Optional[float] = opt(5e-5, "Text-encoder learning rate (1e-5 to 5e-5 is usual; default: "
+                                           "learning_rate when empty).", "Training", min=0.0, max=1.0)
+    optimizer: str = opt("adamw8bit", "Optimizer. adamw8bit (bitsandbytes) saves memory; prodigy sets its own step "
+                         "size (use learning_rate 1.0).", "Training", choices=OPTIMIZERS)
+    weight_decay: float = opt(0.01, "Weight decay of the optimizer.", "Training", min=0.0, max=10.0)
+    optimizer_args: dict[str, Any] = opt(None, "Extra keyword arguments for the optimizer, e.g. {betas: [0.9, 0.99]}.",
+                                         "Training", default_factory=dict)
+    scheduler: str = opt("cosine", "Learning-rate schedule.", "Training", choices=SCHEDULERS)
+    warmup_steps: int = opt(0, "Steps of linear warm-up at the start.", "Training", min=0, max=10000000)
+    scheduler_num_cycles: int = opt(1, "Restarts for cosine_with_restarts.", "Training", min=1, max=1000)
+    scheduler_power: float = opt(1.0, "Power of the polynomial schedule.", "Training", min=0.0, max=100.0)
+    max_grad_norm: float = opt(1.0, "Clip gradients to this norm (0 turns clipping off).", "Training", min=0.0,
+                               max=1e6)
+    noise_offset: float = opt(0.0, "Noise offset (0.05-0.1 helps very dark / bright images).", "Training", min=0.0,
+                              max=1.0)
+    min_snr_gamma: Optional[float] = opt(None, "Min-SNR loss weighting gamma (5 is usual); empty turns it off.",
+                                         "Training", min=0.1, max=100.0)
+    zero_terminal_snr: bool = opt(False, "Rescale the noise schedule to zero terminal SNR (for v-prediction models).",
+                                  "Training")
+    seed: int = opt(42, "Random seed: the same seed, data and settings give the same run.", "Training", min=0,
+                    max=2**32 - 1)
+    # --- Memory and speed --------------------------------------------------------------
+    mixed_precision: str = opt("auto", "Precision of the frozen weights: bf16, fp16 (with a loss scaler) or no "
+                               "(fp32). `auto`: bf16 on GPUs that support it, else fp16 on GPU, no on CPU. LoRA "
+                               "weights and optimizer state stay fp32.", "Memory and speed",
+                               choices=("auto", "no", "fp16", "bf16"))
+    gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass: much less memory, about "
+                                       "20-30% slower.", "Memory and speed")
+    cache_latents: bool = opt(True, "Encode every image with the VAE once, before training (no random crop or flip "
+                              "then).", "Memory and speed")
+    cache_latents_to_disk: bool = opt(False, "Keep the latent cache on disk beside the images, reused by later runs.",
+                                      "Memory and speed")
+    cache_text_encoder_outputs: bool = opt(False, "Encode every caption once (only when the text encoder is not "
+                                           "trained and captions are not shuffled or dropped).", "Memory and speed")
+    max_data_loader_n_workers: int = opt(0, "Worker processes loading images (0: in the main process).",
+                                         "Memory and speed", min=0, max=64)
+    # --- Saving ------------------------------------------------------------------------
+    output_dir: str = opt("output", "Where the LoRA, checkpoints, samples and logs go.", "Saving")
+    output_name: str = opt("my_lora", "File name of the LoRA (without extension); an existing file is never "
+                           "overwritten, a new version gets `_v2`, `_v3`...", "Saving")
+    save_every_n_epochs: int = opt(0, "Also save the LoRA every N epochs as `name-00000N.safetensors` (0: off).",
+                                   "Saving", min=0, max=100000)
+    save_steps: int = opt(0, "Save the full training state every N steps as `output_dir/checkpoint-<step>/` "
+                          "(0: off).", "Saving", min=0, max=10000000)
+    save_total_limit: int = opt(3, "Keep only this many checkpoint-<step> folders (0: keep all).", "Saving", min=0,
+                                max=100000)
+    resume_from_checkpoint: Optional[str] = opt(None, "A `checkpoint-<step>` folder to continue exactly from, or "
+                                                "`latest` for the newest in output_dir.", "Saving")
+    save_precision: str = opt("fp16", "dtype of the saved LoRA tensors.", "Saving", choices=("fp16", "bf16", "fp32"))
+    preferred_weight: float = opt(0.8, "The weight written into the sidecar (the WebUI's `<lora:name:weight>`).",
+                                  "Saving", min=-10.0, max=10.0)
+    training_comment: str = opt("", "Free text stored in the file's metadata (ss_training_comment).", "Saving")
+    log_with: str = opt("tensorboard", "Where metrics go besides train.log.", "Saving", choices=("tensorboard", "none"))
+    # --- Samples -----------------------------------------------------------------------
+    sample_prompts: list[str] = opt(None, "Prompts rendered during training (default: the trigger word).", "Samples",
+                                    default_factory=list)
+    sample_negative_prompt: str = opt("", "Negative prompt for the samples.", "Samples")
+    sample_every_n_epochs: int = opt(0, "Render the sample prompts every N epochs (0: only at the end).", "Samples",
+                                     min=0, max=100000)
+    sample_every_n_steps: int = opt(0, "Render the sample prompts every N steps (0: off).", "Samples", min=0,
+                                    max=10000000)
+    sample_steps: int = opt(20, "Denoising steps per sample image.", "Samples", min=1, max=200)
+    sample_guidance_scale: float = opt(7.0, "Classifier-free guidance scale of the samples.", "Samples", min=0.0,
+                                       max=50.0)
+    sample_seed: int = opt(1234, "Seed of the sample images (fixed, so samples are comparable).", "Samples", min=0,
+                           max=2**32 - 1)
+    sample_resolution: Optional[int] = opt(None, "Size of the sample images (default: resolution).", "Samples", min=64,
+                                           max=4096)
+    # --- Text (LLM) --------------------------------------------------------------------
+    max_seq_length: int = opt(512, "Longest token sequence for text-generation training.", "Text (LLM)", min=8,
+                              max=131072)
+    trust_remote_code: bool = opt(False, "Allow a text model folder to run its own Python code (only for models you "
+                                  "trust).", "Text (LLM)")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,1 @@
+"""Loading base models: single-file checkpoints (ldm layout), diffusers folders, tokenizers."""

@@ -1,0 +1,1 @@
+"""Training loops, optimizers, schedulers and the progress events they emit."""
