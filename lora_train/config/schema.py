@@ -92,6 +92,8 @@ class TrainConfig:
     target_modules: Optional[list[str]] = opt(None, "Exact module names to adapt (overrides unet_targets and "
                                               "text_encoder_targets); a name that matches nothing is an error.",
                                               "Network")
+    clip_skip: int = opt(1, "Use the output of the N-th last text-encoder layer (2 for most anime SD1 models; "
+                         "SDXL always uses its own setting).", "Network", min=1, max=12)
     pretrained_lora: Optional[str] = opt(None, "Continue training from an existing kohya-format LoRA file.",
                                          "Network", path="file")
     # --- Training ----------------------------------------------------------------------
