@@ -87,7 +87,7 @@ def build_config(values: dict[str, Any], source: str = "the settings", check_pat
 
 
 def _check_value(name: str, value: Any, hint: Any, meta: dict, check_paths: bool) -> Any:
-    optional, base = _unwrap_optional(hint)
+    optional, base = unwrap_optional(hint)
     if value is None or (optional and value == ""):
         if optional:
             return None
@@ -198,7 +198,7 @@ def _check_combinations(config: TrainConfig) -> None:
                         "'-' and '_' (no path separators or '..').")
 
 
-def _unwrap_optional(hint: Any) -> tuple[bool, Any]:
+def unwrap_optional(hint: Any) -> tuple[bool, Any]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return True, args[0]

@@ -9,6 +9,7 @@ An event is a flat dict with a `type` and a few of these fields:
     its      optimizer steps per second           eta_s    seconds left (estimate)
     path     file written (sample, save, done)    message  text for the user (log, error, done)
     level    info | warning (log events)          interrupted  true on a `done` after a stop request
+    detail   a traceback, on an `error` that is a bug (shown folded; the message says what to do)
 
 The CLI writes them as JSON lines (`--events jsonl`), which is what the WebUI tab reads; on a
 terminal it draws a progress bar instead. `train.log` gets a plain-text line per event.
@@ -76,6 +77,8 @@ class LogFileSink:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", time.time())))
         with open(self.path, "a", encoding="utf-8") as log:
             log.write(f"{stamp} {describe(event)}\n")
+            if event.get("detail"):
+                log.write(event["detail"].rstrip() + "\n")
 
 
 class ConsoleSink:

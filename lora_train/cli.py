@@ -1,0 +1,147 @@
+"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize}`.
+
+Each subcommand parses its arguments and calls the engine; a `UserError` is printed as one
+clear line (and sent as an `error` event), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import UserError
+
+NOT_BUILT = {
+    "caption": "Batch captioning (BLIP / WD14 tagger / CoCa, `--input DIR --output DIR/metadata.csv`) is not built "
+               "yet; it comes with the captioning issue. Until then write .txt captions beside the images or a "
+               "metadata.csv (filename,prompt).",
+    "llm": "Text (LLM) LoRA training is not built yet; it comes with the LLM LoRA issue (task_type: "
+           "text-generation).",
+    "merge": "Merging LoRAs into each other or into a checkpoint is not built yet; it comes with the LoRA tools "
+             "issue.",
+    "resize": "Resizing a LoRA to a lower rank is not built yet; it comes with the LoRA tools issue.",
+}
+
+
+def _add_train(sub) -> None:
+    parser = sub.add_parser("train", help="train a LoRA from a YAML config",
+                            description="Train a LoRA. Every config key is described in docs/config.md "
+                                        "(or `python -m lora_train config`).")
+    parser.add_argument("--config", "-c", help="the YAML config file (keys: see docs/config.md)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set lora_rank=8 (repeatable)")
+    parser.add_argument("--events", choices=("auto", "jsonl", "plain", "none"), default="auto",
+                        help="progress output: jsonl = one JSON event per line on stdout (for front ends), "
+                             "plain = text lines, auto = a progress bar on a terminal, else plain")
+    parser.add_argument("--events-file", help="write the JSON-line events to this file instead of stdout")
+    parser.add_argument("--stop-file", help="stop (saving what was trained) when this file appears")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lora-train", description="Train Stable Diffusion LoRAs that load in "
+                                     "the WebUI (A1111 / Forge), ComfyUI and diffusers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    config = sub.add_parser("config", help="print the reference of every config key")
+    config.add_argument("--markdown", action="store_true", help="print docs/config.md exactly")
+    inspect = sub.add_parser("inspect", help="show what is inside a LoRA file (architecture, rank, metadata)")
+    inspect.add_argument("file")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sub.add_parser("ui", help="serve the Train LoRA tab in a browser without a WebUI", add_help=False)
+    demo = sub.add_parser("demo", help="build the tiny demo model and train a LoRA on the bundled dataset")
+    demo.add_argument("--out", default="demo_output", help="folder for the tiny model and the LoRA")
+    for name, text in NOT_BUILT.items():
+        sub.add_parser(name, help=f"(not built yet) {text.split(' is not built')[0].lower()}", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    parser = build_parser()
+    if argv and argv[0] == "ui":
+        from .webui.standalone import main as serve_ui
+
+        return serve_ui(argv[1:])
+    args, rest = parser.parse_known_args(argv)
+    if args.command in NOT_BUILT:
+        print(NOT_BUILT[args.command], file=sys.stderr)
+        return 2
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "config":
+            return _config(args)
+        if args.command == "inspect":
+            return _inspect(args)
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(Path(args.out))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 0
+
+
+def _config(args) -> int:
+    from .config.reference import reference_markdown
+
+    print(reference_markdown())
+    return 0
+
+
+def _inspect(args) -> int:
+    from .tools.inspect import format_report, inspect_lora
+
+    report = inspect_lora(args.file)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
+def _event_sink(args):
+    from .train.events import ConsoleSink, Fanout, JsonlSink, describe
+
+    mode = args.events
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "plain"
+    sink = Fanout()
+    if args.events_file:
+        sink.add(JsonlSink(open(args.events_file, "a", encoding="utf-8")))
+    if mode == "jsonl" and not args.events_file:
+        sink.add(JsonlSink(sys.stdout))
+    elif mode == "bar":
+        sink.add(ConsoleSink(sys.stderr))
+    elif mode == "plain" or mode == "jsonl":
+        sink.add(lambda event: print(describe(event), file=sys.stderr, flush=True))
+    return sink
+
+
+def _train(args) -> int:
+    from .config import load_config, parse_overrides
+    from .train.events import make_event
+    from .train.job import run_job
+    from .train.stop import StopRequest
+
+    emit = _event_sink(args)
+    stop = StopRequest(args.stop_file)
+    stop.install_signal_handlers()
+    try:
+        config = load_config(args.config, parse_overrides(args.overrides))
+        run_job(config, emit, stop)
+    except UserError as exc:
+        emit(make_event("error", message=str(exc)))
+        return 2
+    except Exception as exc:  # a bug: one line for the user, the traceback in the log
+        detail = traceback.format_exc()
+        emit(make_event("error", message=f"Unexpected error ({type(exc).__name__}: {exc}). This is a bug in "
+                                         "lora_train; the details are in train.log.", detail=detail))
+        return 1
+    return 0

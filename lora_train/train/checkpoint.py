@@ -1,0 +1,120 @@
+"""Full training state for exact resume: `output_dir/checkpoint-<step>/`.
+
+A checkpoint holds the LoRA parameters (safetensors), the optimizer, LR schedule and loss
+scaler states, every random generator the loop draws from, and where in the data the run
+was. It is written into a temporary folder and renamed into place, so a process killed
+mid-save leaves the previous checkpoint intact. Everything loads with
+`torch.load(weights_only=True)`: no pickle code runs on resume.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+
+PREFIX = "checkpoint-"
+_PARAMS = "lora_params.safetensors"
+_STATE = "training_state.pt"
+
+
+@dataclass
+class Progress:
+    step: int  # optimizer steps done
+    epoch: int  # 0-based epoch the next batch belongs to
+    batch_in_epoch: int  # batches of that epoch already consumed
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / f"{PREFIX}{step}"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints in output_dir, oldest first."""
+    found = []
+    for path in Path(output_dir).glob(f"{PREFIX}*"):
+        match = re.fullmatch(rf"{PREFIX}(\d+)", path.name)
+        if match and (path / _STATE).is_file() and (path / _PARAMS).is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def resolve_resume_path(value: str, output_dir: str | Path) -> Path:
+    """`latest` -> the newest checkpoint in output_dir; otherwise the folder given, checked."""
+    if value == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise UserError(f"resume_from_checkpoint is 'latest' but {output_dir} has no checkpoint-<step> folder "
+                            "yet. Set save_steps to save checkpoints, or start without resume.")
+        return found[-1]
+    path = Path(value)
+    if not (path / _STATE).is_file() or not (path / _PARAMS).is_file():
+        raise UserError(f"resume_from_checkpoint: {path} is not a complete checkpoint folder (it needs {_STATE} "
+                        f"and {_PARAMS}). Use a checkpoint-<step> folder from output_dir, or 'latest'.")
+    return path
+
+
+def rng_snapshot(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    snapshot = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "generators": {name: g.get_state() for name, g in generators.items()}}
+    if torch.cuda.is_available():
+        snapshot["cuda"] = torch.cuda.get_rng_state_all()
+    return snapshot
+
+
+def restore_rng(snapshot: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(snapshot["torch"])
+    random.setstate(snapshot["python"])
+    if "cuda" in snapshot and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(snapshot["cuda"])
+    for name, generator in generators.items():
+        generator.set_state(snapshot["generators"][name])
+
+
+def save_checkpoint(output_dir: str | Path, params: dict[str, torch.Tensor], optimizer, lr_scheduler, scaler,
+                    generators: dict[str, torch.Generator], progress: Progress, settings: dict[str, Any]) -> Path:
+    """Write checkpoint-<step>/ atomically and return its path."""
+    final = checkpoint_dir(output_dir, progress.step)
+    staging = final.with_name(final.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in params.items()}, str(staging / _PARAMS))
+    state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_snapshot(generators),
+             "progress": asdict(progress), "settings": settings}
+    with open(staging / _STATE, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(LoRA params, state) of a checkpoint folder, loaded without running pickle code."""
+    try:
+        params = load_file(str(path / _PARAMS))
+        state = torch.load(path / _STATE, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"Checkpoint {path} cannot be read ({exc}); it may be damaged. Resume from an older "
+                        "checkpoint-<step> folder.") from None
+    return params, state
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints (keep 0: delete none)."""
+    if keep <= 0:
+        return
+    for path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
