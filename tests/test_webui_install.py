@@ -1,0 +1,124 @@
+"""install.py against a throwaway "WebUI" venv: the host's packages stay exactly as they were.
+
+The host venv sees the test venv's packages (torch included) through a `.pth` file, as a WebUI
+venv would have its own. The worker requirements are two small wheels built here, served from a
+local folder with no index, so the test runs offline in seconds: one plain wheel, and one marked
+`# no-deps` whose dependency does not exist anywhere (installing it proves `--no-deps`), plus
+`torch`, which must be found in the host and not installed again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _wheel(folder: Path, name: str, requires: list[str]) -> None:
+    dist = f"{name}-1.0.dist-info"
+    meta = "Metadata-Version: 2.1\nName: {}\nVersion: 1.0\n{}".format(
+        name, "".join(f"Requires-Dist: {r}\n" for r in requires))
+    files = {f"{name}/__init__.py": "VALUE = 1\n", f"{dist}/METADATA": meta,
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
+    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+def _run(args: list, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _host_state(host_python: Path, site_dir: Path) -> tuple[str, list]:
+    freeze = _run([host_python, "-m", "pip", "freeze", "--all"]).stdout
+    files = sorted((str(p.relative_to(site_dir)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in site_dir.rglob("*") if p.is_file())
+    return freeze, files
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("install")
+    host_dir = base / "webui-venv"
+    _run([sys.executable, "-m", "venv", host_dir]).check_returncode()
+    python = host_dir / "bin" / "python"
+    # ensurepip's old setuptools would shadow the one torch was installed with, unlike in a real WebUI venv.
+    _run([python, "-m", "pip", "uninstall", "-y", "-q", "setuptools"]).check_returncode()
+    site_dir = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    (site_dir / "test_host_packages.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    wheels = base / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "lt_probe", [])
+    _wheel(wheels, "lt_probe_nodeps", ["lt-package-that-does-not-exist"])
+    requirements = base / "worker.txt"
+    requirements.write_text("lt_probe==1.0\ntorch\nlt_probe_nodeps==1.0  # no-deps\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("LORA_TRAIN_PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(LORA_TRAIN_WORKER_VENV=str(base / "ext" / ".venv-worker"), LORA_TRAIN_WORKER_REQUIREMENTS=str(requirements),
+               PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheels), PIP_CONFIG_FILE=os.devnull)
+    before = _host_state(python, site_dir)
+    start = time.monotonic()
+    first = _run([python, ROOT / "install.py"], env)
+    first_s = time.monotonic() - start
+    return dict(base=base, python=python, site_dir=site_dir, env=env, before=before, first=first,
+                first_s=first_s, worker=base / "ext" / ".venv-worker" / "bin" / "python", requirements=requirements)
+
+
+def test_first_run_builds_a_worker_that_reuses_the_host_torch(host):
+    assert host["first"].returncode == 0, host["first"].stdout + host["first"].stderr
+    assert "worker environment ready" in host["first"].stdout
+    probe = _run([host["worker"], "-c", "import torch, lt_probe, lt_probe_nodeps, sys; print(torch.__file__); "
+                  "print(lt_probe.__file__); print(sys.prefix)"])
+    assert probe.returncode == 0, probe.stderr
+    torch_file, probe_file, prefix = probe.stdout.split()
+    assert torch_file.startswith(sysconfig.get_paths()["purelib"]), "torch must come from the host"
+    assert probe_file.startswith(prefix), "new packages go into the worker venv"
+    constraints = (Path(prefix) / "constraints.txt").read_text()
+    assert "torch==" in constraints and "+" not in constraints
+
+
+def test_host_packages_are_unchanged(host):
+    assert _host_state(host["python"], host["site_dir"]) == host["before"]
+    assert "lt_probe" not in host["before"][0]
+
+
+def test_second_run_is_a_fast_no_op(host):
+    start = time.monotonic()
+    second = _run([host["python"], ROOT / "install.py"], host["env"])
+    elapsed = time.monotonic() - start
+    assert second.returncode == 0 and second.stdout == "", second.stdout + second.stderr
+    assert elapsed < max(2.0, host["first_s"] / 3)
+
+
+def test_changed_requirements_install_again_and_a_failure_is_one_clear_message(host):
+    env = dict(host["env"])
+    broken = host["base"] / "broken.txt"
+    broken.write_text("lt-package-that-does-not-exist==1.0\n")
+    env["LORA_TRAIN_WORKER_REQUIREMENTS"] = str(broken)
+    failed = _run([host["python"], ROOT / "install.py"], env)
+    assert failed.returncode == 1
+    assert "could not set up the worker environment" in failed.stdout
+    assert "Traceback" not in failed.stdout + failed.stderr
+    error_file = Path(env["LORA_TRAIN_WORKER_VENV"]) / "lora_train-install-error.txt"
+    assert "lt-package-that-does-not-exist" in error_file.read_text()
+    again = _run([host["python"], ROOT / "install.py"], host["env"])
+    assert again.returncode == 0 and "ready" in again.stdout
+    assert not error_file.exists()
+    assert _host_state(host["python"], host["site_dir"]) == host["before"]
+
+
+def test_lora_train_python_means_nothing_is_installed(tmp_path, host):
+    env = dict(host["env"], LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_WORKER_VENV=str(tmp_path / "venv"))
+    result = _run([host["python"], ROOT / "install.py"], env)
+    assert result.returncode == 0 and "nothing to install" in result.stdout
+    assert not (tmp_path / "venv").exists()
