@@ -1,0 +1,108 @@
+"""The LoRA layers of a component and their live weights: read for saving, written for loading.
+
+Everything is read from the modules themselves (peft's `r`, `lora_alpha`, `lora_A`, `lora_B`,
+the DoRA magnitude), never from the settings that created them, so a file always describes
+the network that was actually trained. Weights use kohya's shapes: `down` (rank, in[, kh, kw]),
+`up` (out, rank[, 1, 1]), and the DoRA magnitude as `dora_scale` (1, in[, 1, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from peft.tuners.lora.layer import LoraLayer
+from torch import nn
+
+from ..errors import UserError
+from .dora import InputMagnitude, input_norm, merged_weight
+
+ADAPTER = "default"
+
+
+@dataclass
+class LayerWeights:
+    """One LoRA layer in kohya's terms."""
+
+    down: torch.Tensor
+    up: torch.Tensor
+    alpha: float
+    dora_scale: torch.Tensor | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.down.shape[0]
+
+
+def lora_layers(component: nn.Module | None) -> Iterator[tuple[str, LoraLayer]]:
+    """(module path, layer) of every LoRA layer holding our adapter, in `named_modules` order."""
+    if component is None:
+        return
+    for path, module in component.named_modules():
+        if isinstance(module, LoraLayer) and ADAPTER in module.lora_A:
+            yield path, module
+
+
+def is_dora(layer: LoraLayer) -> bool:
+    return ADAPTER in layer.lora_magnitude_vector
+
+
+def read_layer(layer: LoraLayer) -> LayerWeights:
+    """The layer's weights, detached, as they are now."""
+    dora_scale = None
+    if is_dora(layer):
+        magnitude = layer.lora_magnitude_vector[ADAPTER].weight.detach()
+        dora_scale = magnitude.view(1, -1, *[1] * (layer.get_base_layer().weight.ndim - 2))
+    return LayerWeights(layer.lora_A[ADAPTER].weight.detach(), layer.lora_B[ADAPTER].weight.detach(),
+                        float(layer.lora_alpha[ADAPTER]), dora_scale)
+
+
+def _with_rank(old: nn.Module, rank: int, *, as_input: bool) -> nn.Module:
+    """A fresh copy of a LoRA A (as_input) or B module with another rank."""
+    if isinstance(old, nn.Conv2d):
+        if as_input:
+            new = nn.Conv2d(old.in_channels, rank, old.kernel_size, old.stride, old.padding, old.dilation, bias=False)
+        else:
+            new = nn.Conv2d(rank, old.out_channels, old.kernel_size, old.stride, bias=False)
+    else:
+        new = nn.Linear(old.in_features, rank, bias=False) if as_input else nn.Linear(rank, old.out_features,
+                                                                                         bias=False)
+    return new.to(device=old.weight.device, dtype=old.weight.dtype)
+
+
+def _copy(target: torch.Tensor, value: torch.Tensor, key: str) -> None:
+    if tuple(value.shape) != tuple(target.shape):
+        raise UserError(f"{key} has shape {tuple(value.shape)} but this base model's layer needs "
+                        f"{tuple(target.shape)}: the LoRA was trained on a different model.")
+    with torch.no_grad():
+        target.copy_(value.to(device=target.device, dtype=target.dtype))
+
+
+def write_layer(layer: LoraLayer, weights: LayerWeights, key: str) -> None:
+    """Set a layer to the given weights, taking their rank and alpha (the LoRA modules are replaced when
+    the rank differs, so collect parameters after loading). A DoRA layer given no `dora_scale` gets the
+    magnitude that makes it start exactly where the plain LoRA is. `key` names the weights in messages."""
+    if weights.rank != layer.r[ADAPTER]:
+        layer.lora_A[ADAPTER] = _with_rank(layer.lora_A[ADAPTER], weights.rank, as_input=True)
+        layer.lora_B[ADAPTER] = _with_rank(layer.lora_B[ADAPTER], weights.rank, as_input=False)
+    _copy(layer.lora_A[ADAPTER].weight, weights.down, f"{key}.lora_down.weight")
+    _copy(layer.lora_B[ADAPTER].weight, weights.up, f"{key}.lora_up.weight")
+    layer.r[ADAPTER] = weights.rank
+    layer.lora_alpha[ADAPTER] = weights.alpha
+    layer.scaling[ADAPTER] = weights.alpha / weights.rank
+    if not is_dora(layer):
+        if weights.dora_scale is not None:
+            raise UserError(f"{key} is a DoRA layer (it has dora_scale): set use_dora: true to continue from it.")
+        return
+    base = layer.get_base_layer().weight
+    if weights.dora_scale is None:
+        with torch.no_grad():
+            magnitude = input_norm(merged_weight(layer, ADAPTER))
+    else:
+        expected = (1, base.shape[1], *[1] * (base.ndim - 2))
+        if tuple(weights.dora_scale.shape) != expected:
+            raise UserError(f"{key}.dora_scale has shape {tuple(weights.dora_scale.shape)}; only the per-input "
+                            f"form {expected} (as A1111 and ComfyUI load it) can be continued.")
+        magnitude = weights.dora_scale.flatten()
+    layer.lora_magnitude_vector[ADAPTER] = InputMagnitude(magnitude.to(base.device))
