@@ -143,3 +143,18 @@ def test_sampler_resumes_mid_epoch_exactly():
     resumed.set_epoch(4)
     assert len(list(resumed)) == 9
 
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_accelerate_sharding_keeps_batches_whole_and_ranks_even(processes):
+    from accelerate.data_loader import BatchSamplerShard
+
+    sampler = BucketBatchSampler(BUCKET_IDS, REPEATS, 2, seed=1)
+    shards = [list(BatchSamplerShard(sampler, processes, rank)) for rank in range(processes)]
+
+    assert len({len(shard) for shard in shards}) == 1
+    whole = [tuple(batch) for batch in sampler]
+    for shard in shards:
+        for batch in shard:
+            assert tuple(batch) in whole
+    assert {tuple(b) for shard in shards for b in shard} == set(whole)

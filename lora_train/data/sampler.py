@@ -6,6 +6,10 @@ Everything comes from a `random.Random` seeded with (seed, epoch), so the same s
 the same batches on any machine, and `set_epoch(epoch, skip_batches=k)` resumes after batch k.
 Each appearance also gets its own augmentation seed (`SampleKey.seed`), so repeats of an image
 get different crops, flips and caption shuffles, and a resumed run gets the very same ones.
+
+The sampler deliberately has no `batch_size` attribute: accelerate then treats its batches as
+variable-length lists and, on several processes, hands out (and pads with) whole batches, so a
+batch never mixes buckets.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class BucketBatchSampler:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.bucket_ids, self.repeats = list(bucket_ids), list(repeats)
-        self.batch_size, self.seed = batch_size, seed
+        self._batch_size, self.seed = batch_size, seed
         self.epoch, self.skip_batches = 0, 0
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
@@ -53,10 +57,10 @@ class BucketBatchSampler:
         counts: dict[int, int] = {}
         for bucket, count in zip(self.bucket_ids, self.repeats):
             counts[bucket] = counts.get(bucket, 0) + count
-        return sum(math.ceil(count / self.batch_size) for count in counts.values())
+        return sum(math.ceil(count / self._batch_size) for count in counts.values())
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
-        batches = epoch_batches(self.bucket_ids, self.repeats, self.batch_size, self.seed, self.epoch)
+        batches = epoch_batches(self.bucket_ids, self.repeats, self._batch_size, self.seed, self.epoch)
         return iter(batches[self.skip_batches :])
 
     def __len__(self) -> int:
