@@ -90,7 +90,7 @@ def scan_dataset(train_data_dir: str | Path | None, metadata_path: str | Path | 
     records = [record for candidate in candidates
                if (record := _record(candidate, extension, trigger_word, max_pixels, problems))]
     if not records:
-        raise UserError(f"None of the {len(candidates)} images in {root or metadata_path} can be used: "
+        raise UserError(f"None of the {len(candidates)} images in {metadata_path or root} can be used: "
                         f"{'; '.join(grouped(problems)[:3])}. Replace or remove the damaged files.")
     warnings = notes + grouped(problems)
     if root is not None and not metadata_path and (root / "metadata.csv").is_file() \
