@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,9 @@ def test_unreadable_image_is_skipped_with_its_reason(tmp_path, monkeypatch):
 
     assert [r.name for r in index.records] == ["ok.png"]
     assert "Permission denied" in _warning_about(index, "locked.png")
+
+
+def test_scanning_and_buckets_import_without_torch():
+    code = ("import sys, lora_train.data.scan, lora_train.data.buckets, lora_train.data.captions; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

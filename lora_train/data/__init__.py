@@ -4,17 +4,8 @@ Files, one role each: `scan` (what to train on), `images` (checking and decoding
 `captions` (caption text), `metadata_csv` (the csv layout), `buckets` (aspect-ratio buckets),
 `sampler` (batches), `transforms` (pixels and SDXL size conditioning), `cache` (encoder output
 cache), `dataset` (the torch Dataset; its docstring shows how the training loop wires them).
+
+Import from the modules themselves. This file imports nothing, so that `scan`, `images`,
+`captions`, `metadata_csv` and `buckets` (PIL and numpy only, no torch) can be used by a
+process that has no torch, such as the WebUI's own, to check a dataset before a job starts.
 """
-
-from lora_train.data.buckets import Assignment, BucketPlan, BucketSettings, bucket_resolutions, plan_buckets
-from lora_train.data.cache import CACHE_DIR_NAME, TensorCache, choose_cache_dir
-from lora_train.data.captions import CaptionOptions, process_caption
-from lora_train.data.dataset import ImageDataset, ItemOptions, collate
-from lora_train.data.sampler import BucketBatchSampler, SampleKey
-from lora_train.data.scan import DatasetIndex, ImageRecord, scan_dataset
-
-__all__ = [
-    "Assignment", "BucketBatchSampler", "BucketPlan", "BucketSettings", "CACHE_DIR_NAME", "CaptionOptions",
-    "DatasetIndex", "ImageDataset", "ImageRecord", "ItemOptions", "SampleKey", "TensorCache", "bucket_resolutions",
-    "choose_cache_dir", "collate", "plan_buckets", "process_caption", "scan_dataset",
-]
