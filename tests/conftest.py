@@ -6,3 +6,60 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# --- tiny base-model files (lora_train.fixtures), built once per test session -------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory):
+    """`tiny_checkpoints(arch)` -> TinyCheckpoint (arch: sd1 | sd2 | sd2-v | sdxl): the tiny model's files
+    (single file + yaml, .ckpt, text-encoder folders, diffusers folder) in one session folder, built on
+    first use. Treat them as read-only: copy before changing."""
+    from lora_train.fixtures.checkpoints import build_tiny_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return lambda arch: build_tiny_checkpoint(folder, arch, seed=0, ckpt=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_file(tiny_checkpoints):
+    """tiny-sd1.safetensors (ldm layout, tiny-sd1.yaml beside it)."""
+    return tiny_checkpoints("sd1").single_file
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_ckpt(tiny_checkpoints):
+    """tiny-sd1.ckpt: the same weights as a pickle {"state_dict": ...}."""
+    return tiny_checkpoints("sd1").ckpt
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_diffusers(tiny_checkpoints):
+    """tiny-sd1-diffusers/: the same model as a diffusers folder."""
+    return tiny_checkpoints("sd1").diffusers
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2_file(tiny_checkpoints):
+    """tiny-sd2.safetensors: SD2 layout (OpenCLIP), epsilon."""
+    return tiny_checkpoints("sd2").single_file
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2v_file(tiny_checkpoints):
+    """tiny-sd2-v.safetensors: SD2 layout, v-prediction (`parameterization: v` in its yaml)."""
+    return tiny_checkpoints("sd2-v").single_file
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_file(tiny_checkpoints):
+    """tiny-sdxl.safetensors: SDXL layout (CLIP-L + OpenCLIP-bigG-style, size conditioning)."""
+    return tiny_checkpoints("sdxl").single_file
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_diffusers(tiny_checkpoints):
+    """tiny-sdxl-diffusers/: the tiny SDXL as a diffusers folder."""
+    return tiny_checkpoints("sdxl").diffusers

@@ -1,0 +1,65 @@
+"""Load SD1 / SD2 / SDXL from a diffusers folder (model_index.json + one folder per part), offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from ..errors import UserError
+from .arch import ARCHS
+from .base_model import BaseModel
+from .clip_tokenizer import load_clip_tokenizer
+from .detect import SUPPORTED
+from .pretrained import load_pretrained, require_part
+from .prediction import training_scheduler
+from .shipped import shipped_config
+from .vae_file import load_vae_file
+
+_PIPELINES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl"}
+
+
+def folder_arch(folder: Path) -> str:
+    """`sd1`, `sd2` or `sdxl` from model_index.json (SD1 and SD2 differ in their text encoder: OpenAI CLIP
+    uses quick_gelu, OpenCLIP gelu); a UserError for anything else."""
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        kind = "a single diffusers model folder" if (folder / "config.json").is_file() else "not a diffusers folder"
+        raise UserError(f"{folder} is {kind} (it has no model_index.json). Give a whole diffusers pipeline folder "
+                        "or a single-file checkpoint as base model.")
+    pipeline = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name", "")
+    if pipeline not in _PIPELINES:
+        raise UserError(f"{folder} holds a {pipeline or 'unknown'} model. {SUPPORTED}")
+    if _PIPELINES[pipeline] == "sdxl":
+        return "sdxl"
+    encoder = require_part(folder, "text_encoder", f"The diffusers folder {folder}") / "config.json"
+    return "sd1" if json.loads(encoder.read_text(encoding="utf-8")).get("hidden_act") == "quick_gelu" else "sd2"
+
+
+def load_diffusers_folder(folder: Path, vae_path: Path | None, prediction_type: str, dtype: torch.dtype) -> BaseModel:
+    """A BaseModel from a diffusers pipeline folder (and an optional separate VAE)."""
+    arch = folder_arch(folder)
+    what = f"The diffusers folder {folder}"
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
+    if not scheduler_path.is_file():
+        raise UserError(f"{what} is missing {scheduler_path}. Copy the whole diffusers folder again.")
+    scheduler_config = json.loads(scheduler_path.read_text(encoding="utf-8"))
+    v_prediction = (prediction_type if prediction_type != "auto"
+                    else scheduler_config.get("prediction_type", "epsilon")) == "v_prediction"
+    unet = load_pretrained(UNet2DConditionModel, folder, "unet", dtype, what)
+    vae = (load_vae_file(vae_path, _vae_config(folder, arch, v_prediction), dtype) if vae_path
+           else load_pretrained(AutoencoderKL, folder, "vae", dtype, what))
+    specs = ARCHS[arch].text_encoders
+    text_encoders = [load_pretrained(spec.model_class, folder, spec.subfolder, dtype, what) for spec in specs]
+    tokenizers = [load_clip_tokenizer(folder / spec.tokenizer_subfolder, pad_token=spec.pad_token) for spec in specs]
+    return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers,
+                     training_scheduler(scheduler_config, v_prediction), folder.name, folder)
+
+
+
+def _vae_config(folder: Path, arch: str, v_prediction: bool) -> dict:
+    """The folder's own VAE config, or the shipped one when the folder has no VAE (a separate one is given)."""
+    path = folder / "vae" / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else shipped_config(arch, v_prediction, "vae")

@@ -1,0 +1,102 @@
+"""Load SD1 / SD2 / SDXL from a single-file checkpoint in the original (ldm / sgm) layout, offline.
+
+Part configs come from the `<checkpoint>.yaml` beside the file when there is one (the WebUI's
+convention for non-standard shapes), else from the shipped configs of the detected
+architecture. Parts are read, converted and assigned one at a time, so no more than one part is
+ever held twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+from ..errors import UserError
+from .arch import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
+from .base_model import BaseModel
+from .checkpoint_file import CheckpointFile, open_checkpoint
+from .clip_tokenizer import load_clip_tokenizer
+from .detect import detect_arch
+from .ldm_config import LdmConfig, find_ldm_config
+from .ldm_parts import text_encoder_state_dict, unet_state_dict, vae_state_dict
+from .prediction import declared_v_prediction, looks_like_v_prediction, training_scheduler
+from .shipped import shipped_config, shipped_dir
+from .vae_file import load_vae_file
+from .weights import empty_model, load_weights
+
+
+@dataclass(frozen=True)
+class PartConfigs:
+    """The diffusers configs a checkpoint's parts are built with, and what to say when they do not fit."""
+
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    text_encoder_folders: list[Path]  # config.json (and maybe a tokenizer) per text encoder
+    advice: str
+
+
+def part_configs(arch: str, v_prediction: bool, checkpoint: Path, ldm: LdmConfig | None,
+                 tensors: Mapping[str, torch.Tensor]) -> PartConfigs:
+    """From the checkpoint's ldm config (`<checkpoint>.yaml`) when it has one, else the shipped configs."""
+    shipped = [shipped_dir(arch, v_prediction) / spec.subfolder for spec in ARCHS[arch].text_encoders]
+    if ldm is None:
+        return PartConfigs(shipped_config(arch, v_prediction, "unet"), shipped_config(arch, v_prediction, "vae"),
+                           shipped, f"{checkpoint.name} is not of the standard {arch.upper()} shape; put the ldm "
+                           f"config it was made with beside it as {checkpoint.with_suffix('.yaml').name}, "
+                           "as the WebUI expects.")
+    folders = ldm.text_encoder_folders()
+    return PartConfigs(ldm.unet_config(tensors), ldm.vae_config(tensors),
+                       [local or default for local, default in zip(folders + [None] * len(shipped), shipped)],
+                       f"The model config {ldm.path} does not describe this checkpoint; fix it or remove it.")
+
+
+def load_single_file(path: Path, vae_path: Path | None, prediction_type: str, dtype: torch.dtype) -> BaseModel:
+    """A BaseModel from a .safetensors / .ckpt checkpoint (and an optional separate VAE)."""
+    checkpoint = open_checkpoint(path)
+    arch = detect_arch(checkpoint.meta, path)
+    ldm = find_ldm_config(path)
+    v_prediction = declared_v_prediction(prediction_type, ldm, checkpoint.metadata, checkpoint.meta)
+    configs = part_configs(arch, bool(v_prediction), path, ldm, checkpoint.meta)
+    unet = _load_unet(checkpoint, configs, dtype)
+    if v_prediction is None:  # nothing says: only SD2 has common v models, and the WebUI tests for them
+        v_prediction = arch == "sd2" and looks_like_v_prediction(unet)
+        if v_prediction:
+            unet.register_to_config(sample_size=shipped_config(arch, True, "unet")["sample_size"])
+    vae = load_vae_file(vae_path, configs.vae, dtype) if vae_path else _load_vae(checkpoint, configs, dtype)
+    specs = ARCHS[arch].text_encoders
+    text_encoders = [_load_text_encoder(checkpoint, spec, folder, configs.advice, dtype)
+                     for spec, folder in zip(specs, configs.text_encoder_folders)]
+    tokenizers = [load_clip_tokenizer(folder, pad_token=spec.pad_token)
+                  for spec, folder in zip(specs, configs.text_encoder_folders)]
+    scheduler = training_scheduler(shipped_config(arch, v_prediction, "scheduler"), v_prediction)
+    return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers, scheduler, path.stem, path)
+
+
+def _load_unet(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dtype) -> UNet2DConditionModel:
+    what = f"The UNet in {checkpoint.path}"
+    model = empty_model(lambda: UNet2DConditionModel.from_config(configs.unet))
+    state_dict = unet_state_dict(checkpoint.read(UNET_PREFIX, dtype), configs.unet, model, what, configs.advice)
+    return load_weights(model, state_dict, what, configs.advice)
+
+
+def _load_vae(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dtype) -> AutoencoderKL:
+    if not any(key.startswith(VAE_PREFIX) for key in checkpoint.meta):
+        raise UserError(f"{checkpoint.path} has no VAE (no {VAE_PREFIX}* tensors). Give a separate VAE file as vae.")
+    what = f"The VAE in {checkpoint.path}"
+    model = empty_model(lambda: AutoencoderKL.from_config(configs.vae))
+    state_dict = vae_state_dict(checkpoint.read(VAE_PREFIX, dtype), VAE_PREFIX, configs.vae, model, what,
+                                configs.advice)
+    return load_weights(model, state_dict, what, configs.advice)
+
+
+def _load_text_encoder(checkpoint: CheckpointFile, spec: TextEncoderSpec, folder: Path, advice: str,
+                       dtype: torch.dtype) -> torch.nn.Module:
+    what = f"The text encoder under {spec.ldm_prefix} in {checkpoint.path}"
+    config = spec.model_class.config_class.from_pretrained(str(folder), local_files_only=True)
+    model = empty_model(lambda: spec.model_class(config))
+    state_dict = text_encoder_state_dict(checkpoint.read(spec.ldm_prefix, dtype), spec, model, what, advice)
+    return load_weights(model, state_dict, what, advice)
