@@ -145,6 +145,9 @@ class TrainConfig:
                                          "Memory and speed", min=0, max=64)
     # --- Saving ------------------------------------------------------------------------
     output_dir: str = opt("output", "Where the LoRA, checkpoints, samples and logs go.", "Saving")
+    lora_output_dir: Optional[str] = opt(None, "Folder for the finished LoRA and its epoch saves, sidecars and "
+                                         "previews, e.g. the WebUI's models/Lora (default: output_dir). "
+                                         "Checkpoints, samples and logs stay in output_dir.", "Saving")
     output_name: str = opt("my_lora", "File name of the LoRA (without extension); an existing file is never "
                            "overwritten, a new version gets `_v2`, `_v3`...", "Saving")
     save_every_n_epochs: int = opt(0, "Also save the LoRA every N epochs as `name-00000N.safetensors` (0: off).",

@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 from ..errors import UserError
 
 PREFIX = "checkpoint-"
-_PARAMS = "lora_params.safetensors"
+# Not a .safetensors name: the WebUI lists every .safetensors under models/Lora as a LoRA.
+_PARAMS = "lora_params.st"
 _STATE = "training_state.pt"
 
 
@@ -118,3 +119,25 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         return
     for path in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """Every parameter that requires grad, named `<module name>.<parameter path>`."""
+    return {f"{name}.{path}": param for name, module in modules.items()
+            for path, param in module.named_parameters() if param.requires_grad}
+
+
+def load_trainable(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor], origin: Path) -> None:
+    """Copy saved trainable parameters back in place; the set of names must match exactly."""
+    current = trainable_state(modules)
+    if set(current) != set(tensors):
+        missing, extra = sorted(set(current) - set(tensors)), sorted(set(tensors) - set(current))
+        raise UserError(f"Checkpoint {origin} was saved with other LoRA settings (missing {len(missing)} and "
+                        f"{len(extra)} unexpected parameters, e.g. {(missing or extra)[0]}). Resume with the same "
+                        "network settings (lora_rank, network_type, targets, train_unet / train_text_encoder).")
+    with torch.no_grad():
+        for name, param in current.items():
+            if param.shape != tensors[name].shape:
+                raise UserError(f"Checkpoint {origin}: {name} has shape {tuple(tensors[name].shape)}, the run has "
+                                f"{tuple(param.shape)}. Resume with the same lora_rank / conv_dim.")
+            param.copy_(tensors[name].to(param.device, param.dtype))

@@ -38,7 +38,8 @@ def encode_text(arch: str, text_encoders: list, input_ids: list[torch.Tensor], c
         return TextConditioning(encoder(input_ids[0])[0])
     output = encoder(input_ids[0], output_hidden_states=True)
     hidden = output.hidden_states[-clip_skip]
-    return TextConditioning(encoder.text_model.final_layer_norm(hidden))
+    unwrapped = getattr(encoder, "module", encoder)  # under DDP the model is wrapped
+    return TextConditioning(unwrapped.text_model.final_layer_norm(hidden))
 
 
 def sdxl_time_ids(original_sizes: list, crop_top_lefts: list, target_sizes: list) -> torch.Tensor:

@@ -1,0 +1,28 @@
+"""Turning numerical faults and out-of-memory into messages that say what to change."""
+
+from __future__ import annotations
+
+import math
+
+from ..config.presets import PRESETS
+from ..errors import UserError
+
+
+def check_finite_loss(loss: float, step: int, precision_name: str, learning_rate: float) -> None:
+    """A NaN or infinite loss stops the run (the last good save stays)."""
+    if math.isfinite(loss):
+        return
+    advice = ["lower learning_rate (now %g)" % learning_rate]
+    if precision_name == "fp16":
+        advice.insert(0, "use mixed_precision: bf16 (fp16 overflows more easily)")
+    raise UserError(f"The loss became {loss} at step {step}: training diverged and was stopped. The last saved "
+                    f"LoRA and checkpoint are kept. Try to {', or '.join(advice)}; set max_grad_norm to 1.0 if it "
+                    "is off.")
+
+
+def out_of_memory_message(step: int, resolution: int, batch_size: int) -> UserError:
+    low = PRESETS["low_vram"]
+    settings = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in low.items())
+    return UserError(f"Out of GPU memory at step {step} (resolution {resolution}, batch_size {batch_size}). Use the "
+                     f"low VRAM preset ({settings}), or lower resolution. Close other programs using the GPU "
+                     "(the WebUI's model is unloaded during training).")

@@ -1,0 +1,59 @@
+"""Sample images during and after training, from the model as it is being trained.
+
+The pipeline shares the training modules (LoRA layers included), so a sample shows the
+LoRA at its current weights. Fixed seeds make samples comparable across steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..models.base_model import BaseModel
+from ..models.pipeline import make_pipeline
+
+
+def sample_prompts(prompts: list[str], trigger_word: str, fallback_caption: str) -> list[str]:
+    """The configured prompts, else the trigger word, else the first training caption."""
+    if prompts:
+        return prompts
+    return [trigger_word or fallback_caption or "a picture"]
+
+
+@torch.no_grad()
+def render(base: BaseModel, prompts: list[str], *, negative_prompt: str, seed: int, steps: int,
+           guidance_scale: float, size: int, device: torch.device, autocast) -> list[Image.Image]:
+    """One image per prompt; the models' train/eval modes are restored afterwards."""
+    pipeline = make_pipeline(base)
+    modules = [base.unet, *base.text_encoders, base.vae]
+    modes = [m.training for m in modules]
+    vae_device = next(base.vae.parameters()).device
+    base.vae.to(device)
+    for module in modules:
+        module.eval()
+    try:
+        images = []
+        for i, prompt in enumerate(prompts):
+            generator = torch.Generator(device="cpu").manual_seed(seed + i)
+            with autocast:
+                result = pipeline(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
+                                  guidance_scale=guidance_scale, height=size, width=size, generator=generator)
+            images.append(result.images[0])
+        return images
+    finally:
+        base.vae.to(vae_device)
+        for module, mode in zip(modules, modes):
+            module.train(mode)
+
+
+def save_samples(images: list[Image.Image], folder: Path, label: str) -> list[Path]:
+    """samples/<label>_<i>.png for each image (label e.g. `step000120`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        path = folder / f"{label}_{i:02d}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
