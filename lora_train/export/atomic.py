@@ -1,0 +1,81 @@
+"""Write a new file all at once or not at all, and never over an existing file.
+
+The bytes go to a hidden temporary file in the destination folder (`.name.XXXX.tmp`, which the
+WebUI does not list), are flushed to disk with fsync, and the file is then published under its
+name with a hard link, which fails instead of replacing a file that appeared meanwhile (on file
+systems without hard links: a rename after an existence check). A failure at any point removes
+the temporary file, so a full disk or a killed process never leaves a partial LoRA behind.
+Disk errors become UserErrors naming the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UserError
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # folders cannot be opened on Windows
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _publish(temporary: Path, path: Path) -> None:
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network shares)
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.rename(temporary, path)
+
+
+def _user_error(exc: OSError, path: Path) -> UserError:
+    folder = path.parent
+    if isinstance(exc, FileExistsError):
+        return UserError(f"{path} already exists and is never overwritten: choose another name.")
+    if exc.errno in _NO_SPACE:
+        return UserError(f"Not enough free space in {folder} to save {path.name}: free some disk space or set "
+                         "output_dir to another drive. Nothing was written.")
+    if exc.errno in _NOT_WRITABLE:
+        return UserError(f"Cannot write to the folder {folder} ({exc.strerror}): set output_dir to a folder you "
+                         "can write to. Nothing was written.")
+    return UserError(f"Could not save {path} ({exc.strerror or exc}). Nothing was written.")
+
+
+def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Create `path` with what `write(temporary_path)` writes; UserError if it exists or the disk fails."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(descriptor)
+        temporary = Path(name)
+        try:
+            write(temporary)
+            _fsync(temporary)
+            _publish(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        raise _user_error(exc, path) from exc
+    return path

@@ -1,0 +1,103 @@
+"""The safetensors header of a saved LoRA: kohya's `ss_*` keys and the `modelspec.*` (SAI ModelSpec) keys.
+
+Values are all strings, written as kohya's `train_network.py` and `library/sai_model_spec.py`
+write them (booleans as `True` / `False`, JSON for the tag and dataset tables, unix times).
+The WebUI reads `ss_base_model_version` / `ss_v2` to file the LoRA under SD1 / SD2 / SDXL,
+`ss_output_name` for its alias, `ss_tag_frequency` for the card's tag list, and
+`ss_training_started_at` / `ss_sd_model_name` for the card's table. The hashes
+(`sshs_model_hash`, `sshs_legacy_hash`) depend on the tensors and are added by `save_lora`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from ..adapters.spec import LoraSpec
+
+NETWORK_MODULE = "networks.lora"
+MODELSPEC_VERSION = "1.0.1"
+SGM_IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What the header records about the run that made the LoRA."""
+
+    output_name: str
+    base_model: str  # path or name of the base checkpoint; its file name is recorded
+    base_model_version: str  # sd_v1 | sd_v2 | sd_v2_v | sdxl_base_v1-0 (A1111 files the LoRA by it)
+    modelspec_architecture: str  # of the base: stable-diffusion-v1, stable-diffusion-xl-v1-base, ...
+    resolution: int | tuple[int, int]
+    started_at: float  # unix time
+    finished_at: float
+    steps: int
+    num_epochs: int
+    num_train_images: int
+    learning_rate: float
+    unet_lr: float | None = None
+    text_encoder_lr: float | None = None
+    seed: int | None = None
+    training_comment: str = ""
+    trigger_words: str = ""
+    tag_frequency: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # folder -> tag -> count
+    dataset_dirs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # folder -> n_repeats, img_count
+
+
+def network_args(network: LoraSpec) -> dict[str, str]:
+    """kohya's `--network_args` for LoCon (`conv_dim`, `conv_alpha`) and LyCORIS's DoRA switch (`dora_wd`)."""
+    args: dict[str, str] = {}
+    if network.conv_rank is not None:
+        args.update(conv_dim=str(network.conv_rank), conv_alpha=str(network.conv_alpha))
+    if network.use_dora:
+        args["dora_wd"] = "True"
+    return args
+
+
+def _size(resolution: int | tuple[int, int]) -> tuple[int, int]:
+    return (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+
+
+def build_metadata(network: LoraSpec, run: TrainingRun) -> dict[str, str]:
+    """The header for a LoRA of this network made by this run (without the tensor hashes)."""
+    width, height = _size(run.resolution)
+    sdxl = run.base_model_version.startswith("sdxl")
+    architecture = run.modelspec_architecture.removesuffix("/lora") + "/lora"
+    metadata = {
+        "ss_network_module": NETWORK_MODULE,
+        "ss_network_dim": str(network.rank),
+        "ss_network_alpha": str(float(network.alpha)),
+        "ss_base_model_version": run.base_model_version,
+        "ss_v2": str(run.base_model_version.startswith("sd_v2")),
+        "ss_sd_model_name": PurePath(run.base_model).name,
+        "ss_output_name": run.output_name,
+        "ss_resolution": str((width, height)),
+        "ss_num_train_images": str(run.num_train_images),
+        "ss_num_epochs": str(run.num_epochs),
+        "ss_steps": str(run.steps),
+        "ss_learning_rate": str(run.learning_rate),
+        "ss_unet_lr": str(run.unet_lr),
+        "ss_text_encoder_lr": str(run.text_encoder_lr),
+        "ss_seed": str(run.seed),
+        "ss_training_started_at": str(run.started_at),
+        "ss_training_finished_at": str(run.finished_at),
+        "ss_training_comment": run.training_comment,
+        "ss_tag_frequency": json.dumps(run.tag_frequency),
+        "ss_dataset_dirs": json.dumps(run.dataset_dirs),
+        "modelspec.sai_model_spec": MODELSPEC_VERSION,
+        "modelspec.architecture": architecture,
+        "modelspec.implementation": SGM_IMPLEMENTATION if sdxl else "diffusers",
+        "modelspec.title": run.output_name,
+        "modelspec.resolution": f"{width}x{height}",
+        "modelspec.date": datetime.datetime.fromtimestamp(int(run.finished_at)).isoformat(),
+        "modelspec.prediction_type": "v" if run.base_model_version.endswith("_v") else "epsilon",
+    }
+    args = network_args(network)
+    if args:
+        metadata["ss_network_args"] = json.dumps(args)
+    if run.trigger_words:
+        metadata["modelspec.trigger_phrase"] = run.trigger_words
+    return metadata

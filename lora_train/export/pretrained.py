@@ -1,0 +1,35 @@
+"""`pretrained_lora`: continue training from a kohya-format LoRA file (ours or kohya's).
+
+The file must be for the same model family as the base (an SDXL LoRA cannot continue on an
+SD 1.x checkpoint); each module keeps the file's rank and alpha. Modules the file has but the
+run does not train (text-encoder keys with `train_text_encoder: false`, LoCon convs with plain
+LoRA, ...) are reported back for a warning; a file of which nothing fits is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import UserError
+from .file_arch import ARCH_LABELS, detect_arch
+from .kohya_state import LoadReport, load_kohya_state_dict
+from .read import read_lora_file
+
+
+def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module,
+                         text_encoders: Sequence[nn.Module]) -> LoadReport:
+    """Load the file into freshly injected components (then collect their parameters again)."""
+    state, metadata = read_lora_file(path)
+    file_arch = detect_arch({key: tuple(value.shape) for key, value in state.items()}, metadata)
+    if file_arch is not None and file_arch != arch:
+        raise UserError(f"pretrained_lora {path} is a LoRA for {ARCH_LABELS[file_arch]} models, but the base model "
+                        f"is {ARCH_LABELS[arch]}: continue from a LoRA trained on the same kind of model.")
+    report = load_kohya_state_dict(arch, unet, text_encoders, state)
+    if not report.loaded:
+        raise UserError(f"pretrained_lora {path}: none of its {len(report.unmatched)} modules matches a layer "
+                        f"being trained (e.g. {', '.join(report.unmatched[:3])}). Is it a kohya-format LoRA for "
+                        "this model, and are train_unet / train_text_encoder / network_type set as when it was made?")
+    return report
