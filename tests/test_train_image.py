@@ -1,0 +1,134 @@
+"""The image trainer end to end on the tiny SD1 model: the loss falls, the file loads in diffusers
+and reproduces the trained model's samples, an interrupted run resumes exactly, pretrained_lora continues."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from lora_train.errors import UserError
+from lora_train.models.load import load_base_model
+from lora_train.models.pipeline import make_pipeline
+from lora_train.train.checkpoint import list_checkpoints
+from lora_train.train.conditioning import encode_text, tokenize
+from train_support import DATASET, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def private_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_TRAIN_LOCK_DIR", str(tmp_path))
+
+
+def render(pipeline, prompt: str, seed: int) -> np.ndarray:
+    image = pipeline(prompt, num_inference_steps=2, guidance_scale=7.0, height=64, width=64,
+                     generator=torch.Generator().manual_seed(seed)).images[0]
+    return np.asarray(image, dtype=np.float32)
+
+
+@torch.no_grad()
+def eval_loss(base, captions: list[str]) -> float:
+    """Denoising loss of the dataset at fixed noise and timesteps (the same draw before and after)."""
+    images = [np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
+              for path in sorted(DATASET.glob("*.png"))]
+    pixels = torch.tensor(np.stack(images)).permute(0, 3, 1, 2)
+    latents = base.vae.encode(pixels).latent_dist.mean * base.vae.config.scaling_factor
+    generator = torch.Generator().manual_seed(0)
+    total = 0.0
+    for _ in range(4):
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, 1000, (latents.shape[0],), generator=generator)
+        noisy = base.noise_scheduler.add_noise(latents, noise, timesteps)
+        hidden = encode_text(base.arch, base.text_encoders, tokenize(base.tokenizers, captions)).hidden_states
+        total += torch.nn.functional.mse_loss(base.unet(noisy, timesteps, hidden).sample, noise).item()
+    return total / 4
+
+
+def test_trained_lora_lowers_the_loss_loads_in_diffusers_and_reproduces_the_samples(tiny_sd1_file, tmp_path):
+    prompt = "lt_shapes, a red circle on a white background, flat shapes"
+    path, events = train(tiny_sd1_file, tmp_path / "out", epochs=12, lora_rank=8, lora_alpha=3, learning_rate=4e-3,
+                         trigger_word="lt_shapes", sample_prompts=[prompt], sample_seed=11)
+    assert [e["type"] for e in events if e["type"] in ("start", "done")] == ["start", "done"]
+    assert path.name == "tiny_shapes.safetensors" or path.suffix == ".safetensors"
+    with safe_open(str(path), "pt") as handle:
+        assert handle.metadata()["ss_network_alpha"] == "3.0" and handle.metadata()["ss_network_dim"] == "8"
+
+    captions = [f"lt_shapes, {p.with_suffix('.txt').read_text()}" for p in sorted(DATASET.glob("*.png"))]
+    base = load_base_model(tiny_sd1_file)
+    before = eval_loss(base, captions)
+    pipeline = make_pipeline(base)
+    plain = render(pipeline, prompt, 11)
+    pipeline.load_lora_weights(str(path), adapter_name="trained")
+    after = eval_loss(base, captions)
+    assert after < 0.85 * before, f"loss did not fall: {before:.4f} -> {after:.4f}"
+
+    with_lora = render(pipeline, prompt, 11)
+    preview = np.asarray(Image.open(path.with_name(path.stem + ".preview.png")), dtype=np.float32)
+    assert np.abs(with_lora - plain).mean() > 5, "the LoRA does not change the image"
+    assert np.abs(with_lora - preview).mean() < 1.0, "diffusers' render differs from the trained model's sample"
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_sd1_file, tmp_path):
+    settings = dict(max_train_steps=6, save_steps=2, shuffle_caption=True, noise_offset=0.05, min_snr_gamma=5.0,
+                    gradient_accumulation_steps=1, scheduler="cosine", warmup_steps=1)
+    straight, _ = train(tiny_sd1_file, tmp_path / "a", **settings)
+    partial, events = train(tiny_sd1_file, tmp_path / "b", stop_at_step=3, **settings)
+    done = events[-1]
+    assert done["type"] == "done" and done["interrupted"] and done["step"] == 3
+    assert partial.exists() and [p.name for p in list_checkpoints(tmp_path / "b")] == ["checkpoint-2",
+                                                                                      "checkpoint-3"]
+    resumed, events = train(tiny_sd1_file, tmp_path / "b", resume_from_checkpoint="latest", **settings)
+    assert [e["step"] for e in events if e["type"] == "step"] == [4, 5, 6]
+    assert resumed.name == "my_lora_v2.safetensors", "the partial LoRA must not be overwritten"
+    expected, got = load_file(str(straight)), load_file(str(resumed))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_pretrained_lora_continues_from_a_saved_file(tiny_sd1_file, tmp_path):
+    first, _ = train(tiny_sd1_file, tmp_path / "first", max_train_steps=2)
+    same, _ = train(tiny_sd1_file, tmp_path / "again", max_train_steps=1, pretrained_lora=str(first),
+                    learning_rate=0.0, text_encoder_lr=0.0)
+    source, loaded = load_file(str(first)), load_file(str(same))
+    assert source.keys() == loaded.keys()
+    for key in source:
+        torch.testing.assert_close(loaded[key], source[key], msg=key)
+    moved, _ = train(tiny_sd1_file, tmp_path / "more", max_train_steps=2, pretrained_lora=str(first))
+    assert any(not torch.equal(load_file(str(moved))[k], source[k]) for k in source)
+
+
+def test_8bit_adam_and_fp16_with_loss_scaler(tiny_sd1_file, tmp_path):
+    # min_8bit_size 0: the tiny model's LoRA tensors are below bitsandbytes' default 4096-element cut-off
+    path, events = train(tiny_sd1_file, tmp_path / "out", max_train_steps=2, optimizer="adamw8bit",
+                         optimizer_args={"min_8bit_size": 0}, mixed_precision="fp16", save_steps=2)
+    losses = [e["loss"] for e in events if e["type"] == "step"]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    state = torch.load(list_checkpoints(tmp_path / "out")[-1] / "training_state.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0, "fp16 must run with a loss scaler"
+    quantized = [s["__bnb_optimizer_quant_state__"]["state1"] for s in state["optimizer"]["state"].values()]
+    assert quantized and all(t.dtype == torch.uint8 for t in quantized), "Adam moments must be 8-bit"
+    tensors = load_file(str(path))
+    assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_nan_loss_stops_and_keeps_the_last_save(tiny_sd1_file, tmp_path, monkeypatch):
+    import lora_train.train.image_trainer as trainer
+
+    calls = {"n": 0}
+    real = trainer.diffusion_loss
+
+    def failing(prediction, target, weights):
+        calls["n"] += 1
+        loss = real(prediction, target, weights)
+        return loss * float("nan") if calls["n"] >= 3 else loss
+
+    monkeypatch.setattr(trainer, "diffusion_loss", failing)
+    with pytest.raises(UserError, match=r"The loss became nan at step 3.*lower learning_rate"):
+        train(tiny_sd1_file, tmp_path / "out", max_train_steps=5, save_steps=2)
+    assert [p.name for p in list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]
