@@ -56,7 +56,13 @@ def part_configs(arch: str, v_prediction: bool, checkpoint: Path, ldm: LdmConfig
 
 def load_single_file(path: Path, vae_path: Path | None, prediction_type: str, dtype: torch.dtype) -> BaseModel:
     """A BaseModel from a .safetensors / .ckpt checkpoint (and an optional separate VAE)."""
-    checkpoint = open_checkpoint(path)
+    return load_checkpoint(open_checkpoint(path), vae_path, prediction_type, dtype)
+
+
+def load_checkpoint(checkpoint: CheckpointFile, vae_path: Path | None, prediction_type: str,
+                    dtype: torch.dtype) -> BaseModel:
+    """A BaseModel from an opened checkpoint (whose tensors may be meta tensors, to check configs)."""
+    path = checkpoint.path
     arch = detect_arch(checkpoint.meta, path)
     ldm = find_ldm_config(path)
     v_prediction = declared_v_prediction(prediction_type, ldm, checkpoint.metadata, checkpoint.meta)
