@@ -26,6 +26,7 @@ from ..models.unet_layout import block_prefixes, to_original
 
 UNET_PREFIX = "lora_unet"
 DOWN, UP, ALPHA, DORA_SCALE = "lora_down.weight", "lora_up.weight", "alpha", "dora_scale"
+COMPONENTS = ("unet", "te", "te1", "te2", "other")  # kohya prefixes without `lora_`
 
 
 def text_encoder_prefixes(count: int) -> tuple[str, ...]:
@@ -77,13 +78,10 @@ def group_by_module(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[st
 def component_of(name: str) -> str:
     """`unet`, `te`, `te1`, `te2` (the prefix without `lora_`), or `other` for a non-kohya name."""
     head = name.split("_", 2)
-    if len(head) == 3 and head[0] == "lora" and (head[1] == "unet" or head[1].startswith("te")):
-        return head[1]
-    return "other"
+    return head[1] if len(head) == 3 and head[0] == "lora" and head[1] in COMPONENTS else "other"
 
 
 def count_by_component(names: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[component_of(name)] = counts.get(component_of(name), 0) + 1
-    return counts
+    """Module count per component, in the order of COMPONENTS, components with none left out."""
+    components = [component_of(name) for name in names]
+    return {part: components.count(part) for part in COMPONENTS if part in components}

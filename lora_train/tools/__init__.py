@@ -1,0 +1,1 @@
+"""Tools that work on saved LoRA files (inspect; merge, resize, stack and extract as they come)."""

@@ -1,0 +1,62 @@
+"""`inspect_lora` describes a saved file: family, module counts, rank / alpha, LoCon, DoRA, trigger words."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from test_export_support import trained
+
+from lora_train.adapters.spec import LoraSpec
+from lora_train.errors import UserError
+from lora_train.export.kohya_state import kohya_state_dict
+from lora_train.export.metadata import TrainingRun, build_metadata
+from lora_train.export.save import save_lora, sidecar, write_sidecar
+from lora_train.tools.inspect import format_report, inspect_lora
+
+
+def _save(tmp_path, arch, spec, version, architecture):
+    model = trained(arch, spec)
+    header = build_metadata(spec, TrainingRun(
+        output_name="cats", base_model="base.safetensors", base_model_version=version,
+        modelspec_architecture=architecture, resolution=512, started_at=1.0, finished_at=2.0, steps=10,
+        num_epochs=1, num_train_images=3, learning_rate=1e-4, trigger_words="kitty",
+        tag_frequency={"1_cats": {"cat": 3, "sofa": 1}}))
+    return save_lora(tmp_path / "cats.safetensors", kohya_state_dict(arch, model.unet, model.text_encoders), header)
+
+
+def test_sdxl_locon_file(tmp_path):
+    path = _save(tmp_path, "sdxl", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0), "sdxl_base_v1-0",
+                 "stable-diffusion-xl-v1-base")
+    write_sidecar(path, sidecar(sd_version="SDXL", activation_text="kitty, cat ears"))
+    report = inspect_lora(path)
+    assert report["architecture"] == "sdxl" and report["base_model"] == "SDXL"
+    assert report["modules"] == {"unet": 177, "te1": 12, "te2": 18} and report["other_modules"] == 0
+    assert report["ranks"] == [2, 4] and report["alphas"] == [1.0, 2.0]
+    # 12 ResNet blocks x (conv1, conv2) + 1 downsampler + 1 upsampler
+    assert report["conv_layers"] == 26 and report["dora_layers"] == 0
+    assert report["dtypes"] == ["float16", "float32"]
+    assert report["trigger_words"] == ["kitty", "kitty, cat ears"]
+    assert report["top_tags"] == [["cat", 3], ["sofa", 1]]
+    assert report["hash_matches"] is True
+    assert report["metadata"]["ss_network_dim"] == "4" and report["metadata"]["ss_output_name"] == "cats"
+    json.dumps(report)  # what `inspect --json` prints
+    text = format_report(report)
+    assert "Base model:    SDXL" in text and "UNet 177, text encoder 1 12, text encoder 2 18" in text
+    assert "LoCon convs:   26" in text and "Trigger words: kitty | kitty, cat ears" in text
+
+
+def test_sd1_dora_file(tmp_path):
+    report = inspect_lora(_save(tmp_path, "sd1", LoraSpec(rank=8, alpha=8.0, use_dora=True), "sd_v1",
+                                "stable-diffusion-v1"))
+    assert report["architecture"] == "sd1" and report["modules"] == {"unet": 72, "te": 12}
+    assert report["dora_layers"] == 84 and report["conv_layers"] == 0
+    assert "DoRA:          yes (84 layers)" in format_report(report)
+
+
+def test_not_a_lora(tmp_path):
+    save_file({"model.diffusion_model.out.2.weight": torch.zeros(2)}, str(tmp_path / "ckpt.safetensors"))
+    with pytest.raises(UserError, match="no kohya-format LoRA modules"):
+        inspect_lora(tmp_path / "ckpt.safetensors")
