@@ -32,13 +32,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from ..errors import UserError
+
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 STAMP_FORMAT = 1
 HOST_PACKAGES_PINNED = ("torch", "torchvision", "torchaudio")
 NO_DEPS_MARK = "# no-deps"
 
 
-class WorkerEnvError(Exception):
+class WorkerEnvError(UserError):
     """The worker environment could not be set up; the message says why and what to do."""
 
 
@@ -208,3 +210,21 @@ def _stamp_digest(env: WorkerEnv) -> str | None:
         return json.loads(env.stamp.read_text(encoding="utf-8")).get("digest")
     except (OSError, ValueError):
         return None
+
+
+def resolve_worker_python(setting: str = "", fallback: str | None = None) -> str:
+    """The interpreter that runs training: LORA_TRAIN_PYTHON, the setting, the worker venv, the fallback.
+
+    Raises WorkerEnvError, with the reason the set-up failed, when there is none.
+    """
+    for candidate in (os.environ.get("LORA_TRAIN_PYTHON"), setting):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    env = WorkerEnv.default()
+    if env.is_ready():
+        return str(env.python)
+    if fallback:
+        return fallback
+    reason = env.last_error() or ("install.py has not set it up yet: restart the WebUI (its console shows the "
+                                  "progress), or set LORA_TRAIN_PYTHON to a Python with the trainer's packages")
+    raise WorkerEnvError(f"The training environment is not ready: {reason}")

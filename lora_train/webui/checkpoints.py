@@ -1,0 +1,76 @@
+"""Model files on disk: listing a folder of checkpoints or VAEs, and telling SD1 / SD2 / SDXL apart.
+
+The type is read from a .safetensors header (a length and a JSON table of tensor names) with
+the standard library only; pickle `.ckpt` files are never opened here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_EXTENSIONS = (".safetensors", ".ckpt")
+HEADER_LIMIT = 100_000_000
+# A tensor name that only one architecture's single-file checkpoints have.
+ARCH_MARKERS = (
+    ("SDXL", "conditioner.embedders.1.model."),
+    ("SD2", "cond_stage_model.model.transformer."),
+    ("SD1", "cond_stage_model.transformer."),
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model file as the tab lists it."""
+
+    title: str
+    path: str
+    arch: str | None = None  # SD1 | SD2 | SDXL, when known
+    hash: str | None = None
+
+    def describe(self) -> str:
+        extra = " ".join(part for part in (f"[{self.hash}]" if self.hash else "", self.arch or "type unknown") if part)
+        return f"{self.title} {extra}"
+
+
+def safetensors_keys(path: Path) -> list[str] | None:
+    """The tensor names of a .safetensors file, or None when it is not one."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if not 2 <= length <= HEADER_LIMIT:
+                return None
+            header = json.loads(handle.read(length))
+    except (OSError, struct.error, ValueError):
+        return None
+    return [key for key in header if key != "__metadata__"] if isinstance(header, dict) else None
+
+
+def sniff_arch(path: Path) -> str | None:
+    keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
+    for arch, marker in ARCH_MARKERS:
+        if keys and any(key.startswith(marker) for key in keys):
+            return arch
+    return None
+
+
+def list_models(folder: Path | None) -> list[ModelInfo]:
+    """Every single-file checkpoint and diffusers folder under `folder`, titled by its path inside it.
+
+    Hugging Face folders (with a config.json or model_index.json) are not searched for files; a
+    diffusers pipeline folder is listed as one model.
+    """
+    if folder is None or not folder.is_dir():
+        return []
+    found: list[Path] = []
+    for current, dirs, files in os.walk(folder):
+        if "model_index.json" in files or "config.json" in files:
+            found += [Path(current)] if "model_index.json" in files else []
+            dirs[:] = []
+            continue
+        dirs.sort()
+        found += [Path(current, name) for name in files if Path(name).suffix.lower() in MODEL_EXTENSIONS]
+    return [ModelInfo(str(path.relative_to(folder)), str(path), sniff_arch(path)) for path in sorted(found)]

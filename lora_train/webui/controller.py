@@ -1,0 +1,199 @@
+"""What the tab's buttons do: turn the form into a job, start / stop / resume it, report on it.
+
+Each action returns plain values (HTML, lists, dicts of config values); `tab.py` wires them
+to gradio components. Problems the user can fix arrive as `UserError` and are shown as
+messages by `tab.py`, never as tracebacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.schema import TrainConfig
+from ..errors import UserError
+from . import form, render
+from .checkpoints import ModelInfo, sniff_arch
+from .dataset import review_dataset
+from .host import Host
+from .paths import safe_name
+from .presets import preset_form_values
+from .runner import Followup, JobRunner, JobSpec, JobState
+from .worker_env import EXTENSION_ROOT, resolve_worker_python
+
+AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
+MANAGED_INPUTS = ("base_model", "vae", "train_data_dir", "trigger_word", "output_name")
+
+
+@dataclass
+class HostHooks:
+    """Around a job: free the host's GPU before; refresh the Lora list and reload the model after."""
+
+    host: Host
+
+    def before_start(self, state: JobState) -> Followup:
+        note = self.host.release_model()
+        return Followup([(note, "info")] if note else [])
+
+    def after_finish(self, state: JobState) -> Followup:
+        try:
+            if state.status in ("done", "interrupted") and state.lora_path:
+                self.host.refresh_loras()
+        finally:
+            note = self.host.restore_model()
+        return Followup([(note, "info")] if note else [])
+
+
+class TabController:
+    """The tab's actions for one host; the runner (one job at a time) is shared by every page."""
+
+    def __init__(self, host: Host, runner: JobRunner, python_fallback: str | None = None):
+        self.host = host
+        self.runner = runner
+        self.python_fallback = python_fallback
+        self.specs = form.field_specs()
+
+    # --- base model ---------------------------------------------------------------------
+    def model_summary(self) -> str:
+        current = self.host.current_model()
+        if current is not None:
+            return render.message(f"Loaded in the {self.host.name}: {current.describe()}", "info")
+        if self.host.can_render:
+            return render.message("No checkpoint is loaded in the WebUI; choose one below.", "warning")
+        return ""
+
+    def model_choices(self) -> tuple[list[str], str | None]:
+        titles = [model.title for model in self.host.checkpoints()]
+        current = self.host.current_model()
+        default = current.title if current else (titles[0] if titles else None)
+        if current and current.title not in titles:
+            titles.insert(0, current.title)
+        return titles, default
+
+    def vae_choices(self) -> tuple[list[str], str]:
+        return [AUTOMATIC_VAE] + [vae.title for vae in self.host.vaes()], AUTOMATIC_VAE
+
+    def _model_path(self, choice: str | None, models: list[ModelInfo], what: str) -> Path:
+        for model in models:
+            if choice in (model.title, model.path):
+                return Path(model.path)
+        return self.host.path_policy().resolve(choice or "", what)
+
+    def base_model_arch(self, choice: str | None) -> str | None:
+        current = self.host.current_model()
+        if current and choice == current.title:
+            return current.arch
+        try:
+            return sniff_arch(self._model_path(choice, self.host.checkpoints(), "Base model"))
+        except UserError:
+            return None
+
+    # --- dataset, presets, defaults -------------------------------------------------------
+    def scan(self, inputs: dict[str, Any], fields: list[Any]) -> tuple[str, list]:
+        values = self._form(inputs, fields)
+        review = review_dataset(values)
+        items = [(review.summary(Path(values["train_data_dir"])), "success")]
+        return render.messages(items + [(text, "warning") for text in review.warnings]), review.gallery()
+
+    def preset(self, name: str, base_model: str | None) -> dict[str, Any]:
+        return preset_form_values(name, self.base_model_arch(base_model))
+
+    def initial_values(self) -> dict[str, Any]:
+        """The form at start: schema defaults, then the default preset, then the defaults file."""
+        settings = self.host.settings()
+        choices, default_model = self.model_choices()
+        values: dict[str, Any] = {spec.name: spec.default for spec in self.specs}
+        values.update(self.preset(settings.default_preset, default_model))
+        if settings.defaults_file:
+            values.update(self.read_config(settings.defaults_file))
+        return values
+
+    # --- config files ---------------------------------------------------------------------
+    def read_config(self, path_text: str) -> dict[str, Any]:
+        return form.read_config_file(self.host.path_policy().resolve(path_text, "Config file"))
+
+    def _form(self, inputs: dict[str, Any], fields: list[Any]) -> dict[str, Any]:
+        """The form's values with the dataset keys; every typed path checked against the path policy."""
+        policy = self.host.path_policy()
+        values = form.form_values(self.specs, fields)
+        for key in ("metadata_path", "pretrained_lora"):
+            if values.get(key):
+                values[key] = str(policy.resolve(values[key], key))
+        values.update(train_data_dir=str(policy.resolve(inputs["train_data_dir"], "Dataset folder")),
+                      trigger_word=(inputs["trigger_word"] or "").strip())
+        return values
+
+    def job_config(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> TrainConfig:
+        """The validated config of the form: the same checks and messages as the CLI."""
+        values = self._form(inputs, fields)
+        name = safe_name(inputs["output_name"])
+        vae = inputs["vae"]
+        values.update(
+            task_type="image", output_name=name, output_dir=str(self.workspace(name)),
+            lora_output_dir=str(self.host.settings().lora_dir),
+            base_model=str(self._model_path(inputs["base_model"], self.host.checkpoints(), "Base model")),
+            vae=None if vae in (None, "", AUTOMATIC_VAE) else str(self._model_path(vae, self.host.vaes(), "VAE")),
+            resume_from_checkpoint="latest" if resume else None)
+        return form.validate(values)
+
+    def workspace(self, name: str) -> Path:
+        return self.host.settings().work_dir / safe_name(name)
+
+    def save_config(self, path_text: str, inputs: dict[str, Any], fields: list[Any]) -> tuple[str, str]:
+        path = self.host.path_policy().resolve(path_text, "Config file")
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            raise UserError(f"Config file {path}: use a .yaml file name.")
+        text = form.dump_yaml(form.changed_values(self.job_config(inputs, fields)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return render.message(f"Saved {path}; train it from a shell with: python -m lora_train train --config "
+                              f"{path}", "success"), text
+
+    # --- jobs -----------------------------------------------------------------------------
+    def start(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> str:
+        self.runner.ensure_idle()
+        config = self.job_config(inputs, fields, resume)
+        workspace = Path(config.output_dir)
+        if resume and not any(workspace.glob("checkpoint-*")):
+            raise UserError(f"Nothing to resume in {workspace}: it has no checkpoint-<step> folder. Set "
+                            "'save_steps' (Advanced > Saving) so a run keeps its state, or press Start.")
+        review_dataset(asdict(config))  # a dataset with nothing usable stops here, with the trainer's message
+        settings = self.host.settings()
+        python = resolve_worker_python(settings.worker_python, self.python_fallback)
+        spec = JobSpec(python, form.changed_values(config), workspace, config.output_name, [str(EXTENSION_ROOT)])
+        self.runner.start(spec, HostHooks(self.host))
+        verb = "Resuming" if resume else "Started"
+        return render.message(f"{verb} training {spec.name} on {Path(config.base_model).name}; files go to "
+                              f"{workspace}.", "info")
+
+    def interrupt(self) -> str:
+        return render.message(self.runner.stop(), "info")
+
+    def lora_tag(self, state: JobState | None, weight: float) -> str:
+        if state is None or not state.lora_path:
+            return ""
+        return f"<lora:{Path(state.lora_path).stem}:{float(weight):g}>"
+
+    def result_html(self, state: JobState, weight: float) -> str:
+        if not (state.ended and state.lora_path):
+            return ""
+        lora = Path(state.lora_path)
+        files = [(path.name, path.is_file()) for path in (lora, lora.with_suffix(".json"),
+                                                           lora.with_suffix(".preview.png"))]
+        return render.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
+
+    def test_now(self, prompt: str, seed: Any, weight: float) -> list:
+        state = self.runner.snapshot()
+        if not self.host.can_render:
+            raise UserError("Test renders need the WebUI; in the standalone server, load the LoRA in your own UI.")
+        if state is None or not state.lora_path or not state.ended:
+            raise UserError("Train a LoRA first: the test renders the same prompt and seed with and without it.")
+        if self.runner.busy():
+            raise UserError("Wait for the training job to end before rendering a test.")
+        prompt = (prompt or "").strip() or state.name
+        current = self.host.current_model()
+        size = 1024 if current and current.arch == "SDXL" else 512
+        without = self.host.render(prompt, "", int(seed), 20, size, size)
+        with_lora = self.host.render(f"{prompt} {self.lora_tag(state, weight)}", "", int(seed), 20, size, size)
+        return [(without, "without the LoRA"), (with_lora, f"with {self.lora_tag(state, weight)}")]

@@ -1,0 +1,101 @@
+"""What the tab needs from whatever hosts it: models, folders, settings, the GPU, test renders.
+
+Two hosts: the WebUI (`webui_host.py`: the loaded checkpoint, its folders and settings) and
+the standalone server (here: a models folder and a LoRA folder given on the command line,
+nothing to unload, no renderer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .checkpoints import ModelInfo, list_models
+from .paths import PathPolicy
+from .presets import DEFAULT_PRESET
+
+
+@dataclass
+class TabSettings:
+    """The user's settings that the tab reads each time it acts."""
+
+    lora_dir: Path
+    work_dir: Path
+    default_preset: str = DEFAULT_PRESET
+    defaults_file: str = ""  # a YAML config whose values fill the form at start
+    worker_python: str = ""  # empty: the worker venv (WebUI) or this interpreter (standalone)
+    dataset_roots: list[str] = field(default_factory=list)
+
+
+class Host(Protocol):
+    name: str
+    can_render: bool
+    inserts_prompts: bool
+
+    def settings(self) -> TabSettings: ...
+
+    def path_policy(self) -> PathPolicy: ...
+
+    def current_model(self) -> ModelInfo | None: ...
+
+    def checkpoints(self) -> list[ModelInfo]: ...
+
+    def vaes(self) -> list[ModelInfo]: ...
+
+    def release_model(self) -> str | None:
+        """Move the host's model out of VRAM before training; returns a note for the user, if any."""
+
+    def restore_model(self) -> str | None:
+        """Bring the model back after training (also after a failure or an interrupt)."""
+
+    def refresh_loras(self) -> None: ...
+
+    def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int): ...
+
+
+@dataclass
+class StandaloneHost:
+    """`python -m lora_train ui`: folders from the command line, no WebUI."""
+
+    models_dir: Path | None
+    tab_settings: TabSettings
+    policy: PathPolicy
+    name: str = "standalone"
+    can_render: bool = False
+    inserts_prompts: bool = False
+
+    def settings(self) -> TabSettings:
+        return self.tab_settings
+
+    def path_policy(self) -> PathPolicy:
+        return self.policy
+
+    def current_model(self) -> ModelInfo | None:
+        return None
+
+    def _models_under(self, subfolder: str) -> list[ModelInfo]:
+        if self.models_dir is None:
+            return []
+        folder = self.models_dir / subfolder
+        return list_models(folder if folder.is_dir() else self.models_dir)
+
+    def checkpoints(self) -> list[ModelInfo]:
+        lora_dir = self.tab_settings.lora_dir.resolve()
+        return [model for model in self._models_under("Stable-diffusion")
+                if lora_dir not in Path(model.path).resolve().parents]
+
+    def vaes(self) -> list[ModelInfo]:
+        return self._models_under("VAE") if self.models_dir and (self.models_dir / "VAE").is_dir() else []
+
+    def release_model(self) -> str | None:
+        return None
+
+    def restore_model(self) -> str | None:
+        return None
+
+    def refresh_loras(self) -> None:
+        return None
+
+    def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int):
+        raise NotImplementedError("the standalone server has no image generator")

@@ -1,0 +1,288 @@
+"""One training job at a time, in a worker process; its live state for the tab to show.
+
+The job runs `<python> -m lora_train train --config job.yaml --events jsonl --stop-file STOP`
+in its workspace folder. A thread reads the JSON-line events from the worker's stdout and
+folds them into a `JobState`; another collects the human text from stderr for the log tail.
+The state outlives the browser page, so a reload shows the running job again. Interrupt
+creates the stop file (the worker saves what it has and ends with `done`, interrupted); a
+second Interrupt terminates the process, which the worker also treats as a stop request.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from ..errors import UserError
+from ..train.events import describe
+
+LOG_LINES = 200
+SAMPLES_KEPT = 8
+LOSS_POINTS_KEPT = 2000
+FINISHED = ("done", "interrupted", "failed")
+
+
+@dataclass
+class JobState:
+    """What the tab shows about a job; changed only by the runner's threads, under its lock."""
+
+    name: str
+    workspace: Path
+    number: int = 0  # the how-manieth job of this process: tells a new job from an old one
+    status: str = "starting"  # starting | running | done | interrupted | failed
+    step: int = 0
+    total: int | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    its: float | None = None
+    eta_s: float | None = None
+    loss: float | None = None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+    saved: list[str] = field(default_factory=list)
+    log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (text, info|warning|error|success)
+    lora_path: str | None = None
+    stop_requested: bool = False
+    ended: bool = False  # the worker has exited and the host's follow-up (publish, reload) is done
+    version: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass
+class JobSpec:
+    """A job to start: the interpreter, the config values and where the job's files go."""
+
+    python: str
+    config: dict[str, Any]
+    workspace: Path
+    name: str
+    python_path: list[str] = field(default_factory=list)
+
+    @property
+    def config_path(self) -> Path:
+        return self.workspace / "job.yaml"
+
+    @property
+    def stop_file(self) -> Path:
+        return self.workspace / "STOP"
+
+    def command(self) -> list[str]:
+        return [self.python, "-m", "lora_train", "train", "--config", str(self.config_path), "--events", "jsonl",
+                "--stop-file", str(self.stop_file)]
+
+
+@dataclass
+class Followup:
+    """What the host's hooks report back: messages, and where the LoRA ended up."""
+
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    lora_path: str | None = None
+
+
+class JobHooks(Protocol):
+    """What the host does around a job: free the GPU before, publish and reload after.
+
+    Both get a copy of the state and return a Followup that the runner folds in.
+    """
+
+    def before_start(self, state: JobState) -> Followup: ...
+
+    def after_finish(self, state: JobState) -> Followup: ...
+
+
+class TracebackFilter:
+    """Folds a Python traceback in the worker's stderr into one line for the log tail."""
+
+    def __init__(self) -> None:
+        self.inside = False
+
+    def __call__(self, line: str) -> str | None:
+        if line.startswith("Traceback (most recent call last):"):
+            self.inside = True
+            return None
+        if self.inside:
+            if line[:1].isspace() or not line:
+                return None
+            self.inside = False
+            return f"{line} (the worker's traceback was printed to the console)"
+        return line
+
+
+class JobRunner:
+    """Starts jobs, one at a time, and keeps the latest one's state."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: JobState | None = None
+        self._process: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_file: Path | None = None
+        self._count = 0
+
+    def snapshot(self) -> JobState | None:
+        with self._lock:
+            return copy.deepcopy(self._state)
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def ensure_idle(self) -> None:
+        """Raise the "already running" message when a job is running."""
+        if self.busy():
+            running = self._state
+            where = f" (step {running.step}/{running.total or '?'})" if running and running.total else ""
+            raise UserError(f"A training job is already running: {running.name if running else '?'}{where}. "
+                            "Only one job runs at a time: wait for it to finish or press Interrupt.")
+
+    def start(self, spec: JobSpec, hooks: JobHooks) -> None:
+        with self._lock:
+            self.ensure_idle()
+            spec.workspace.mkdir(parents=True, exist_ok=True)
+            spec.config_path.write_text(yaml.safe_dump(spec.config, sort_keys=False, allow_unicode=True),
+                                        encoding="utf-8")
+            spec.stop_file.unlink(missing_ok=True)
+            self._count += 1
+            self._state = JobState(spec.name, spec.workspace, self._count)
+            self._process = None
+            self._stop_file = spec.stop_file
+            self._thread = threading.Thread(target=self._run, args=(spec, hooks, self._state), daemon=True,
+                                            name=f"lora_train job {spec.name}")
+            self._thread.start()
+
+    def stop(self) -> str:
+        """Ask the running job to stop and save; a second call terminates the worker."""
+        with self._lock:
+            state, process = self._state, self._process
+            if state is None or not self.busy():
+                return "No training job is running."
+            if state.stop_requested and process is not None:
+                process.terminate()
+                return "Stopping the worker now; it saves what it has before it ends."
+            state.stop_requested = True
+            self._change(state, lambda: state.log.append("Interrupt requested: saving what was trained so far."))
+        self._stop_file.touch()
+        return "Stopping: the job saves what it has trained so far, then ends."
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """For tests and shutdown: wait for the current job's thread; True when it has ended."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.busy()
+
+    def _change(self, state: JobState, update) -> None:
+        update()
+        state.version += 1
+
+    def _update(self, state: JobState, update) -> None:
+        with self._lock:
+            self._change(state, update)
+
+    def _run(self, spec: JobSpec, hooks: JobHooks, state: JobState) -> None:
+        try:
+            self._follow(state, hooks.before_start)
+            env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+            env["PYTHONPATH"] = os.pathsep.join([*spec.python_path, env.get("PYTHONPATH", "")]).strip(os.pathsep)
+            process = subprocess.Popen(spec.command(), cwd=spec.workspace, env=env, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                       encoding="utf-8", errors="replace", bufsize=1)
+            with self._lock:
+                self._process = process
+            stderr_reader = threading.Thread(target=self._read_stderr, args=(process, state), daemon=True)
+            stderr_reader.start()
+            for line in process.stdout:
+                self._on_stdout(state, line.rstrip("\n"))
+            code = process.wait()
+            stderr_reader.join(timeout=10)
+            if not state.finished:
+                self._update(state, lambda: self._fail(
+                    state, f"The training process ended without a result (exit code {code}). The log below and "
+                           f"{spec.workspace / 'train.log'} say what happened."))
+        except OSError as exc:
+            self._update(state, lambda: self._fail(state, f"Could not start the training process with "
+                                                          f"{spec.python}: {exc}. Check the worker interpreter "
+                                                          "in the settings."))
+        finally:
+            self._follow(state, hooks.after_finish)
+            self._update(state, lambda: setattr(state, "ended", True))
+
+    def _follow(self, state: JobState, hook) -> None:
+        """Run a host hook on a copy of the state; its problems become warnings, never a crash."""
+        try:
+            followup = hook(self.snapshot())
+        except Exception as exc:
+            print(f"[lora_train] {getattr(hook, '__name__', 'hook')}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            followup = Followup([(f"{type(exc).__name__}: {exc}", "warning")])
+
+        def fold() -> None:
+            state.messages.extend(followup.messages)
+            state.lora_path = followup.lora_path or state.lora_path
+
+        self._update(state, fold)
+
+    def _read_stderr(self, process: subprocess.Popen, state: JobState) -> None:
+        fold = TracebackFilter()
+        for raw in process.stderr:
+            line = raw.rstrip("\n")
+            print(f"[lora_train] {line}", file=sys.stderr)
+            shown = fold(line)
+            if shown:
+                self._update(state, lambda: state.log.append(shown))
+
+    def _on_stdout(self, state: JobState, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or "type" not in event:
+            if line.strip():
+                self._update(state, lambda: state.log.append(line))
+            return
+        self._update(state, lambda: self._apply(state, event))
+
+    @staticmethod
+    def _fail(state: JobState, text: str) -> None:
+        state.status = "failed"
+        state.messages.append((text, "error"))
+
+    def _apply(self, state: JobState, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind != "step":
+            state.log.append(describe({k: v for k, v in event.items() if k != "detail"}))
+        if event.get("detail"):
+            print(f"[lora_train] {event['detail']}", file=sys.stderr)
+        for key in ("step", "total", "epoch", "epochs", "its", "eta_s", "loss"):
+            if key in event:
+                setattr(state, key, event[key])
+        if kind in ("start", "step", "epoch") and not state.finished:
+            state.status = "running"
+        if kind == "step" and isinstance(event.get("loss"), (int, float)):
+            state.losses.append((event["step"], float(event["loss"])))
+            if len(state.losses) > LOSS_POINTS_KEPT:
+                state.losses = state.losses[::2]
+        elif kind == "sample" and event.get("path"):
+            state.samples = (state.samples + [event["path"]])[-SAMPLES_KEPT:]
+        elif kind == "save" and event.get("path"):
+            state.saved.append(event["path"])
+        elif kind == "log" and event.get("level") == "warning":
+            state.messages.append((event.get("message", ""), "warning"))
+        elif kind == "done":
+            state.status = "interrupted" if event.get("interrupted") else "done"
+            state.lora_path = event.get("path")
+            state.eta_s = 0
+        elif kind == "error":
+            self._fail(state, event.get("message") or "The training job failed.")

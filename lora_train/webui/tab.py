@@ -1,0 +1,255 @@
+"""The "Train LoRA" tab: the layout and the wiring of its events.
+
+Built the same way in the WebUI (from `on_ui_tabs`) and in the standalone server. Uses only
+components and arguments that gradio 3.41, 4.40+ and the current gradio all accept (see
+`compat.py` for the two that differ). Every handler turns a `UserError` (or anything
+unexpected) into a message in the page; nothing reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+from PIL import Image
+
+from ..errors import UserError
+from . import compat, form, render
+from .controller import MANAGED_INPUTS, TabController
+from .host import Host
+from .presets import CHOICES as PRESET_CHOICES
+from .runner import JobRunner, JobState
+
+# The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
+RUNNER = JobRunner()
+TICK_SECONDS = 1.0
+
+
+def _guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
+    """Wrap a handler so that errors become a message in output `message_at`, other outputs unchanged."""
+
+    @functools.wraps(fn)
+    def handler(*args):
+        try:
+            return fn(*args)
+        except UserError as exc:
+            text = str(exc)
+        except Exception as exc:  # a bug: one line here, the traceback in the console
+            traceback.print_exc()
+            text = f"Unexpected problem ({type(exc).__name__}: {exc}). The details were printed to the console."
+        if outputs == 1:
+            return render.message(text, "error")
+        result: list[Any] = [gr.update() for _ in range(outputs)]
+        result[message_at] = render.message(text, "error")
+        return result
+
+    return handler
+
+
+def _field_widget(spec: form.FieldSpec, value: Any):
+    common = dict(label=spec.label, info=spec.help, elem_id=f"lora_train_{spec.name}")
+    if spec.kind == "bool":
+        return gr.Checkbox(value=bool(value), **common)
+    if spec.kind == "choice":
+        return gr.Dropdown(choices=list(spec.choices), value=value, **common)
+    if spec.kind == "multi":
+        return gr.CheckboxGroup(choices=list(spec.choices), value=list(value or []), **common)
+    if spec.kind in ("int", "float") and not spec.optional:
+        return gr.Number(value=value, precision=0 if spec.kind == "int" else None, **common)
+    return gr.Textbox(value=form.to_widget(spec, value), lines=3 if spec.kind == "lines" else 1, **common)
+
+
+def _load_samples(paths: list[str]) -> list[tuple[Image.Image, str]]:
+    images = []
+    for path in reversed(paths):
+        try:
+            with Image.open(path) as image:
+                images.append((image.convert("RGB"), Path(path).name))
+        except (OSError, ValueError):
+            continue
+    return images
+
+
+class TabView:
+    """The components of one built tab and the handlers that feed them."""
+
+    def __init__(self, controller: TabController):
+        self.ctl = controller
+        self.widgets: dict[str, Any] = {}
+
+    # --- layout -----------------------------------------------------------------------------
+    def build(self) -> gr.Blocks:
+        ctl, host = self.ctl, self.ctl.host
+        start_note = ""
+        try:
+            values = ctl.initial_values()
+        except UserError as exc:
+            values, start_note = {spec.name: spec.default for spec in ctl.specs}, render.message(str(exc), "error")
+        titles, default_model = ctl.model_choices()
+        vaes, default_vae = ctl.vae_choices()
+        with gr.Blocks(analytics_enabled=False) as tab:
+            gr.HTML('<h2 class="lora-train-title">Train a LoRA</h2>')
+            with gr.Accordion("1. Base model", open=True, elem_id="lora_train_model_section"):
+                model_note = gr.HTML(ctl.model_summary(), elem_id="lora_train_model_note")
+                with gr.Row():
+                    base_model = gr.Dropdown(choices=titles, value=default_model, allow_custom_value=True,
+                                             label="Train on (checkpoint)", elem_id="lora_train_base_model",
+                                             info="The WebUI's loaded checkpoint, another one, or a path.")
+                    vae = gr.Dropdown(choices=vaes, value=default_vae, allow_custom_value=True, label="VAE",
+                                      elem_id="lora_train_vae")
+                    refresh = gr.Button("Refresh lists", elem_id="lora_train_refresh_models")
+            with gr.Accordion("2. Dataset", open=True, elem_id="lora_train_dataset_section"):
+                with gr.Row():
+                    data_dir = gr.Textbox(label="Dataset folder", elem_id="lora_train_data_dir",
+                                          placeholder="a folder of images with same-name .txt captions")
+                    scan = gr.Button("Check dataset", elem_id="lora_train_scan")
+                dataset_note = gr.HTML("", elem_id="lora_train_dataset_note")
+                gallery = gr.Gallery(label="Images and captions", columns=6, height=260, object_fit="contain",
+                                     elem_id="lora_train_dataset_gallery")
+                with gr.Row():
+                    trigger = gr.Textbox(label="Trigger word", elem_id="lora_train_trigger_word",
+                                         info="Put in front of every caption; type it in prompts to call the LoRA.")
+                    name = gr.Textbox(label="LoRA name", value="my_lora", elem_id="lora_train_output_name",
+                                      info="The file name in the Lora folder (never overwritten: _v2, _v3...).")
+            with gr.Accordion("3. Settings", open=True, elem_id="lora_train_settings_section"):
+                preset = gr.Dropdown(choices=PRESET_CHOICES, value=host.settings().default_preset, label="Preset",
+                                     elem_id="lora_train_preset",
+                                     info="Fills rank, alpha, learning rates, epochs, batch and resolution.")
+                with gr.Row():
+                    for spec in ctl.specs:
+                        if spec.name in form.BASIC_KEYS:
+                            self.widgets[spec.name] = _field_widget(spec, values[spec.name])
+                with gr.Accordion("Advanced: every setting", open=False, elem_id="lora_train_advanced"):
+                    for group in dict.fromkeys(spec.group for spec in ctl.specs):
+                        with gr.Accordion(group, open=False):
+                            for spec in ctl.specs:
+                                if spec.group == group and spec.name not in form.BASIC_KEYS:
+                                    self.widgets[spec.name] = _field_widget(spec, values[spec.name])
+                with gr.Row():
+                    config_path = gr.Textbox(label="Config file (YAML, the same the CLI runs)",
+                                             elem_id="lora_train_config_path",
+                                             value=str(host.settings().work_dir / "my_lora.yaml"))
+                    save = gr.Button("Save config", elem_id="lora_train_save_config")
+                    load = gr.Button("Load config", elem_id="lora_train_load_config")
+                config_text = gr.Textbox(label="Saved config", lines=6, interactive=False,
+                                         elem_id="lora_train_config_text")
+            with gr.Accordion("4. Train", open=True, elem_id="lora_train_run_section"):
+                with gr.Row():
+                    start = gr.Button("Start training", variant="primary", elem_id="lora_train_start")
+                    stop = gr.Button("Interrupt (save what is trained)", variant="stop", elem_id="lora_train_stop")
+                    resume = gr.Button("Resume", elem_id="lora_train_resume")
+                action_note = gr.HTML(start_note, elem_id="lora_train_action_note")
+                progress = gr.HTML("", elem_id="lora_train_progress")
+                job_note = gr.HTML("", elem_id="lora_train_job_note")
+                with gr.Row():
+                    chart = gr.HTML("", elem_id="lora_train_chart")
+                    samples = gr.Gallery(label="Latest samples", columns=4, height=220, object_fit="contain",
+                                         elem_id="lora_train_samples")
+                log = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False, elem_id="lora_train_log")
+            with gr.Accordion("5. Use it", open=True, elem_id="lora_train_result_section"):
+                result = gr.HTML("", elem_id="lora_train_result")
+                with gr.Row():
+                    weight = gr.Slider(minimum=-1, maximum=2, step=0.05, value=values.get("preferred_weight", 0.8),
+                                       label="Weight", elem_id="lora_train_weight")
+                    tag = gr.Textbox(label="Prompt tag", interactive=False, elem_id="lora_train_tag")
+                    insert = gr.Button("Insert into txt2img prompt", visible=host.inserts_prompts,
+                                       elem_id="lora_train_insert")
+                with gr.Row(visible=host.can_render):
+                    test_prompt = gr.Textbox(label="Test prompt (default: the trigger word)",
+                                             elem_id="lora_train_test_prompt")
+                    test_seed = gr.Number(value=1234, precision=0, label="Seed", elem_id="lora_train_test_seed")
+                    test = gr.Button("Test now: without / with the LoRA", elem_id="lora_train_test")
+                test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
+                                         visible=host.can_render, elem_id="lora_train_test_images")
+            view = gr.State(None)
+
+            managed = [base_model, vae, data_dir, trigger, name]
+            fields = [self.widgets[spec.name] for spec in ctl.specs]
+            form_inputs = managed + fields
+
+            refresh.click(_guarded(self.refresh_models, 3, 2), outputs=[base_model, vae, model_note])
+            scan.click(_guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[dataset_note, gallery])
+            preset.change(_guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset, base_model],
+                          outputs=fields + [action_note])
+            save.click(_guarded(self.save_config, 2, 0), inputs=[config_path] + form_inputs,
+                       outputs=[action_note, config_text])
+            load.click(_guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
+                       outputs=form_inputs + [action_note])
+            start.click(_guarded(self.start, 1, 0), inputs=form_inputs, outputs=[action_note])
+            resume.click(_guarded(self.resume, 1, 0), inputs=form_inputs, outputs=[action_note])
+            stop.click(_guarded(ctl.interrupt, 1, 0), outputs=[action_note])
+            weight.change(_guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
+            insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
+            test.click(_guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
+                       outputs=[test_images, action_note])
+            compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
+                         outputs=[progress, chart, job_note, samples, log, result, tag, view])
+        return tab
+
+    # --- handlers ---------------------------------------------------------------------------
+    def _split(self, args: tuple) -> tuple[dict[str, Any], list[Any]]:
+        return dict(zip(MANAGED_INPUTS, args[:len(MANAGED_INPUTS)])), list(args[len(MANAGED_INPUTS):])
+
+    def refresh_models(self):
+        titles, default_model = self.ctl.model_choices()
+        vaes, default_vae = self.ctl.vae_choices()
+        return (gr.update(choices=titles, value=default_model), gr.update(choices=vaes, value=default_vae),
+                self.ctl.model_summary())
+
+    def scan(self, *args):
+        return self.ctl.scan(*self._split(args))
+
+    def apply_preset(self, name: str, base_model: str | None):
+        values = self.ctl.preset(name, base_model)
+        updates = [gr.update(value=form.to_widget(spec, values[spec.name])) if spec.name in values else gr.update()
+                   for spec in self.ctl.specs]
+        return updates + [render.message(f"Preset {name} applied.", "info")]
+
+    def save_config(self, path: str, *args):
+        inputs, fields = self._split(args)
+        return self.ctl.save_config(path, inputs, fields)
+
+    def load_config(self, path: str):
+        values = self.ctl.read_config(path)
+        managed = [gr.update(value=values[key]) if values.get(key) is not None else gr.update()
+                   for key in MANAGED_INPUTS]
+        fields = [gr.update(value=form.to_widget(spec, values[spec.name])) if spec.name in values else gr.update()
+                  for spec in self.ctl.specs]
+        return managed + fields + [render.message(f"Loaded {len(values)} settings from {path}.", "success")]
+
+    def start(self, *args):
+        inputs, fields = self._split(args)
+        return self.ctl.start(inputs, fields)
+
+    def resume(self, *args):
+        inputs, fields = self._split(args)
+        return self.ctl.start(inputs, fields, resume=True)
+
+    def tag_for(self, weight: float) -> str:
+        return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
+
+    def test_now(self, prompt: str, seed: Any, weight: float):
+        return self.ctl.test_now(prompt, seed, weight), render.message("Rendered with the same seed.", "success")
+
+    def tick(self, view: dict | None, weight: float):
+        state: JobState | None = self.ctl.runner.snapshot()
+        key = [state.number, state.version] if state else None
+        view = view or {}
+        if state is None or view.get("key") == key:
+            return [gr.update() for _ in range(7)] + [view]
+        samples = (gr.update(value=_load_samples(state.samples)) if view.get("samples") != state.samples
+                   else gr.update())
+        status = state.status if state.ended or not state.finished else "finishing"
+        bar = render.progress(status, state.step,
+                              state.total, state.epoch, state.epochs, state.its, state.eta_s, state.loss)
+        return [bar, render.loss_chart(state.losses), render.messages(state.messages), samples,
+                "\n".join(state.log), self.ctl.result_html(state, weight), self.ctl.lora_tag(state, weight),
+                {"key": key, "samples": list(state.samples)}]
+
+
+def build_tab(host: Host, python_fallback: str | None = None) -> gr.Blocks:
+    """The tab for `host`, sharing the process-wide job runner."""
+    return TabView(TabController(host, RUNNER, python_fallback)).build()
