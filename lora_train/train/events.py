@@ -61,8 +61,10 @@ def describe(event: Event) -> str:
         if "its" in event:
             parts.append(f"{event['its']:.2f} it/s")
         return ", ".join(parts)
+    if kind == "epoch":
+        return f"epoch {event.get('epoch')}/{event.get('epochs')} done, average loss {event.get('loss_avg', 0):.4f}"
     text = event.get("message") or ""
-    if event.get("path"):
+    if event.get("path") and event["path"] not in text:
         text = f"{text} {event['path']}".strip()
     return f"{kind}: {text}" if text else kind
 
