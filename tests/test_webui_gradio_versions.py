@@ -1,0 +1,104 @@
+"""The tab builds, and its page config serialises, under A1111 1.10's gradio 3.41.2 and under ours.
+
+gradio 3.41.2 lives in its own venv, `.venv-gradio3` (requirements/gradio3.txt), created here on
+first use; the test is skipped, saying why, only when pip cannot reach a package index. The same
+probe runs in both interpreters: it builds the tab for the standalone host and for a WebUI-like
+host (test renders and prompt insertion shown), and reports the components and events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GRADIO3_VENV = ROOT / ".venv-gradio3"
+GRADIO3_REQUIREMENTS = ROOT / "requirements" / "gradio3.txt"
+
+PROBE = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+    import gradio as gr
+    from lora_train.webui.host import StandaloneHost, TabSettings
+    from lora_train.webui.paths import PathPolicy
+    from lora_train.webui.tab import build_tab
+
+    class WebUILike(StandaloneHost):
+        can_render = True
+        inserts_prompts = True
+
+    tmp = Path(sys.argv[1])
+    report = {"version": gr.__version__}
+    for host_class in (StandaloneHost, WebUILike):
+        host = host_class(None, TabSettings(tmp / "loras", tmp / "runs"), PathPolicy())
+        blocks = build_tab(host)
+        config = blocks.get_config_file()
+        report[host_class.__name__] = {
+            "ids": sorted(b.elem_id for b in blocks.blocks.values() if getattr(b, "elem_id", None)),
+            "events": len(blocks.fns),
+            "config_components": len(config["components"]),
+        }
+    print(json.dumps(report))
+''')
+
+
+def _probe(python: Path | str, tmp_path: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
+    result = subprocess.run([str(python), "-c", PROBE, str(tmp_path)], capture_output=True, text=True, env=env,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _check(report: dict) -> None:
+    standalone, webui = report["StandaloneHost"], report["WebUILike"]
+    for ids in (standalone["ids"], webui["ids"]):
+        for elem_id in ("lora_train_base_model", "lora_train_data_dir", "lora_train_start", "lora_train_stop",
+                        "lora_train_resume", "lora_train_progress", "lora_train_chart", "lora_train_samples",
+                        "lora_train_log", "lora_train_result", "lora_train_insert", "lora_train_test",
+                        "lora_train_lora_rank", "lora_train_optimizer", "lora_train_sample_prompts"):
+            assert elem_id in ids, f"{elem_id} missing under gradio {report['version']}"
+    assert webui["events"] == standalone["events"] >= 12
+    assert webui["config_components"] >= 100
+
+
+def _gradio3_python() -> Path:
+    """.venv-gradio3's interpreter, (re)installed when requirements/gradio3.txt changed."""
+    python = GRADIO3_VENV / "bin" / "python"
+    stamp = GRADIO3_VENV / "requirements.sha256"
+    digest = hashlib.sha256(GRADIO3_REQUIREMENTS.read_bytes()).hexdigest()
+    if python.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return python
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(GRADIO3_VENV)], check=True, timeout=300)
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(GRADIO3_REQUIREMENTS)],
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        if any(sign in output for sign in ("No matching distribution", "Could not find a version",
+                                           "NewConnectionError", "Network is unreachable")):
+            pytest.skip(f"gradio 3.41.2 could not be installed into {GRADIO3_VENV} (no package index "
+                        f"reachable): {output.strip().splitlines()[-1]}")
+        raise AssertionError(output[-3000:])
+    stamp.write_text(digest)
+    return python
+
+
+def test_builds_under_the_current_gradio(tmp_path):
+    report = _probe(sys.executable, tmp_path)
+    assert int(report["version"].split(".")[0]) >= 4
+    _check(report)
+
+
+@pytest.mark.slow
+def test_builds_under_gradio_3_41_of_a1111(tmp_path):
+    report = _probe(_gradio3_python(), tmp_path)
+    assert report["version"] == "3.41.2"
+    _check(report)

@@ -1,0 +1,103 @@
+"""The WebUI host adapter against stand-ins for the WebUI's modules (names as in A1111 1.10 / Forge)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from pathlib import Path
+
+import pytest
+
+from lora_train.errors import UserError
+from lora_train.webui.webui_host import SETTINGS, WebUIHost, register_settings
+
+
+class Options:
+    def __init__(self):
+        self.data_labels = {}
+
+    def add_option(self, key, info):
+        self.data_labels[key] = info
+        setattr(self, key, info.default)
+
+
+class OptionInfo:
+    def __init__(self, default=None, label="", component=None, component_args=None, section=None):
+        self.default, self.label, self.component, self.component_args, self.section = (
+            default, label, component, component_args, section)
+
+    def info(self, text):
+        self.comment = text
+        return self
+
+
+@pytest.fixture
+def webui(tmp_path, monkeypatch):
+    calls = []
+    model = types.SimpleNamespace(is_sd1=False, is_sd2=False, is_sdxl=True, sd_checkpoint_info=types.SimpleNamespace(
+        title="xl.safetensors [abc]", filename=str(tmp_path / "models" / "xl.safetensors"), shorthash="abc123",
+        hash="0000"))
+    cmd_opts = types.SimpleNamespace(lora_dir=str(tmp_path / "models" / "Lora"), listen=False, share=False,
+                                     ngrok=None, server_name=None, gradio_auth=None, gradio_auth_path=None,
+                                     ckpt_dir=None, vae_dir=None)
+    stubs = {
+        "modules": types.ModuleType("modules"),
+        "modules.shared": types.SimpleNamespace(opts=Options(), cmd_opts=cmd_opts, OptionInfo=OptionInfo),
+        "modules.paths_internal": types.SimpleNamespace(
+            data_path=str(tmp_path), script_path=str(tmp_path / "webui"), models_path=str(tmp_path / "models"),
+            default_output_dir=str(tmp_path / "outputs")),
+        "modules.sd_models": types.SimpleNamespace(
+            model_data=types.SimpleNamespace(sd_model=model),
+            checkpoints_list={"a [1]": types.SimpleNamespace(title="a [1]", filename="/m/a.safetensors")},
+            unload_model_weights=lambda: calls.append("unload"),
+            send_model_to_device=lambda m: calls.append(("to_device", m is model))),
+        "modules.sd_vae": types.SimpleNamespace(vae_dict={"v.pt": "/m/VAE/v.pt"}),
+        "modules.call_queue": types.SimpleNamespace(queue_lock=threading.Lock()),
+        "networks": types.SimpleNamespace(list_available_networks=lambda: calls.append("list_loras")),
+    }
+    for name, module in stubs.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    for name in ("shared", "paths_internal", "sd_models", "sd_vae", "call_queue"):
+        monkeypatch.setattr(stubs["modules"], name, stubs[f"modules.{name}"], raising=False)
+    register_settings()
+    return types.SimpleNamespace(calls=calls, opts=stubs["modules.shared"].opts, cmd_opts=cmd_opts,
+                                 tmp_path=tmp_path)
+
+
+def test_settings_and_model_come_from_the_webui(webui):
+    host = WebUIHost()
+    assert set(webui.opts.data_labels) == {setting.key for setting in SETTINGS}
+    assert webui.opts.data_labels["lora_train_preset"].section == ("lora_train", "LoRA trainer")
+    settings = host.settings()
+    assert settings.lora_dir == webui.tmp_path / "models" / "Lora"
+    assert settings.work_dir == webui.tmp_path / "outputs" / "lora_train"
+    webui.opts.lora_train_lora_dir = str(webui.tmp_path / "mine")
+    assert host.settings().lora_dir == webui.tmp_path / "mine"
+    current = host.current_model()
+    assert (current.title, current.arch, current.hash) == ("xl.safetensors [abc]", "SDXL", "abc123")
+    assert [m.path for m in host.checkpoints()] == ["/m/a.safetensors"]
+    assert [(v.title, v.path) for v in host.vaes()] == [("v.pt", "/m/VAE/v.pt")]
+
+
+def test_model_leaves_vram_and_comes_back_and_the_lora_list_refreshes(webui):
+    host = WebUIHost()
+    assert "moved out of VRAM" in host.release_model()
+    host.restore_model()
+    host.refresh_loras()
+    assert webui.calls == ["unload", ("to_device", True), "list_loras"]
+
+
+def test_paths_are_confined_when_listening_without_a_password(webui):
+    host = WebUIHost()
+    outside = "/etc"
+    assert host.path_policy().resolve(outside, "Dataset folder") == Path(outside)
+    webui.cmd_opts.listen = True
+    with pytest.raises(UserError, match="Dataset roots"):
+        host.path_policy().resolve(outside, "Dataset folder")
+    assert host.path_policy().resolve(str(webui.tmp_path / "models" / "x"), "Base model")
+    webui.opts.lora_train_dataset_roots = "/etc\n/srv"
+    assert host.path_policy().resolve(outside, "Dataset folder") == Path(outside)
+    webui.opts.lora_train_dataset_roots = ""
+    webui.cmd_opts.gradio_auth = "user:secret"
+    assert host.path_policy().resolve(outside, "Dataset folder") == Path(outside)
