@@ -5,20 +5,14 @@ original (ldm / sgm) names and shapes as real single-file checkpoints have them,
 loader runs on that: detection, the choice of config, conversion and the strict key/shape check.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_unet_diffusers_config_from_ldm
 
-from lora_train.fixtures.checkpoints import ldm_state_dict
-from lora_train.fixtures.components import TinyModel
 from lora_train.fixtures.ldm_yaml import unet_params
-from lora_train.models.arch import ARCHS
-from lora_train.models.checkpoint_file import CheckpointFile
-from lora_train.models.prediction import training_scheduler
-from lora_train.models.shipped import shipped_config, shipped_dir
+from lora_train.fixtures.real_size import real_size_checkpoint
+from lora_train.models.shipped import shipped_config
 from lora_train.models.single_file import load_checkpoint
 from lora_train.models.weights import empty_model
 
@@ -30,23 +24,6 @@ PUBLIC_SIZES = {
 }
 
 
-def real_size_checkpoint(arch: str, v_prediction: bool) -> dict[str, torch.Tensor]:
-    """A real-size checkpoint's tensors on the meta device, in the original layout."""
-    unet = empty_model(lambda: UNet2DConditionModel.from_config(shipped_config(arch, v_prediction, "unet")))
-    vae = empty_model(lambda: AutoencoderKL.from_config(shipped_config(arch, v_prediction, "vae")))
-    encoders = []
-    for spec in ARCHS[arch].text_encoders:
-        config = spec.model_class.config_class.from_pretrained(shipped_dir(arch, v_prediction) / spec.subfolder)
-        encoders.append(empty_model(lambda: spec.model_class(config)))
-    scheduler = training_scheduler(shipped_config(arch, v_prediction, "scheduler"), v_prediction)
-    model = TinyModel(arch, unet, vae, encoders, [], scheduler, v_prediction)
-    return ldm_state_dict(model)
-
-
-def as_checkpoint(tensors: dict[str, torch.Tensor], name: str) -> CheckpointFile:
-    return CheckpointFile(Path(name), tensors, {}, lambda keys: {key: tensors[key] for key in keys})
-
-
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -54,10 +31,9 @@ def count(module: torch.nn.Module) -> int:
 @pytest.mark.parametrize("name, arch, v_prediction", [
     ("sd1", "sd1", False), ("sd2", "sd2", False), ("sd2-v", "sd2", True), ("sdxl", "sdxl", False)])
 def test_loader_accepts_a_real_size_checkpoint_with_the_shipped_configs(name, arch, v_prediction):
-    tensors = real_size_checkpoint(arch, v_prediction)
-    assert tensors["model.diffusion_model.input_blocks.0.0.weight"].shape == (320, 4, 3, 3)
-    base = load_checkpoint(as_checkpoint(tensors, f"real-{name}.safetensors"), None,
-                           "v_prediction" if v_prediction else "epsilon", torch.float16)
+    checkpoint = real_size_checkpoint(arch, v_prediction)
+    assert checkpoint.meta["model.diffusion_model.input_blocks.0.0.weight"].shape == (320, 4, 3, 3)
+    base = load_checkpoint(checkpoint, None, "v_prediction" if v_prediction else "epsilon", torch.float16)
     assert (base.arch, base.v_prediction) == (arch, v_prediction)
     assert base.unet.device.type == "meta"  # nothing was allocated
     unet_size, vae_size, encoder_sizes = PUBLIC_SIZES[arch]
@@ -67,7 +43,7 @@ def test_loader_accepts_a_real_size_checkpoint_with_the_shipped_configs(name, ar
 
 
 def test_sd2_checkpoints_hold_the_unused_last_openclip_block():
-    tensors = real_size_checkpoint("sd2", False)
+    tensors = real_size_checkpoint("sd2").meta
     blocks = {key.split(".")[4] for key in tensors if ".resblocks." in key}
     assert len(blocks) == 24  # OpenCLIP ViT-H's 24; diffusers keeps 23 (SD2 reads the penultimate layer)
 
