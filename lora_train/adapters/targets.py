@@ -86,37 +86,43 @@ def text_encoder_target_names(text_encoder: nn.Module, kinds: Sequence[str]) -> 
                                if CLIP_BLOCKS[block] in kinds))
 
 
-def _matches(path: str, entry: str) -> bool:
-    return path == entry or path.endswith("." + entry)
+def text_encoder_root(text_encoder: nn.Module) -> str:
+    """What a text encoder's module paths lack of transformers 4's layout: transformers 5's CLIPTextModel
+    has no `text_model` level (`encoder.layers.0...`); CLIPTextModelWithProjection still has it."""
+    return "" if hasattr(text_encoder, "text_model") else "text_model."
 
 
-def _example_names(components: Mapping[str, nn.Module]) -> list[str]:
-    """Short layer names that exist (last two path segments), as hints for a mistyped entry."""
-    seen: dict[str, None] = {}
-    for component in components.values():
-        for path, module in component.named_modules():
-            if is_adaptable(module):
-                seen[".".join(path.split(".")[-2:])] = None
-    return list(seen)
+def _matches(paths: Sequence[str], entry: str) -> bool:
+    return any(path == entry or path.endswith("." + entry) for path in paths)
+
+
+def _short_name(path: str) -> str:
+    """The path after its last container index (`...transformer_blocks.0.attn1.to_q` -> `attn1.to_q`)."""
+    parts = path.split(".")
+    cut = max((i + 1 for i in range(1, len(parts)) if parts[i].isdigit() and parts[i - 1].endswith("s")), default=0)
+    return ".".join(parts[cut:])
 
 
 def names_by_entries(components: Mapping[str, nn.Module], entries: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """`target_modules`: each component's Linear / Conv2d layers whose path is, or ends with, an entry.
-    An entry that matches no layer anywhere is an error naming it and showing names that exist."""
+    """`target_modules`: each component's Linear / Conv2d layers whose path is, or ends with, an entry (text
+    encoder paths also as `text_model.encoder...`). An entry matching no layer is an error naming it and
+    showing names that exist."""
     if not entries:
         raise UserError("target_modules is an empty list: leave it out to use unet_targets / text_encoder_targets, "
                         "or name the layers to adapt.")
-    found = {name: tuple(path for path, module in component.named_modules()
-                         if is_adaptable(module) and any(_matches(path, entry) for entry in entries))
-             for name, component in components.items()}
+    layers = {label: [(path, (path, text_encoder_root(component) + path) if label != "UNet" else (path,))
+                      for path, module in component.named_modules() if is_adaptable(module)]
+              for label, component in components.items()}
+    found = {label: tuple(path for path, forms in paths if any(_matches(forms, entry) for entry in entries))
+             for label, paths in layers.items()}
     unmatched = [entry for entry in entries
-                 if not any(_matches(path, entry) for paths in found.values() for path in paths)]
+                 if not any(_matches(forms, entry) for paths in layers.values() for _, forms in paths)]
     if unmatched:
-        examples = _example_names(components)
+        examples = {label: dict.fromkeys(_short_name(path) for path, _ in paths) for label, paths in layers.items()}
         raise UserError(
             f"target_modules: {', '.join(map(repr, unmatched))} match(es) no Linear or Conv2d layer of the "
-            f"{' or '.join(components)}. Give full module paths or their endings; names that exist include: "
-            f"{', '.join(examples[:14])}{', ...' if len(examples) > 14 else ''}.")
+            f"{' or '.join(components)}. Give full module paths or their endings. Names that exist: "
+            + "; ".join(f"{label}: {', '.join(names)}" for label, names in examples.items()) + ".")
     return found
 
 
@@ -124,21 +130,19 @@ def select_targets(unet: nn.Module, text_encoders: Sequence[nn.Module], *, train
                    train_text_encoder: bool, unet_targets: Sequence[str], text_encoder_targets: Sequence[str],
                    network_type: str = "lora", target_modules: Sequence[str] | None = None) -> TargetSet:
     """The layers to adapt for these settings (config keys of the same names). Nothing to adapt is an error."""
-    components: dict[str, nn.Module] = {}
-    if train_unet:
-        components["unet"] = unet
+    labels = [f"text encoder {i + 1}" if len(text_encoders) > 1 else "text encoder" for i in range(len(text_encoders))]
+    components: dict[str, nn.Module] = {"UNet": unet} if train_unet else {}
     if train_text_encoder:
-        components.update({f"text_encoder_{i}": te for i, te in enumerate(text_encoders)})
+        components.update(zip(labels, text_encoders))
     if not components:
         raise UserError("train_unet and train_text_encoder are both off: there is nothing to train.")
     if target_modules is not None:
         found = names_by_entries(components, target_modules)
     else:
-        found = {"unet": unet_target_names(unet, unet_targets, network_type == "locon")} if train_unet else {}
-        found.update({name: text_encoder_target_names(te, text_encoder_targets)
-                      for name, te in components.items() if name != "unet"})
-    targets = TargetSet(found.get("unet", ()), tuple(found.get(f"text_encoder_{i}", ())
-                                                      for i in range(len(text_encoders))))
+        found = {label: text_encoder_target_names(component, text_encoder_targets) if label != "UNet"
+                 else unet_target_names(component, unet_targets, network_type == "locon")
+                 for label, component in components.items()}
+    targets = TargetSet(found.get("UNet", ()), tuple(found.get(label, ()) for label in labels))
     if not len(targets):
         raise UserError("No layer selected for LoRA: unet_targets and text_encoder_targets are empty (or the "
                         "trained parts have none of those layers). Choose at least one kind.")

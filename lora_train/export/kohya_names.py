@@ -22,6 +22,7 @@ from peft.tuners.lora.layer import LoraLayer
 from torch import nn
 
 from ..adapters.layers import lora_layers
+from ..adapters.targets import text_encoder_root
 from ..models.unet_layout import block_prefixes, to_original
 
 UNET_PREFIX = "lora_unet"
@@ -43,7 +44,7 @@ class KohyaNaming:
 
     @classmethod
     def for_model(cls, arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module]) -> "KohyaNaming":
-        roots = tuple("" if hasattr(te, "text_model") else "text_model." for te in text_encoders)
+        roots = tuple(text_encoder_root(te) for te in text_encoders)
         return cls(roots, block_prefixes(unet.config) if arch == "sdxl" else None)
 
     def unet_name(self, path: str) -> str:
