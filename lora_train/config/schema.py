@@ -65,8 +65,8 @@ class TrainConfig:
     crop: str = opt("center", "How an image is cropped to its training size.", "Data", choices=("center", "random"))
     flip_aug: bool = opt(False, "Randomly mirror images left-right (not for asymmetric characters or text).", "Data")
     enable_bucket: bool = opt(True, "Group images by aspect ratio instead of cropping them all square.", "Data")
-    min_bucket_reso: int = opt(256, "Smallest side of a bucket, in pixels.", "Data", min=64, max=4096)
-    max_bucket_reso: int = opt(1024, "Largest side of a bucket, in pixels.", "Data", min=64, max=8192)
+    min_bucket_reso: int = opt(256, "Smallest side of a bucket, in pixels.", "Data", min=16, max=4096)
+    max_bucket_reso: int = opt(1024, "Largest side of a bucket, in pixels.", "Data", min=16, max=8192)
     bucket_reso_steps: int = opt(64, "Bucket sides are multiples of this.", "Data", min=8, max=256)
     bucket_no_upscale: bool = opt(False, "Never enlarge an image smaller than the resolution; give it a smaller "
                                   "bucket instead.", "Data")
