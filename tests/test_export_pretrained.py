@@ -117,3 +117,17 @@ def test_files_that_fit_nothing_or_are_not_loras_are_refused(tmp_path):
         load_pretrained_lora(tmp_path / "junk.safetensors", "sd1", model.unet, model.text_encoders)
     with pytest.raises(UserError, match="not found"):
         load_pretrained_lora(tmp_path / "missing.safetensors", "sd1", model.unet, model.text_encoders)
+
+
+class NotATensor:
+    pass
+
+
+def test_pt_files_load_only_when_they_hold_tensors_alone(tmp_path):
+    model = trained("sd1", LoraSpec(rank=2, alpha=1.0), train_text_encoder=False)
+    torch.save(kohya_state_dict("sd1", model.unet, [], "fp32"), tmp_path / "old.pt")
+    again = inject(fresh("sd1"), LoraSpec(rank=2, alpha=1.0), train_text_encoder=False)
+    assert len(load_pretrained_lora(tmp_path / "old.pt", "sd1", again.unet, again.text_encoders).loaded) == 72
+    torch.save({"lora_unet_x.lora_down.weight": torch.zeros(1), "payload": NotATensor()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="never loaded, as it could run code"):
+        load_pretrained_lora(tmp_path / "evil.pt", "sd1", again.unet, again.text_encoders)

@@ -25,7 +25,7 @@ from ..errors import UserError
 from .dora import INPUT_DORA_LAYERS
 from .layers import ADAPTER, lora_layers
 from .spec import LoraSpec
-from .targets import TargetSet
+from .targets import TargetSet, text_encoder_labels
 
 
 @dataclass
@@ -98,8 +98,8 @@ def inject_lora(unet: nn.Module, text_encoders: Sequence[nn.Module], targets: Ta
                 spec: LoraSpec) -> LoraParameters:
     """Inject into the UNet and each text encoder (all frozen, even those with no targets)."""
     te_names = list(targets.text_encoders) + [()] * (len(text_encoders) - len(targets.text_encoders))
-    parts = [("UNet", unet, targets.unet)] + [
-        (f"text encoder {i + 1}", te, names) for i, (te, names) in enumerate(zip(text_encoders, te_names))]
+    parts = [("UNet", unet, targets.unet)] + list(zip(text_encoder_labels(len(text_encoders)), text_encoders,
+                                                       te_names))
     check_ranks(parts, spec)
     for _, component, names in parts:
         inject_component(component, names, spec)

@@ -38,6 +38,11 @@ class TargetSet:
         return len(self.unet) + sum(len(names) for names in self.text_encoders)
 
 
+def text_encoder_labels(count: int) -> list[str]:
+    """How messages name the text encoders: `text encoder`, or `text encoder 1`, `text encoder 2`."""
+    return ["text encoder"] if count == 1 else [f"text encoder {i + 1}" for i in range(count)]
+
+
 def is_adaptable(module: nn.Module) -> bool:
     """LoRA wraps Linear and Conv2d layers."""
     return isinstance(module, (nn.Linear, nn.Conv2d))
@@ -130,7 +135,7 @@ def select_targets(unet: nn.Module, text_encoders: Sequence[nn.Module], *, train
                    train_text_encoder: bool, unet_targets: Sequence[str], text_encoder_targets: Sequence[str],
                    network_type: str = "lora", target_modules: Sequence[str] | None = None) -> TargetSet:
     """The layers to adapt for these settings (config keys of the same names). Nothing to adapt is an error."""
-    labels = [f"text encoder {i + 1}" if len(text_encoders) > 1 else "text encoder" for i in range(len(text_encoders))]
+    labels = text_encoder_labels(len(text_encoders))
     components: dict[str, nn.Module] = {"UNet": unet} if train_unet else {}
     if train_text_encoder:
         components.update(zip(labels, text_encoders))
