@@ -82,7 +82,10 @@ def test_yaml_follows_the_webui_configs_and_names_loadable_text_encoder_folders(
     assert params["cond_stage_config"]["target"] == "ldm.modules.encoders.modules.FrozenCLIPEmbedder"
     version = params["cond_stage_config"]["params"]["version"]
     assert version == str(paths.text_encoders[0])
-    # what the WebUI's FrozenCLIPEmbedder does with `version`, offline
+    # what the WebUI's FrozenCLIPEmbedder does with `version`, offline (its transformers 4.30 reads the
+    # slow tokenizer's vocab.json + merges.txt, and weights named text_model.*)
+    assert {"vocab.json", "merges.txt", "config.json"} <= {f.name for f in paths.text_encoders[0].iterdir()}
+    assert "text_model.final_layer_norm.weight" in load_file(paths.text_encoders[0] / "model.safetensors")
     tokenizer = CLIPTokenizer.from_pretrained(version, local_files_only=True)
     encoder = CLIPTextModel.from_pretrained(version, local_files_only=True)
     assert tokenizer("a cat").input_ids == [49406, 320, 2368, 49407]
@@ -90,6 +93,7 @@ def test_yaml_follows_the_webui_configs_and_names_loadable_text_encoder_folders(
     assert torch.equal(encoder.state_dict()["encoder.layers.0.self_attn.q_proj.weight"],
                        stored["cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight"])
 
+    assert CLIPTokenizer.from_pretrained(tiny_checkpoints("sd2").text_encoders[0]).pad_token == "!"  # as SD2's
     sd2v = yaml.safe_load(tiny_checkpoints("sd2-v").yaml.read_text())["model"]["params"]
     assert sd2v["parameterization"] == "v" and sd2v["unet_config"]["params"]["use_linear_in_transformer"]
     sdxl = yaml.safe_load(tiny_checkpoints("sdxl").yaml.read_text())["model"]
