@@ -61,13 +61,10 @@ def read_layer(layer: LoraLayer) -> LayerWeights:
 def _with_rank(old: nn.Module, rank: int, *, as_input: bool) -> nn.Module:
     """A fresh copy of a LoRA A (as_input) or B module with another rank."""
     if isinstance(old, nn.Conv2d):
-        if as_input:
-            new = nn.Conv2d(old.in_channels, rank, old.kernel_size, old.stride, old.padding, old.dilation, bias=False)
-        else:
-            new = nn.Conv2d(rank, old.out_channels, old.kernel_size, old.stride, bias=False)
+        new = (nn.Conv2d(old.in_channels, rank, old.kernel_size, old.stride, old.padding, old.dilation, bias=False)
+               if as_input else nn.Conv2d(rank, old.out_channels, old.kernel_size, old.stride, bias=False))
     else:
-        new = nn.Linear(old.in_features, rank, bias=False) if as_input else nn.Linear(rank, old.out_features,
-                                                                                         bias=False)
+        new = nn.Linear(old.in_features, rank, bias=False) if as_input else nn.Linear(rank, old.out_features, False)
     return new.to(device=old.weight.device, dtype=old.weight.dtype)
 
 
@@ -83,6 +80,8 @@ def write_layer(layer: LoraLayer, weights: LayerWeights, key: str) -> None:
     """Set a layer to the given weights, taking their rank and alpha (the LoRA modules are replaced when
     the rank differs, so collect parameters after loading). A DoRA layer given no `dora_scale` gets the
     magnitude that makes it start exactly where the plain LoRA is. `key` names the weights in messages."""
+    if weights.dora_scale is not None and not is_dora(layer):
+        raise UserError(f"{key} is a DoRA layer (it has dora_scale): set use_dora: true to continue from it.")
     if weights.rank != layer.r[ADAPTER]:
         layer.lora_A[ADAPTER] = _with_rank(layer.lora_A[ADAPTER], weights.rank, as_input=True)
         layer.lora_B[ADAPTER] = _with_rank(layer.lora_B[ADAPTER], weights.rank, as_input=False)
@@ -92,8 +91,6 @@ def write_layer(layer: LoraLayer, weights: LayerWeights, key: str) -> None:
     layer.lora_alpha[ADAPTER] = weights.alpha
     layer.scaling[ADAPTER] = weights.alpha / weights.rank
     if not is_dora(layer):
-        if weights.dora_scale is not None:
-            raise UserError(f"{key} is a DoRA layer (it has dora_scale): set use_dora: true to continue from it.")
         return
     base = layer.get_base_layer().weight
     if weights.dora_scale is None:
