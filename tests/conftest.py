@@ -23,43 +23,20 @@ def tiny_checkpoints(tmp_path_factory):
     return lambda arch: build_tiny_checkpoint(folder, arch, seed=0, ckpt=True)
 
 
-@pytest.fixture(scope="session")
-def tiny_sd1_file(tiny_checkpoints):
-    """tiny-sd1.safetensors (ldm layout, tiny-sd1.yaml beside it)."""
-    return tiny_checkpoints("sd1").single_file
+def _tiny_path(arch: str, part: str, doc: str):
+    def fixture(tiny_checkpoints):
+        return getattr(tiny_checkpoints(arch), part)
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="session")(fixture)
 
 
-@pytest.fixture(scope="session")
-def tiny_sd1_ckpt(tiny_checkpoints):
-    """tiny-sd1.ckpt: the same weights as a pickle {"state_dict": ...}."""
-    return tiny_checkpoints("sd1").ckpt
-
-
-@pytest.fixture(scope="session")
-def tiny_sd1_diffusers(tiny_checkpoints):
-    """tiny-sd1-diffusers/: the same model as a diffusers folder."""
-    return tiny_checkpoints("sd1").diffusers
-
-
-@pytest.fixture(scope="session")
-def tiny_sd2_file(tiny_checkpoints):
-    """tiny-sd2.safetensors: SD2 layout (OpenCLIP), epsilon."""
-    return tiny_checkpoints("sd2").single_file
-
-
-@pytest.fixture(scope="session")
-def tiny_sd2v_file(tiny_checkpoints):
-    """tiny-sd2-v.safetensors: SD2 layout, v-prediction (`parameterization: v` in its yaml)."""
-    return tiny_checkpoints("sd2-v").single_file
-
-
-@pytest.fixture(scope="session")
-def tiny_sdxl_file(tiny_checkpoints):
-    """tiny-sdxl.safetensors: SDXL layout (CLIP-L + OpenCLIP-bigG-style, size conditioning)."""
-    return tiny_checkpoints("sdxl").single_file
-
-
-@pytest.fixture(scope="session")
-def tiny_sdxl_diffusers(tiny_checkpoints):
-    """tiny-sdxl-diffusers/: the tiny SDXL as a diffusers folder."""
-    return tiny_checkpoints("sdxl").diffusers
+tiny_sd1_file = _tiny_path("sd1", "single_file", "tiny-sd1.safetensors (ldm layout, tiny-sd1.yaml beside it).")
+tiny_sd1_ckpt = _tiny_path("sd1", "ckpt", 'tiny-sd1.ckpt: the same weights as a pickle {"state_dict": ...}.')
+tiny_sd1_diffusers = _tiny_path("sd1", "diffusers", "tiny-sd1-diffusers/: the same model as a diffusers folder.")
+tiny_sd2_file = _tiny_path("sd2", "single_file", "tiny-sd2.safetensors: SD2 layout (OpenCLIP), epsilon.")
+tiny_sd2v_file = _tiny_path("sd2-v", "single_file",
+                            "tiny-sd2-v.safetensors: SD2 layout, v-prediction (`parameterization: v` in its yaml).")
+tiny_sdxl_file = _tiny_path("sdxl", "single_file",
+                            "tiny-sdxl.safetensors: SDXL layout (CLIP-L + OpenCLIP-bigG style, size conditioning).")
+tiny_sdxl_diffusers = _tiny_path("sdxl", "diffusers", "tiny-sdxl-diffusers/: the tiny SDXL as a diffusers folder.")
