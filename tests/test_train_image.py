@@ -153,3 +153,35 @@ def test_nan_loss_stops_and_keeps_the_last_save(tiny_sd1_file, tmp_path, monkeyp
     with pytest.raises(UserError, match=r"The loss became nan at step 3.*lower learning_rate"):
         train(tiny_sd1_file, tmp_path / "out", max_train_steps=5, save_steps=2)
     assert [p.name for p in list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]
+
+
+def make_mixed_dataset(folder):
+    """Landscape, portrait and square images (bucketing) with captions."""
+    folder.mkdir()
+    for i, (size, color) in enumerate([((96, 64), "red"), ((64, 96), "blue"), ((64, 64), "green"),
+                                       ((96, 64), "yellow"), ((64, 96), "black"), ((128, 64), "white")]):
+        Image.new("RGB", size, color).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(f"a {color} card")
+    return folder
+
+
+def test_buckets_and_disk_caches_are_reused_and_invalidated(tiny_sd1_file, tmp_path):
+    data = make_mixed_dataset(tmp_path / "mixed")
+    settings = dict(train_data_dir=str(data), max_train_steps=2, enable_bucket=True, min_bucket_reso=32,
+                    max_bucket_reso=128, bucket_reso_steps=32, cache_latents_to_disk=True,
+                    cache_text_encoder_outputs_to_disk=True, train_text_encoder=False, batch_size=2)
+
+    def cache_lines(run: str, **extra) -> list[str]:
+        _, events = train(tiny_sd1_file, tmp_path / run, **settings, **extra)
+        return [e["message"] for e in events if e["type"] == "log" and "from the cache" in e["message"]]
+
+    assert cache_lines("first") == ["Latents: 0 from the cache, 6 encoded",
+                                    "Text-encoder outputs: 0 from the cache, 6 encoded"]
+    assert cache_lines("second") == ["Latents: 6 from the cache, 0 encoded",
+                                     "Text-encoder outputs: 6 from the cache, 0 encoded"]
+    Image.new("RGB", (96, 64), "purple").save(data / "0.png")
+    (data / "1.txt").write_text("a navy card")
+    assert cache_lines("changed") == ["Latents: 5 from the cache, 1 encoded",
+                                      "Text-encoder outputs: 5 from the cache, 1 encoded"]
+    assert cache_lines("clip_skip", clip_skip=2)[1] == "Text-encoder outputs: 0 from the cache, 6 encoded"
+    assert (data / ".lora_train_cache" / "latents").is_dir()

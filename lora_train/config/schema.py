@@ -141,6 +141,9 @@ class TrainConfig:
                                       "Memory and speed")
     cache_text_encoder_outputs: bool = opt(False, "Encode every caption once (only when the text encoder is not "
                                            "trained and captions are not shuffled or dropped).", "Memory and speed")
+    cache_text_encoder_outputs_to_disk: bool = opt(False, "Keep the text-encoder output cache on disk beside the "
+                                                   "images, reused by later runs (implies "
+                                                   "cache_text_encoder_outputs).", "Memory and speed")
     max_data_loader_n_workers: int = opt(0, "Worker processes loading images (0: in the main process).",
                                          "Memory and speed", min=0, max=64)
     # --- Saving ------------------------------------------------------------------------

@@ -38,8 +38,9 @@ def encode_text(arch: str, text_encoders: list, input_ids: list[torch.Tensor], c
         return TextConditioning(encoder(input_ids[0])[0])
     output = encoder(input_ids[0], output_hidden_states=True)
     hidden = output.hidden_states[-clip_skip]
-    unwrapped = getattr(encoder, "module", encoder)  # under DDP the model is wrapped
-    return TextConditioning(unwrapped.text_model.final_layer_norm(hidden))
+    model = getattr(encoder, "module", encoder)  # under DDP the model is wrapped
+    model = getattr(model, "text_model", model)  # transformers < 5 nests the layers in .text_model
+    return TextConditioning(model.final_layer_norm(hidden))
 
 
 def sdxl_time_ids(original_sizes: list, crop_top_lefts: list, target_sizes: list) -> torch.Tensor:

@@ -65,18 +65,26 @@ def model_identity(base: BaseModel, *extra: object) -> str:
     return ":".join(map(str, (Path(base.path).resolve(), stat.st_size, stat.st_mtime_ns, *extra)))
 
 
+def _disk_cache(config: TrainConfig, output_dir: Path, kind: str, log: Callable[[str], None]) -> TensorCache:
+    """The on-disk cache for `kind` (latents | text): beside the images, or under output_dir if not writable."""
+    data_root = Path(config.train_data_dir or Path(config.metadata_path).parent)
+    folder, warning = choose_cache_dir(data_root, output_dir / "cache")
+    if warning:
+        log(warning)
+    return TensorCache(folder / kind)
+
+
+def _report(what: str, cache: TensorCache) -> str:
+    return f"{what}: {cache.stats.hits} from the cache, {cache.stats.misses} encoded"
+
+
 def cache_latents(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,
-                  output_dir: Path, log: Callable[[str], None]) -> None:
-    """Encode every image once with the VAE (in memory, or on disk beside the images)."""
+                  output_dir: Path, log: Callable[[str], None]) -> str | None:
+    """Encode every image once with the VAE (in memory, or on disk beside the images); returns a report."""
     if config.crop == "random" or config.flip_aug:
         log("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / flip_aug).")
-        return
-    folder = None
-    if config.cache_latents_to_disk:
-        data_root = Path(config.train_data_dir or Path(config.metadata_path).parent)
-        folder, warning = choose_cache_dir(data_root, output_dir / "cache")
-        if warning:
-            log(warning)
+        return None
+    cache = _disk_cache(config, output_dir, "latents", log) if config.cache_latents_to_disk else TensorCache()
     vae = base.vae
 
     @torch.no_grad()
@@ -84,12 +92,16 @@ def cache_latents(config: TrainConfig, data: ImageData, base: BaseModel, device:
         pixels = pixel_values.to(device=device, dtype=vae.dtype)
         return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float().cpu()
 
-    identity = model_identity(base, "vae", config.vae, vae.config.scaling_factor)
-    data.dataset.cache_latents(encode, identity, TensorCache(folder and folder / "latents"), config.batch_size)
+    identity = model_identity(base, "vae", config.vae, vae.config.scaling_factor, vae.dtype)
+    data.dataset.cache_latents(encode, identity, cache, config.batch_size)
+    return _report("Latents", cache)
 
 
-def cache_text_outputs(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device) -> None:
-    """Encode every caption once with the frozen text encoder(s)."""
+def cache_text_outputs(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,
+                       output_dir: Path, log: Callable[[str], None]) -> str:
+    """Encode every caption once with the frozen text encoder(s); returns a report."""
+    to_disk = config.cache_text_encoder_outputs_to_disk
+    cache = _disk_cache(config, output_dir, "text", log) if to_disk else TensorCache()
 
     @torch.no_grad()
     def encode(captions: list[str]) -> dict[str, torch.Tensor]:
@@ -100,5 +112,6 @@ def cache_text_outputs(config: TrainConfig, data: ImageData, base: BaseModel, de
             out["pooled"] = cond.pooled.float().cpu()
         return out
 
-    identity = model_identity(base, "text", config.clip_skip)
-    data.dataset.cache_text_encoder_outputs(encode, identity, TensorCache(None))
+    identity = model_identity(base, "text", config.clip_skip, base.text_encoders[0].dtype)
+    data.dataset.cache_text_encoder_outputs(encode, identity, cache)
+    return _report("Text-encoder outputs", cache)

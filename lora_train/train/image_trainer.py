@@ -74,12 +74,11 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     for module in [base.unet, *base.text_encoders]:
         module.to(device, precision.weight_dtype)
     base.vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
-    if config.cache_latents:
-        say("Caching latents")
-        cache_latents(config, data, base, device, output_dir, lambda text: say(text, "warning"))
-    if config.cache_text_encoder_outputs:
-        say("Caching text-encoder outputs")
-        cache_text_outputs(config, data, base, device)
+    warn = lambda text: say(text, "warning")  # noqa: E731
+    if config.cache_latents and (report := cache_latents(config, data, base, device, output_dir, warn)):
+        say(report)
+    if config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk:
+        say(cache_text_outputs(config, data, base, device, output_dir, warn))
 
     spec = LoraSpec.from_settings(network_type=config.network_type, lora_rank=config.lora_rank,
                                   lora_alpha=config.lora_alpha, conv_dim=config.conv_dim,
