@@ -13,7 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,16 +33,15 @@ class CheckpointFile:
     path: Path
     meta: dict[str, torch.Tensor]  # every tensor on the meta device: names, shapes, dtypes
     metadata: dict[str, str]
-    _load: Callable[[list[str]], dict[str, torch.Tensor]] = field(repr=False)
+    _load: Callable[[list[str]], Iterable[tuple[str, torch.Tensor]]] = field(repr=False)  # one by one
 
     def read(self, prefix: str, dtype: torch.dtype | None = None, skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
         """The tensors whose names start with `prefix` but not with `prefix` + any of `skip` (names kept
-        whole), floats cast to `dtype`."""
+        whole), floats cast to `dtype` as each is read (so a part is never held in two dtypes)."""
         skipped = tuple(prefix + part for part in skip)
-        tensors = self._load([key for key in self.meta if key.startswith(prefix) and not key.startswith(skipped)])
-        if dtype is None:
-            return tensors
-        return {key: value.to(dtype) if value.is_floating_point() else value for key, value in tensors.items()}
+        keys = [key for key in self.meta if key.startswith(prefix) and not key.startswith(skipped)]
+        return {key: value.to(dtype) if dtype and value.is_floating_point() else value
+                for key, value in self._load(keys)}
 
 
 def open_checkpoint(path: str | Path) -> CheckpointFile:
@@ -90,9 +89,9 @@ def _open_safetensors(path: Path) -> CheckpointFile:
         raise UserError(f"{path} is not a readable .safetensors file ({error}); it may be truncated. "
                         "Download it again.") from error
 
-    def load(keys: list[str]) -> dict[str, torch.Tensor]:
+    def load(keys: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
         with safe_open(str(path), framework="pt") as handle:
-            return {key: handle.get_tensor(key) for key in keys}
+            yield from ((key, handle.get_tensor(key)) for key in keys)
 
     return CheckpointFile(path, meta, dict(metadata), load)
 
@@ -132,4 +131,4 @@ def _open_pickle(path: Path) -> CheckpointFile:
     if not tensors:
         raise UserError(f"{path} holds no model weights. Expected a checkpoint with a state_dict of tensors.")
     meta = {key: torch.empty(value.shape, dtype=value.dtype, device="meta") for key, value in tensors.items()}
-    return CheckpointFile(path, meta, {}, lambda keys: {key: tensors[key] for key in keys})
+    return CheckpointFile(path, meta, {}, lambda keys: ((key, tensors[key]) for key in keys))

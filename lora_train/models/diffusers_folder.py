@@ -18,9 +18,6 @@ from .prediction import training_scheduler
 from .shipped import shipped_config
 from .vae_file import load_vae_file
 
-_PIPELINES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl"}
-
-
 def folder_arch(folder: Path) -> str:
     """`sd1`, `sd2` or `sdxl` from model_index.json (SD1 and SD2 differ in their text encoder: OpenAI CLIP
     uses quick_gelu, OpenCLIP gelu); a UserError for anything else."""
@@ -30,9 +27,9 @@ def folder_arch(folder: Path) -> str:
         raise UserError(f"{folder} is {kind} (it has no model_index.json). Give a whole diffusers pipeline folder "
                         "or a single-file checkpoint as base model.")
     pipeline = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name", "")
-    if pipeline not in _PIPELINES:
+    if pipeline not in {spec.pipeline_class_name for spec in ARCHS.values()}:
         raise UserError(f"{folder} holds a {pipeline or 'unknown'} model. {SUPPORTED}")
-    if _PIPELINES[pipeline] == "sdxl":
+    if pipeline == ARCHS["sdxl"].pipeline_class_name:
         return "sdxl"
     encoder = require_part(folder, "text_encoder", f"The diffusers folder {folder}") / "config.json"
     return "sd1" if json.loads(encoder.read_text(encoding="utf-8")).get("hidden_act") == "quick_gelu" else "sd2"
@@ -56,7 +53,6 @@ def load_diffusers_folder(folder: Path, vae_path: Path | None, prediction_type: 
     tokenizers = [load_clip_tokenizer(folder / spec.tokenizer_subfolder, pad_token=spec.pad_token) for spec in specs]
     return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers,
                      training_scheduler(scheduler_config, v_prediction), folder.name, folder)
-
 
 
 def _vae_config(folder: Path, arch: str, v_prediction: bool) -> dict:

@@ -20,6 +20,8 @@ StateDict = Mapping[str, torch.Tensor]
 
 _VAE_TOP_LEVEL = DIFFUSERS_TO_LDM_MAPPING["vae"]
 _VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+_OPEN_CLIP_TOP_LEVEL = {diffusers.removeprefix("text_model."): ldm
+                        for diffusers, ldm in DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"].items()}
 _OPEN_CLIP_LAYER = [(diffusers, ldm) for diffusers, ldm in DIFFUSERS_TO_LDM_MAPPING["openclip"]["transformer"].items()
                     if not diffusers.startswith("transformer.")]
 
@@ -82,13 +84,11 @@ def open_clip_to_ldm(state_dict: StateDict, prefix: str) -> dict[str, torch.Tens
     """A Hugging Face CLIP text model (with or without projection) -> OpenCLIP's text tower under
     `prefix`: `transformer.resblocks.N.attn.in_proj_weight` (q, k, v fused), `text_projection`
     stored as `x @ text_projection`, `positional_embedding`, `ln_final`."""
-    top_level = {diffusers.removeprefix("text_model."): ldm
-                 for diffusers, ldm in DIFFUSERS_TO_LDM_MAPPING["openclip"]["layers"].items()}
     flat = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
     converted: dict[str, torch.Tensor] = {}
     for key, value in flat.items():
-        if key in top_level:
-            converted[prefix + top_level[key]] = value.T if key == "text_projection.weight" else value
+        if key in _OPEN_CLIP_TOP_LEVEL:
+            converted[prefix + _OPEN_CLIP_TOP_LEVEL[key]] = value.T if key == "text_projection.weight" else value
         elif ".self_attn." in key and key.rsplit(".", 2)[-2] in ("q_proj", "k_proj", "v_proj"):
             continue  # fused below
         else:
