@@ -11,7 +11,7 @@ import yaml
 from safetensors.torch import save_file
 
 from lora_train.errors import UserError
-from lora_train.models import load_base_model
+from lora_train.models.load import load_base_model
 
 
 def tensors_file(path, names, in_channels=4):

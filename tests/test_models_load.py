@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from lora_train.fixtures.checkpoints import tiny_model
-from lora_train.models import load_base_model, make_pipeline
+from lora_train.models.load import load_base_model
+from lora_train.models.pipeline import make_pipeline
 
 
 @functools.cache

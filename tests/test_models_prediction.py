@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from lora_train.fixtures.real_size import real_size_checkpoint
-from lora_train.models import load_base_model
+from lora_train.models.load import load_base_model
 from lora_train.models import single_file
 from lora_train.models.ldm_config import find_ldm_config
 from lora_train.models.prediction import declared_v_prediction, looks_like_v_prediction

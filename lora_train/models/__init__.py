@@ -1,12 +1,9 @@
 """Loading base models: single-file checkpoints (ldm layout), diffusers folders, tokenizers.
 
-    from lora_train.models import load_base_model, make_pipeline
+Imports nothing, so light modules (unet_layout, arch names) stay cheap to import. The entry points:
+
+    from lora_train.models.load import load_base_model      # -> BaseModel (base_model.py)
+    from lora_train.models.pipeline import make_pipeline    # sampling pipeline over its parts
     base = load_base_model("models/Stable-diffusion/model.safetensors")
     base.arch, base.v_prediction, base.base_model_version   # "sdxl", False, "sdxl_base_v1-0"
 """
-
-from .base_model import BaseModel
-from .load import load_base_model
-from .pipeline import make_pipeline
-
-__all__ = ["BaseModel", "load_base_model", "make_pipeline"]
