@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from lora_train.fixtures.__main__ import main
+from lora_train.fixtures import checkpoints
 from lora_train.fixtures.checkpoints import build_tiny_checkpoint
 
 
@@ -31,7 +32,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     assert not filecmp.cmp(first.single_file, other.single_file, shallow=False)
 
 
-def test_existing_unchanged_files_are_reused_and_changed_ones_rebuilt(tmp_path):
+def test_existing_unchanged_files_are_reused_and_changed_ones_rebuilt(tmp_path, monkeypatch):
     paths = build_tiny_checkpoint(tmp_path, "sd1")
     stamp = paths.single_file.stat().st_mtime_ns
     assert build_tiny_checkpoint(tmp_path, "sd1") == paths
@@ -40,6 +41,10 @@ def test_existing_unchanged_files_are_reused_and_changed_ones_rebuilt(tmp_path):
     paths.single_file.write_bytes(original[:1000])
     build_tiny_checkpoint(tmp_path, "sd1")
     assert paths.single_file.read_bytes() == original
+    stamp = paths.single_file.stat().st_mtime_ns
+    monkeypatch.setattr(checkpoints, "_writer_version", lambda: "a newer writer")
+    build_tiny_checkpoint(tmp_path, "sd1")
+    assert paths.single_file.stat().st_mtime_ns != stamp
 
 
 def test_single_file_has_the_original_key_layout(tiny_checkpoints):
@@ -77,7 +82,8 @@ def test_yaml_follows_the_webui_configs_and_names_loadable_text_encoder_folders(
     paths = tiny_checkpoints("sd1")
     params = yaml.safe_load(paths.yaml.read_text())["model"]["params"]
     assert params["unet_config"]["target"] == "ldm.modules.diffusionmodules.openaimodel.UNetModel"
-    assert params["unet_config"]["params"]["num_heads"] == 4 and params["unet_config"]["params"]["model_channels"] == 32
+    unet = params["unet_config"]["params"]
+    assert (unet["num_heads"], unet["model_channels"], unet["image_size"]) == (4, 32, 8)  # ldm requires image_size
     assert params["first_stage_config"]["params"]["ddconfig"]["ch_mult"] == [1, 1, 1, 1]
     assert params["cond_stage_config"]["target"] == "ldm.modules.encoders.modules.FrozenCLIPEmbedder"
     version = params["cond_stage_config"]["params"]["version"]
