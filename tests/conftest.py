@@ -40,3 +40,36 @@ tiny_sd2v_file = _tiny_path("sd2-v", "single_file",
 tiny_sdxl_file = _tiny_path("sdxl", "single_file",
                             "tiny-sdxl.safetensors: SDXL layout (CLIP-L + OpenCLIP-bigG style, size conditioning).")
 tiny_sdxl_diffusers = _tiny_path("sdxl", "diffusers", "tiny-sdxl-diffusers/: the tiny SDXL as a diffusers folder.")
+
+
+@pytest.fixture
+def copy_tiny_checkpoint(tmp_path, tiny_checkpoints):
+    """`copy_tiny_checkpoint(arch, edit_yaml=None, edit_tensors=None, yaml=True)` -> path of a copy of a tiny
+    single-file checkpoint (with its yaml unless `yaml=False`) in a fresh folder, after `edit_yaml(dict)` and
+    `edit_tensors(dict)` changed the copy's yaml and tensors in place."""
+    import shutil
+    from itertools import count
+
+    import yaml as pyyaml
+    from safetensors.torch import load_file, save_file
+
+    copies = count()
+
+    def copy(arch, edit_yaml=None, edit_tensors=None, yaml=True):
+        files = tiny_checkpoints(arch)
+        folder = tmp_path / f"copy-{next(copies)}"
+        folder.mkdir()
+        target = folder / files.single_file.name
+        shutil.copy(files.single_file, target)
+        if edit_tensors:
+            tensors = load_file(target)
+            edit_tensors(tensors)
+            save_file(tensors, str(target))
+        if yaml:
+            config = pyyaml.safe_load(files.yaml.read_text())
+            if edit_yaml:
+                edit_yaml(config)
+            target.with_suffix(".yaml").write_text(pyyaml.safe_dump(config))
+        return target
+
+    return copy

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import save_file
 
 from lora_train.errors import UserError
@@ -103,32 +102,22 @@ def test_pickle_that_needs_code_is_refused_with_a_way_out(tmp_path):
         load_base_model(path)
 
 
-def copy_checkpoint(files, folder, with_yaml=True):
-    """The single file (and its yaml) copied to `folder`, to change without touching the session's files."""
-    target = folder / files.single_file.name
-    shutil.copy(files.single_file, target)
-    if with_yaml:
-        shutil.copy(files.yaml, target.with_suffix(".yaml"))
-    return target
-
-
-def test_non_standard_shape_without_yaml_says_to_put_one_beside(tmp_path, tiny_checkpoints):
-    path = copy_checkpoint(tiny_checkpoints("sd1"), tmp_path, with_yaml=False)
+def test_non_standard_shape_without_yaml_says_to_put_one_beside(copy_tiny_checkpoint):
+    path = copy_tiny_checkpoint("sd1", yaml=False)
     with pytest.raises(UserError, match=r"UNet in .* does not match .* put the ldm config .* as tiny-sd1.yaml"):
         load_base_model(path)
 
 
-def test_yaml_that_does_not_fit_the_checkpoint(tmp_path, tiny_checkpoints):
-    path = copy_checkpoint(tiny_checkpoints("sd1"), tmp_path)
-    config = yaml.safe_load(path.with_suffix(".yaml").read_text())
-    config["model"]["params"]["unet_config"]["params"]["channel_mult"] = [1, 3]
-    path.with_suffix(".yaml").write_text(yaml.safe_dump(config))
+def test_yaml_that_does_not_fit_the_checkpoint(copy_tiny_checkpoint):
+    def wider(config):
+        config["model"]["params"]["unet_config"]["params"]["channel_mult"] = [1, 3]
+
     with pytest.raises(UserError, match=r"with another shape .*tiny-sd1.yaml does not describe this checkpoint"):
-        load_base_model(path)
+        load_base_model(copy_tiny_checkpoint("sd1", edit_yaml=wider))
 
 
-def test_broken_yaml(tmp_path, tiny_checkpoints):
-    path = copy_checkpoint(tiny_checkpoints("sd1"), tmp_path)
+def test_broken_yaml(copy_tiny_checkpoint):
+    path = copy_tiny_checkpoint("sd1")
     path.with_suffix(".yaml").write_text("model: [unclosed")
     with pytest.raises(UserError, match="tiny-sd1.yaml .* not valid YAML"):
         load_base_model(path)
@@ -137,37 +126,24 @@ def test_broken_yaml(tmp_path, tiny_checkpoints):
         load_base_model(path)
 
 
-def edited_checkpoint(files, folder, edit):
-    """A copy of a tiny checkpoint (and its yaml) whose tensors `edit` changed."""
-    from safetensors.torch import load_file
-
-    path = copy_checkpoint(files, folder)
-    tensors = load_file(path)
-    edit(tensors)
-    save_file(tensors, str(path))
-    return path
-
-
-def test_extra_and_missing_tensors_are_errors(tmp_path, tiny_checkpoints):
-    path = edited_checkpoint(tiny_checkpoints("sd1"), tmp_path,
-                             lambda t: t.update({"model.diffusion_model.input_blocks.1.1.extra.weight": torch.ones(2)}))
+def test_extra_and_missing_tensors_are_errors(copy_tiny_checkpoint):
+    path = copy_tiny_checkpoint("sd1", edit_tensors=lambda t: t.update(
+        {"model.diffusion_model.input_blocks.1.1.extra.weight": torch.ones(2)}))
     with pytest.raises(UserError, match=r"UNet in .* 1 not part of the model \(e.g. model.diffusion_model.input_blocks"):
         load_base_model(path)
-    (tmp_path / "b").mkdir()
-    path = edited_checkpoint(tiny_checkpoints("sd1"), tmp_path / "b",
-                             lambda t: t.pop("cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.bias"))
+    path = copy_tiny_checkpoint("sd1", edit_tensors=lambda t: t.pop(
+        "cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.bias"))
     with pytest.raises(UserError, match=r"text encoder under cond_stage_model.transformer. .* 1 missing .*fc1.bias"):
         load_base_model(path)
 
 
-def test_checkpoint_without_vae_needs_a_vae_file(tmp_path, tiny_checkpoints):
+def test_checkpoint_without_vae_needs_a_vae_file(copy_tiny_checkpoint):
     def drop_vae(tensors):
         for key in [k for k in tensors if k.startswith("first_stage_model.")]:
             del tensors[key]
 
-    path = edited_checkpoint(tiny_checkpoints("sd1"), tmp_path, drop_vae)
     with pytest.raises(UserError, match="has no VAE .* Give a separate VAE file"):
-        load_base_model(path)
+        load_base_model(copy_tiny_checkpoint("sd1", edit_tensors=drop_vae))
 
 
 def test_bad_prediction_type(tiny_sd1_file):

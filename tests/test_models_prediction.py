@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
 
 from lora_train.fixtures.real_size import real_size_checkpoint
 from lora_train.models.load import load_base_model
@@ -39,28 +38,23 @@ def test_sd2_v_file_and_the_epsilon_override(tiny_sd2v_file):
     assert base.noise_scheduler.config.prediction_type == "epsilon"
 
 
-def test_sdxl_yaml_with_v_scaling_means_v(tmp_path, tiny_checkpoints):
-    files = tiny_checkpoints("sdxl")
-    target = tmp_path / files.single_file.name
-    shutil.copy(files.single_file, target)
-    config = yaml.safe_load(files.yaml.read_text())
-    scaling = config["model"]["params"]["denoiser_config"]["params"]["scaling_config"]
-    scaling["target"] = scaling["target"].replace("EpsScaling", "VScaling")
-    target.with_suffix(".yaml").write_text(yaml.safe_dump(config))
-    base = load_base_model(target)
+def test_sdxl_yaml_with_v_scaling_means_v(copy_tiny_checkpoint):
+    def v_scaling(config):
+        scaling = config["model"]["params"]["denoiser_config"]["params"]["scaling_config"]
+        scaling["target"] = scaling["target"].replace("EpsScaling", "VScaling")
+
+    base = load_base_model(copy_tiny_checkpoint("sdxl", edit_yaml=v_scaling))
     assert base.v_prediction and base.base_model_version == "sdxl_base_v1-0"
     assert base.noise_scheduler.config.prediction_type == "v_prediction"
 
 
-def test_relative_text_encoder_folder_in_the_yaml_is_found_beside_it(tmp_path, tiny_checkpoints):
-    files = tiny_checkpoints("sd2-v")
-    target = tmp_path / files.single_file.name
-    shutil.copy(files.single_file, target)
-    shutil.copytree(files.text_encoders[0], tmp_path / "te")
-    config = yaml.safe_load(files.yaml.read_text())
-    config["model"]["params"]["cond_stage_config"]["params"]["version"] = "te"
-    target.with_suffix(".yaml").write_text(yaml.safe_dump(config))
-    assert find_ldm_config(target).text_encoder_folders() == [tmp_path / "te"]
+def test_relative_text_encoder_folder_in_the_yaml_is_found_beside_it(copy_tiny_checkpoint, tiny_checkpoints):
+    def relative(config):
+        config["model"]["params"]["cond_stage_config"]["params"]["version"] = "te"
+
+    target = copy_tiny_checkpoint("sd2-v", edit_yaml=relative)
+    shutil.copytree(tiny_checkpoints("sd2-v").text_encoders[0], target.parent / "te")
+    assert find_ldm_config(target).text_encoder_folders() == [target.parent / "te"]
     assert load_base_model(target).v_prediction
 
 
