@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import UserError
+from ..export.naming import NAME_ADVICE, output_name_problem
 from .schema import TrainConfig
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
@@ -192,10 +193,10 @@ def _check_combinations(config: TrainConfig) -> None:
     if (config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk) and config.train_text_encoder:
         raise UserError("'cache_text_encoder_outputs' needs 'train_text_encoder: false' (a trained text encoder's "
                         "outputs change every step).")
-    name = config.output_name
-    if not name.strip() or any(ch in name for ch in '/\\:*?"<>|') or name.strip(". ") != name or ".." in name:
-        raise UserError(f"'output_name' {name!r} cannot be used as a file name: use letters, digits, spaces, "
-                        "'-' and '_' (no path separators or '..').")
+    problem = output_name_problem(config.output_name)
+    if problem:
+        raise UserError(f"'output_name' {config.output_name!r} cannot be used as a file name: {problem}. "
+                        f"{NAME_ADVICE}")
 
 
 def unwrap_optional(hint: Any) -> tuple[bool, Any]:

@@ -19,21 +19,28 @@ SIDECAR_SUFFIX = ".json"
 PREVIEW_SUFFIX = ".preview.png"
 _TAKEN_SUFFIXES = (LORA_SUFFIX, SIDECAR_SUFFIX, PREVIEW_SUFFIX, ".pt", ".ckpt")
 _NOT_IN_NAMES = set('/\\<>:"|?*')
+NAME_ADVICE = "Use letters, digits, spaces, '-', '_' or '.'."
+
+
+def output_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a LoRA file name (config validation and the exporter share this rule), or None."""
+    if not name or not name.strip():
+        return "it is empty"
+    if "/" in name or "\\" in name or ".." in name:
+        return "it contains a path separator or '..' (give a name, not a path; use output_dir for the folder)"
+    if any(char in _NOT_IN_NAMES or ord(char) < 32 for char in name):
+        return 'it contains a character not allowed in file names (< > : " | ? * or a control character)'
+    if name != name.strip() or name.startswith(".") or name.endswith("."):
+        return "it starts or ends with a space or a dot"
+    return None
 
 
 def check_output_name(name: str) -> str:
     """The name itself when it is a plain file name; otherwise a UserError saying what is wrong."""
-    if not name or not name.strip():
-        problem = "it is empty"
-    elif "/" in name or "\\" in name or ".." in name:
-        problem = "it contains a path separator or '..' (give a name, not a path; use output_dir for the folder)"
-    elif any(char in _NOT_IN_NAMES or ord(char) < 32 for char in name):
-        problem = 'it contains a character not allowed in file names (< > : " | ? * or a control character)'
-    elif name != name.strip() or name.endswith("."):
-        problem = "it starts or ends with a space, or ends with a dot"
-    else:
+    problem = output_name_problem(name)
+    if problem is None:
         return name
-    raise UserError(f"output_name {name!r} cannot be used: {problem}. Use letters, digits, spaces, '-', '_' or '.'.")
+    raise UserError(f"output_name {name!r} cannot be used: {problem}. {NAME_ADVICE}")
 
 
 def save_stem(name: str, *, epoch: int | None = None, step: int | None = None) -> str:
