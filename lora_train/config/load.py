@@ -22,6 +22,7 @@ from ..export.naming import NAME_ADVICE, output_name_problem
 from .schema import TrainConfig
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+_YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -108,8 +109,10 @@ def _check_value(name: str, value: Any, hint: Any, meta: dict, check_paths: bool
 
 
 def _check_scalar(name: str, value: Any, kind: type, meta: dict) -> Any:
-    value = _coerce(name, value, kind)
     choices = meta.get("choices")
+    if kind is str and isinstance(value, bool) and choices:  # YAML reads an unquoted `no` / `off` as false
+        value = next((word for word in _YAML_BOOL_WORDS[value] if word in choices), value)
+    value = _coerce(name, value, kind)
     if choices and value not in choices:
         allowed = ", ".join(map(str, choices))
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
@@ -156,6 +159,9 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     if kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, bool):
+            raise UserError(f"'{name}' must be text, got {value!r}: YAML reads an unquoted yes, no, on or off as "
+                            "true or false, so put the value in quotes.")
         raise bad
     raise TypeError(f"unsupported config type {kind}")  # a schema bug, not a user error
 
