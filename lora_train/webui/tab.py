@@ -26,6 +26,7 @@ from .runner import JobRunner, JobState
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
 RUNNER = JobRunner()
 TICK_SECONDS = 1.0
+LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
 
 
 def _guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
@@ -148,7 +149,8 @@ class TabView:
                     chart = gr.HTML("", elem_id="lora_train_chart")
                     samples = gr.Gallery(label="Latest samples", columns=4, height=220, object_fit="contain",
                                          elem_id="lora_train_samples")
-                log = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False, elem_id="lora_train_log")
+                log = gr.Textbox(label="Log (latest lines)", lines=LOG_SHOWN, max_lines=LOG_SHOWN, interactive=False,
+                                 elem_id="lora_train_log")
             with gr.Accordion("5. Use it", open=True, elem_id="lora_train_result_section"):
                 result = gr.HTML("", elem_id="lora_train_result")
                 with gr.Row():
@@ -246,7 +248,7 @@ class TabView:
         bar = render.progress(status, state.step,
                               state.total, state.epoch, state.epochs, state.its, state.eta_s, state.loss)
         return [bar, render.loss_chart(state.losses), render.messages(state.messages), samples,
-                "\n".join(state.log), self.ctl.result_html(state, weight), self.ctl.lora_tag(state, weight),
+                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state, weight), self.ctl.lora_tag(state, weight),
                 {"key": key, "samples": list(state.samples)}]
 
 

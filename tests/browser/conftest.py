@@ -1,0 +1,124 @@
+"""The standalone server (`python -m lora_train ui`) on the tiny SD1 model, and Debian's chromium.
+
+One server per module, training with the real engine in a worker process. Its machine-wide
+training lock lives in the test's own folder, so jobs of other test runs on this machine do
+not interfere. Skipped, with the reason, when chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+# Small and quick on CPU; the tab's own fields (epochs, names) are filled in the page.
+DEFAULTS = """\
+resolution: 64
+enable_bucket: false
+lora_rank: 4
+lora_alpha: 4
+optimizer: adamw
+scheduler: constant
+learning_rate: 1.0e-3
+mixed_precision: "no"
+log_with: none
+sample_steps: 2
+sample_every_n_epochs: 2
+"""
+
+
+def make_dataset(folder: Path, count: int = 8) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = [(220, 40, 40), (40, 80, 220), (40, 170, 60), (230, 200, 40)]
+    for index in range(count):
+        image = Image.new("RGB", (64, 64), (245, 245, 245))
+        image.paste(colours[index % 4], (12 + index, 12, 52, 52 - index))
+        image.save(folder / f"{index:02d}.png")
+        (folder / f"{index:02d}.txt").write_text(f"zq, a square, colour {index % 4}")
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_checkpoints) -> Path:
+    root = tmp_path_factory.mktemp("tab")
+    models = root / "models" / "Stable-diffusion"
+    models.mkdir(parents=True)
+    tiny = tiny_checkpoints("sd1")
+    shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
+    shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
+    (models / "broken.safetensors").write_text("not a model\n")
+    make_dataset(root / "data")
+    (root / "empty").mkdir()
+    (root / "defaults.yaml").write_text(DEFAULTS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(workspace) -> str:
+    port = _free_port()
+    env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.pop("LORA_TRAIN_PYTHON", None)
+    log = open(workspace / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lora_train", "ui", "--port", str(port), "--models-dir", str(workspace / "models"),
+         "--lora-dir", str(workspace / "loras"), "--work-dir", str(workspace / "runs"),
+         "--defaults-file", str(workspace / "defaults.yaml")],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workspace)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited: {(workspace / 'server.log').read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("the server did not answer within 90 s")
+    yield url
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#lora_train_start", timeout=30_000)
+    yield page
+    page.close()
