@@ -213,9 +213,9 @@ class JobRunner:
                     state, f"The training process ended without a result (exit code {code}). The log below and "
                            f"{spec.workspace / 'train.log'} say what happened."))
         except OSError as exc:
-            self._update(state, lambda: self._fail(state, f"Could not start the training process with "
-                                                          f"{spec.python}: {exc}. Check the worker interpreter "
-                                                          "in the settings."))
+            text = (f"Could not start the training process with {spec.python}: {exc}. Check the worker "
+                    "interpreter in the settings.")
+            self._update(state, lambda: self._fail(state, text))
         finally:
             self._follow(state, hooks.after_finish)
             self._update(state, lambda: setattr(state, "ended", True))

@@ -38,8 +38,11 @@ sample_every_n_epochs: 2
 """
 
 
-def make_dataset(folder: Path, count: int = 8) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+@pytest.fixture(scope="module")
+def training_images(tmp_path_factory) -> Path:
+    """8 captioned 64 px images (coloured squares; trigger word zq)."""
+    folder = tmp_path_factory.mktemp("data")
+    count = 8
     colours = [(220, 40, 40), (40, 80, 220), (40, 170, 60), (230, 200, 40)]
     for index in range(count):
         image = Image.new("RGB", (64, 64), (245, 245, 245))
@@ -49,14 +52,16 @@ def make_dataset(folder: Path, count: int = 8) -> Path:
     return folder
 
 
-def _free_port() -> int:
+@pytest.fixture(scope="module")
+def free_port() -> int:
+    """A port nothing listens on, for a server of this module."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_checkpoints) -> Path:
+def workspace(tmp_path_factory, tiny_checkpoints, training_images) -> Path:
     root = tmp_path_factory.mktemp("tab")
     models = root / "models" / "Stable-diffusion"
     models.mkdir(parents=True)
@@ -64,15 +69,15 @@ def workspace(tmp_path_factory, tiny_checkpoints) -> Path:
     shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
     shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
     (models / "broken.safetensors").write_text("not a model\n")
-    make_dataset(root / "data")
+    shutil.copytree(training_images, root / "data")
     (root / "empty").mkdir()
     (root / "defaults.yaml").write_text(DEFAULTS)
     return root
 
 
 @pytest.fixture(scope="module")
-def server(workspace) -> str:
-    port = _free_port()
+def server(workspace, free_port) -> str:
+    port = free_port
     env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("LORA_TRAIN_PYTHON", None)

@@ -1,0 +1,115 @@
+"""The extension inside a real AUTOMATIC1111 WebUI (1.10.x) on CPU: tab, training, Lora list, txt2img.
+
+Skipped unless LORA_TRAIN_WEBUI_DIR names a WebUI checkout whose environment is set up
+(LORA_TRAIN_WEBUI_PYTHON, default `<checkout>/venv/bin/python`). Nothing is written into the
+checkout: the WebUI runs with a temporary `--data-dir` whose `extensions/lora_train` links to
+this repository, the tiny SD1 model (with its `.yaml`, which the WebUI loads too) as the only
+checkpoint, and a temporary Lora folder. `--skip-install` skips install.py, so the worker is
+this test's interpreter (LORA_TRAIN_PYTHON). See docs/webui.md for how to run it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBUI_DIR = os.environ.get("LORA_TRAIN_WEBUI_DIR")
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.skipif(not WEBUI_DIR, reason="set LORA_TRAIN_WEBUI_DIR to an "
+                                                   "AUTOMATIC1111 checkout to run the WebUI integration test")]
+WEBUI_FLAGS = ["--skip-prepare-environment", "--skip-install", "--use-cpu", "all", "--no-half", "--precision", "full",
+               "--skip-torch-cuda-test", "--api", "--no-download-sd-model", "--skip-version-check"]
+
+
+def _api(url: str, payload: dict | None = None, timeout: float = 600):
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def webui(tmp_path_factory, tiny_checkpoints, training_images, free_port):
+    root = tmp_path_factory.mktemp("webui")
+    checkout = Path(WEBUI_DIR).resolve()
+    python = os.environ.get("LORA_TRAIN_WEBUI_PYTHON") or str(checkout / "venv" / "bin" / "python")
+    (root / "extensions").mkdir()
+    (root / "extensions" / "lora_train").symlink_to(ROOT, target_is_directory=True)
+    models = root / "Stable-diffusion"
+    models.mkdir()
+    tiny = tiny_checkpoints("sd1")
+    shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
+    shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
+    port = free_port
+    env = dict(os.environ, LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_LOCK_DIR=str(root), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1")
+    log = open(root / "webui.log", "w")
+    process = subprocess.Popen([python, "launch.py", *WEBUI_FLAGS, "--port", str(port), "--data-dir", str(root),
+                                "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")],
+                               cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the WebUI exited: {(root / 'webui.log').read_text()[-4000:]}")
+        try:
+            if _api(f"{url}/sdapi/v1/sd-models", timeout=5):
+                break
+        except OSError:
+            time.sleep(2)
+    else:
+        process.kill()
+        pytest.fail(f"the WebUI did not start in 10 minutes: {(root / 'webui.log').read_text()[-4000:]}")
+    yield url, root
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def _render(url: str, prompt: str) -> bytes:
+    payload = dict(prompt=prompt, seed=7, steps=4, width=64, height=64, cfg_scale=5, sampler_name="Euler")
+    return base64.b64decode(_api(f"{url}/sdapi/v1/txt2img", payload)["images"][0])
+
+
+def test_tab_trains_on_the_loaded_checkpoint_and_the_lora_works_in_txt2img(webui, browser, training_images):
+    url, root = webui
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Train LoRA").click()
+        page.wait_for_selector("#lora_train_start", timeout=60_000)
+        assert "tiny-sd1" in page.inner_text("#lora_train_model_note") and "SD1" in page.inner_text(
+            "#lora_train_model_note")
+        assert "tiny-sd1" in page.locator("#lora_train_base_model input").input_value()
+        for elem_id, value in (("lora_train_data_dir", training_images), ("lora_train_trigger_word", "zq"),
+                               ("lora_train_output_name", "webui_lora"), ("lora_train_resolution", 64),
+                               ("lora_train_epochs", 2), ("lora_train_batch_size", 4)):
+            box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+            box.fill(str(value))
+            box.press("Tab")
+        page.click("#lora_train_start")
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and "LoRA saved" not in page.inner_text("#lora_train_result"):
+            assert not page.locator("#lora_train_job_note .lora-train-error").count(), page.inner_text(
+                "#lora_train_job_note")
+            time.sleep(1)
+        assert "LoRA saved" in page.inner_text("#lora_train_result")
+        page.click("#lora_train_insert")
+        assert "<lora:webui_lora:0.8>" in page.locator("#txt2img_prompt textarea").input_value()
+    finally:
+        page.close()
+    assert (root / "Lora" / "webui_lora.safetensors").is_file()
+    assert "webui_lora" in [lora["name"] for lora in _api(f"{url}/sdapi/v1/loras")]
+    assert _render(url, "zq") != _render(url, "zq <lora:webui_lora:1>")
