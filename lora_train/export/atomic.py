@@ -48,7 +48,8 @@ def _publish(temporary: Path, path: Path) -> None:
         os.rename(temporary, path)
 
 
-def _user_error(exc: OSError, path: Path) -> UserError:
+def disk_error(exc: OSError, path: Path) -> UserError:
+    """The UserError for a failed write of `path`: exists, no space, not writable, or other."""
     folder = path.parent
     if isinstance(exc, FileExistsError):
         return UserError(f"{path} already exists and is never overwritten: choose another name.")
@@ -77,5 +78,5 @@ def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
             temporary.unlink(missing_ok=True)
         _fsync_folder(path.parent)
     except OSError as exc:
-        raise _user_error(exc, path) from exc
+        raise disk_error(exc, path) from exc
     return path

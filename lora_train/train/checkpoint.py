@@ -2,25 +2,30 @@
 
 A checkpoint holds the LoRA parameters (safetensors), the optimizer, LR schedule and loss
 scaler states, every random generator the loop draws from, and where in the data the run
-was. It is written into a temporary folder and renamed into place, so a process killed
-mid-save leaves the previous checkpoint intact. Everything loads with
+was. It is written into a temporary folder (each file fsynced) and renamed into place, so a
+process killed mid-save leaves the previous checkpoint intact; a full or read-only disk is a
+UserError naming the folder, and leaves no partial folder. Everything loads with
 `torch.load(weights_only=True)`: no pickle code runs on resume.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import UserError
+from ..export.atomic import disk_error
 
 PREFIX = "checkpoint-"
 # Not a .safetensors name: the WebUI lists every .safetensors under models/Lora as a LoRA.
@@ -86,20 +91,29 @@ def save_checkpoint(output_dir: str | Path, params: dict[str, torch.Tensor], opt
     """Write checkpoint-<step>/ atomically and return its path."""
     final = checkpoint_dir(output_dir, progress.step)
     staging = final.with_name(final.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in params.items()}, str(staging / _PARAMS))
+    tensors = safetensors.torch.save({k: v.detach().contiguous().cpu() for k, v in params.items()})
     state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_snapshot(generators),
              "progress": asdict(progress), "settings": settings}
-    with open(staging / _STATE, "wb") as handle:
-        torch.save(state, handle)
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _write_synced(staging / _PARAMS, lambda handle: handle.write(tensors))
+        _write_synced(staging / _STATE, lambda handle: torch.save(state, handle))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except OSError as exc:  # a full disk, a folder made read-only: say so, leave no half checkpoint
+        shutil.rmtree(staging, ignore_errors=True)
+        raise disk_error(exc, final) from exc
+    return final
+
+
+def _write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    with open(path, "wb") as handle:
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
-    return final
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -107,8 +121,13 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         params = load_file(str(path / _PARAMS))
         state = torch.load(path / _STATE, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"Checkpoint {path} holds pickled objects other than tensors, which are never loaded (they "
+                        "could run code): lora_train did not write it, or it was changed. Resume from a "
+                        "checkpoint-<step> folder written by lora_train.") from None
     except Exception as exc:
-        raise UserError(f"Checkpoint {path} cannot be read ({exc}); it may be damaged. Resume from an older "
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"Checkpoint {path} cannot be read ({reason}); it may be damaged. Resume from an older "
                         "checkpoint-<step> folder.") from None
     return params, state
 
