@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import IO, Any, Callable, Protocol
+
+from ..export.atomic import disk_error
 
 Event = dict[str, Any]
 
@@ -70,17 +73,28 @@ def describe(event: Event) -> str:
 
 
 class LogFileSink:
-    """Appends `describe(event)` lines with a timestamp to a text file (train.log)."""
+    """Appends `describe(event)` lines with a timestamp to a text file (train.log).
+
+    A failed write (a full disk) is a UserError naming the folder, raised once: the sink then
+    stays silent, so the `error` event that reports it still reaches the other sinks.
+    """
 
     def __init__(self, path: str):
         self.path = path
+        self.failed = False
 
     def __call__(self, event: Event) -> None:
+        if self.failed:
+            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", time.time())))
-        with open(self.path, "a", encoding="utf-8") as log:
-            log.write(f"{stamp} {describe(event)}\n")
-            if event.get("detail"):
-                log.write(event["detail"].rstrip() + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as log:
+                log.write(f"{stamp} {describe(event)}\n")
+                if event.get("detail"):
+                    log.write(event["detail"].rstrip() + "\n")
+        except OSError as exc:
+            self.failed = True
+            raise disk_error(exc, Path(self.path)) from None
 
 
 class ConsoleSink:
