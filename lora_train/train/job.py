@@ -1,4 +1,9 @@
-"""One training job: take the machine-wide lock and run the trainer for the config's task."""
+"""One training job: take the machine-wide lock and run the trainer for the config's task.
+
+The lock is taken before the trainer's (slow) imports, so a second job is refused at once. Running out
+of GPU memory before the first step (moving the model, caching latents) gets the same advice as in
+the loop, which names its step.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import UserError
 from .events import Fanout
+from .faults import out_of_memory_message
 from .lock import TrainingLock
 from .stop import StopRequest
 
@@ -15,7 +21,12 @@ def run_job(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path | None
     if config.task_type == "text-generation":
         raise UserError("task_type text-generation (LLM LoRA) is not built yet; it comes with the LLM LoRA issue. "
                         "Use task_type: image for Stable Diffusion LoRAs.")
-    from .image_trainer import train_image_lora
+    with TrainingLock(description=config.output_name):  # before the slow imports: a refusal comes at once
+        import torch
 
-    with TrainingLock(description=config.output_name):
-        return train_image_lora(config, emit, stop)
+        from .image_trainer import train_image_lora
+
+        try:
+            return train_image_lora(config, emit, stop)
+        except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
+            raise out_of_memory_message(None, config.resolution, config.batch_size) from None
