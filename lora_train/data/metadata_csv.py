@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,22 +35,34 @@ def read_metadata_csv(path: Path) -> tuple[list[MetadataRow], list[str]]:
     except OSError as exc:
         raise UserError(f"metadata_path {path} cannot be read ({exc.strerror or exc}): check the path.") from None
     warnings = [f"{path}: {encoding_warning}"] if encoding_warning else []
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-        if header is None:
-            raise UserError(f"{path} is empty: write a header line `filename,prompt`, then one row per image.")
-        names = [cell.strip().lower() for cell in header]
-        file_col = _column(names, FILENAME_COLUMNS, path)
-        prompt_col = _column(names, PROMPT_COLUMNS, path)
-        rows = [_row(cells, reader.line_num, file_col, prompt_col, path) for cells in reader
-                if any(cell.strip() for cell in cells)]
-    except csv.Error as exc:
-        raise UserError(f"{path} line {reader.line_num}: {exc}. A prompt containing commas or quotes must be in "
-                        f'double quotes, with its own quotes doubled: a.png,"red, ""shiny"" car".') from None
+    records = _records(csv.reader(io.StringIO(text, newline=""), strict=True), path)
+    header = next(records, None)
+    if header is None:
+        raise UserError(f"{path} is empty: write a header line `filename,prompt`, then one row per image.")
+    names = [cell.strip().lower() for cell in header[1]]
+    file_col = _column(names, FILENAME_COLUMNS, path)
+    prompt_col = _column(names, PROMPT_COLUMNS, path)
+    rows = [_row(cells, line, file_col, prompt_col, path) for line, cells in records]
     if not rows:
         raise UserError(f"{path} has a header but no rows: add one line `filename,prompt` per image.")
     return rows, warnings
+
+
+def _records(reader, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line it starts on, cells) of each non-blank record. Broken quoting is a UserError naming the line where
+    the broken record starts (csv notices an unclosed quote only at the end of the file)."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            problem = "a double quote opened on this line is never closed" if "end of data" in str(exc) else exc
+            raise UserError(f"{path} line {start}: {problem}. A prompt containing commas or quotes must be in "
+                            f'double quotes, with its own quotes doubled: a.png,"red, ""shiny"" car".') from None
+        if any(cell.strip() for cell in cells):
+            yield start, cells
 
 
 def _column(names: list[str], accepted: tuple[str, ...], path: Path) -> int:
