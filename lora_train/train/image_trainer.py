@@ -50,6 +50,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     accelerator = Accelerator()
     main = accelerator.is_main_process
     output_dir = prepare_output_dir(config.output_dir)
+    lora_dir = prepare_output_dir(config.lora_output_dir, "lora_output_dir") if config.lora_output_dir else output_dir
     if not main:
         emit = Fanout()
     else:
@@ -131,7 +132,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         say(f"Resumed from {path} at step {progress.step}")
 
     step_context = _StepContext(config, base, scheduler, precision, generator, device, wrapped, accelerator)
-    writer = LoraWriter(config, base, spec, data.index, Path(config.lora_output_dir or output_dir), time.time())
+    writer = LoraWriter(config, base, spec, data.index, lora_dir, time.time())
     samples_dir = output_dir / "samples"
     tensorboard = _tensorboard(config, output_dir) if main else None
     meter = StepMeter(total_steps, progress.step)
@@ -217,7 +218,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         if main:
             writer.write_card(final, preview[0] if preview else None)
             emit(make_event("done", step=progress.step, total=total_steps, path=str(final),
-                            message=f"Saved {final}. Use it in a prompt with <lora:{final.stem}:"
+                            peak_vram_mb=_peak_vram_mb(device), message=f"Saved {final}. Use it in a prompt with <lora:{final.stem}:"
                                     f"{config.preferred_weight:g}>"))
         return final
     except torch.cuda.OutOfMemoryError:
@@ -309,6 +310,12 @@ def _enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:
             module.enable_gradient_checkpointing()
         else:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _peak_vram_mb(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
 
 def _tensorboard(config: TrainConfig, output_dir: Path):

@@ -43,6 +43,7 @@ class TrainingLock:
 
     def acquire(self) -> None:
         record = json.dumps({"pid": os.getpid(), "started": time.time(), "job": self.description})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
