@@ -1,8 +1,10 @@
 """The standalone server (`python -m lora_train ui`) on the tiny SD1 model, and Debian's chromium.
 
-One server per module, training with the real engine in a worker process. Its machine-wide
-training lock lives in the test's own folder, so jobs of other test runs on this machine do
-not interfere. Skipped, with the reason, when chromium or Playwright is missing.
+One server per module, training with the real engine in a worker process (this interpreter).
+Its machine-wide training lock lives in the test's own folder, so jobs of other test runs on
+this machine do not interfere. LORA_TRAIN_UI_PYTHON runs the server with another interpreter,
+e.g. `.venv-gradio3/bin/python` to drive the tab under A1111's gradio 3.41.2. Skipped, with the
+reason, when chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
@@ -79,11 +82,12 @@ def workspace(tmp_path_factory, tiny_checkpoints, training_images) -> Path:
 def server(workspace, free_port) -> str:
     port = free_port
     env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
     env.pop("LORA_TRAIN_PYTHON", None)
     log = open(workspace / "server.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lora_train", "ui", "--port", str(port), "--models-dir", str(workspace / "models"),
+        [os.environ.get("LORA_TRAIN_UI_PYTHON", sys.executable), "-m", "lora_train", "ui", "--python", sys.executable,
+         "--port", str(port), "--models-dir", str(workspace / "models"),
          "--lora-dir", str(workspace / "loras"), "--work-dir", str(workspace / "runs"),
          "--defaults-file", str(workspace / "defaults.yaml")],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workspace)

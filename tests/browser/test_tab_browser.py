@@ -39,7 +39,7 @@ def choose(page, elem_id: str, value: str) -> None:
 
 
 def text(page, elem_id: str) -> str:
-    return page.locator(f"#{elem_id}").inner_text()
+    return page.locator(f"#{elem_id}").first.inner_text()  # gradio 3 repeats the id on an inner div
 
 
 def messages(page, elem_id: str, level: str = "") -> str:
@@ -82,7 +82,8 @@ def wait_until_ended(page) -> str:
 
 
 def save_screenshot(page, tmp_path: Path) -> None:
-    page.click(".lora-train-title")  # close any open dropdown list
+    page.keyboard.press("Escape")  # close any open dropdown list
+    page.mouse.click(5, 5)
     shot = tmp_path / "tab.png"
     page.screenshot(path=str(shot), full_page=True)
     target = os.environ.get("LORA_TRAIN_SCREENSHOT")
