@@ -9,6 +9,7 @@ reason, when chromium or Playwright is missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -84,33 +85,45 @@ def server(workspace, free_port) -> str:
     env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
     env.pop("LORA_TRAIN_PYTHON", None)
-    log = open(workspace / "server.log", "w")
-    process = subprocess.Popen(
-        [os.environ.get("LORA_TRAIN_UI_PYTHON", sys.executable), "-m", "lora_train", "ui", "--python", sys.executable,
-         "--port", str(port), "--models-dir", str(workspace / "models"),
-         "--lora-dir", str(workspace / "loras"), "--work-dir", str(workspace / "runs"),
-         "--defaults-file", str(workspace / "defaults.yaml")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workspace)
+    command = [os.environ.get("LORA_TRAIN_UI_PYTHON", sys.executable), "-m", "lora_train", "ui", "--python",
+               sys.executable, "--port", str(port), "--models-dir", str(workspace / "models"),
+               "--lora-dir", str(workspace / "loras"), "--work-dir", str(workspace / "runs"),
+               "--defaults-file", str(workspace / "defaults.yaml")]
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited: {(workspace / 'server.log').read_text()[-3000:]}")
+    with _running_server(command, workspace, env, workspace / "server.log", url, 90):
+        yield url
+
+
+@contextlib.contextmanager
+def _running_server(command: list[str], cwd: Path, env: dict, log_path: Path, ready_url: str, timeout: float):
+    """Run a server until the block ends; ready when `ready_url` answers. Its output goes to `log_path`."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the server did not answer within 90 s")
-    yield url
-    process.terminate()
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"the server exited: {log_path.read_text()[-4000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the server did not answer within {timeout:.0f} s: {log_path.read_text()[-4000:]}")
+                try:
+                    urllib.request.urlopen(ready_url, timeout=5)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def running_server():
+    """The context manager that runs a server until its block ends (for other servers' fixtures)."""
+    return _running_server
 
 
 @pytest.fixture(scope="module")

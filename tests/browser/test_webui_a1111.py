@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -38,7 +37,7 @@ def _api(url: str, payload: dict | None = None, timeout: float = 600):
 
 
 @pytest.fixture(scope="module")
-def webui(tmp_path_factory, tiny_checkpoints, training_images, free_port):
+def webui(tmp_path_factory, tiny_checkpoints, training_images, free_port, running_server):
     root = tmp_path_factory.mktemp("webui")
     checkout = Path(WEBUI_DIR).resolve()
     python = os.environ.get("LORA_TRAIN_WEBUI_PYTHON") or str(checkout / "venv" / "bin" / "python")
@@ -49,33 +48,13 @@ def webui(tmp_path_factory, tiny_checkpoints, training_images, free_port):
     tiny = tiny_checkpoints("sd1")
     shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
     shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
-    port = free_port
     env = dict(os.environ, LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_LOCK_DIR=str(root), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1")
-    log = open(root / "webui.log", "w")
-    process = subprocess.Popen([python, "launch.py", *WEBUI_FLAGS, "--port", str(port), "--data-dir", str(root),
-                                "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")],
-                               cwd=checkout, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the WebUI exited: {(root / 'webui.log').read_text()[-4000:]}")
-        try:
-            if _api(f"{url}/sdapi/v1/sd-models", timeout=5):
-                break
-        except OSError:
-            time.sleep(2)
-    else:
-        process.kill()
-        pytest.fail(f"the WebUI did not start in 10 minutes: {(root / 'webui.log').read_text()[-4000:]}")
-    yield url, root
-    process.terminate()
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    command = [python, "launch.py", *WEBUI_FLAGS, "--port", str(free_port), "--data-dir", str(root),
+               "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")]
+    url = f"http://127.0.0.1:{free_port}"
+    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600):
+        yield url, root
 
 
 def _render(url: str, prompt: str) -> bytes:
