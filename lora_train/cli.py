@@ -59,9 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep the libraries' notices (torchvision fallbacks, dtype casts, save progress bars) off the console:
+    the trainer reports what matters through its own events."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("bitsandbytes", "transformers", "diffusers", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import diffusers.utils.logging as diffusers_logging
+        import transformers.utils.logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     parser = build_parser()
     if argv and argv[0] == "ui":
         from .webui.standalone import main as serve_ui
@@ -73,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command in ("train", "demo"):
+        quiet_libraries()
     try:
         if args.command == "train":
             return _train(args)

@@ -185,3 +185,34 @@ def test_buckets_and_disk_caches_are_reused_and_invalidated(tiny_sd1_file, tmp_p
                                       "Text-encoder outputs: 5 from the cache, 1 encoded"]
     assert cache_lines("clip_skip", clip_skip=2)[1] == "Text-encoder outputs: 0 from the cache, 6 encoded"
     assert (data / ".lora_train_cache" / "latents").is_dir()
+
+
+def step_losses(events) -> list[float]:
+    return [e["loss"] for e in events if e["type"] == "step"]
+
+
+def test_same_seed_same_curve_and_checkpointing_changes_nothing(tiny_checkpoints, tmp_path):
+    model = tiny_checkpoints("sdxl").single_file
+    settings = dict(max_train_steps=3, shuffle_caption=True, noise_offset=0.05)
+    _, plain = train(model, tmp_path / "plain", **settings)
+    _, again = train(model, tmp_path / "again", **settings)
+    _, checkpointed = train(model, tmp_path / "gc", gradient_checkpointing=True, **settings)
+    _, other_seed = train(model, tmp_path / "seed", **{**settings, "seed": 8})
+    assert step_losses(plain) == step_losses(again)
+    assert step_losses(checkpointed) == pytest.approx(step_losses(plain), rel=1e-4)
+    assert step_losses(other_seed) != pytest.approx(step_losses(plain), rel=1e-3)
+
+
+def test_dora_and_bf16_with_prodigy(tiny_sd1_file, tmp_path):
+    path, events = train(tiny_sd1_file, tmp_path / "out", max_train_steps=2, use_dora=True, optimizer="prodigy",
+                         learning_rate=1.0, text_encoder_lr=1.0, mixed_precision="bf16")
+    assert all(np.isfinite(step_losses(events)))
+    tensors = load_file(str(path))
+    scales = {k: t for k, t in tensors.items() if k.endswith(".dora_scale")}
+    downs = {k: t for k, t in tensors.items() if k.endswith(".lora_down.weight")}
+    assert len(scales) == len(downs), "every DoRA module saves its magnitude"
+    for key, scale in scales.items():  # A1111 / ComfyUI read one magnitude per input channel
+        down = downs[key.replace(".dora_scale", ".lora_down.weight")]
+        assert scale.shape[0] == 1 and scale.shape[1] == down.shape[1]
+    with safe_open(str(path), "pt") as handle:
+        assert '"dora_wd": "True"' in handle.metadata()["ss_network_args"]
