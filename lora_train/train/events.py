@@ -108,14 +108,14 @@ class ConsoleSink:
         if event["type"] == "step":
             self._advance(event)
             return
+        if event["type"] in ("done", "error") and self.bar is not None:
+            self.bar.close()
+            self.bar = None
         line = describe(event)
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
             print(line, file=self.stream, flush=True)
-        if event["type"] in ("done", "error") and self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
     def _advance(self, event: Event) -> None:
         from tqdm import tqdm
