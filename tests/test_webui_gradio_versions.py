@@ -3,7 +3,8 @@
 gradio 3.41.2 lives in its own venv, `.venv-gradio3` (requirements/gradio3.txt), created here on
 first use; the test is skipped, saying why, only when pip cannot reach a package index. The same
 probe runs in both interpreters: it builds the tab for the standalone host and for a WebUI-like
-host (test renders and prompt insertion shown), and reports the components and events.
+host (test renders and prompt insertion shown), and reports the components and events, and
+that no training library (torch, diffusers...) was imported into the UI's process.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ PROBE = textwrap.dedent('''
             "events": len(blocks.fns),
             "config_components": len(config["components"]),
         }
+    report["heavy_imports"] = sorted({name.split(".")[0] for name in sys.modules} & {
+        "torch", "diffusers", "transformers", "accelerate", "peft", "safetensors", "bitsandbytes"})
     print(json.dumps(report))
 ''')
 
@@ -58,6 +61,7 @@ def _probe(python: Path | str, tmp_path: Path) -> dict:
 
 
 def _check(report: dict) -> None:
+    assert report["heavy_imports"] == [], "the WebUI process must not import the training libraries"
     standalone, webui = report["StandaloneHost"], report["WebUILike"]
     for ids in (standalone["ids"], webui["ids"]):
         for elem_id in ("lora_train_base_model", "lora_train_data_dir", "lora_train_start", "lora_train_stop",

@@ -102,7 +102,7 @@ class TabController:
     def initial_values(self) -> dict[str, Any]:
         """The form at start: schema defaults, then the default preset, then the defaults file."""
         settings = self.host.settings()
-        choices, default_model = self.model_choices()
+        default_model = self.model_choices()[1]
         values: dict[str, Any] = {spec.name: spec.default for spec in self.specs}
         values.update(self.preset(settings.default_preset, default_model))
         if settings.defaults_file:
