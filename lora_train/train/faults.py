@@ -21,10 +21,11 @@ def check_finite_loss(loss: float, step: int, precision_name: str, learning_rate
 
 
 def out_of_memory_message(step: int | None, resolution: int, batch_size: int) -> UserError:
-    """`step` None: before the first step (moving the model to the GPU, caching latents)."""
+    """`step`: optimizer steps done; None: before training started (moving the model, caching latents)."""
     low = PRESETS["low_vram"]
     settings = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in low.items())
-    when = "before training started (loading the model or caching latents)" if step is None else f"at step {step}"
+    when = f"after {step} training steps" if step is not None else \
+        "before training started (loading the model or caching latents)"
     return UserError(f"Out of GPU memory {when} (resolution {resolution}, batch_size {batch_size}). Use the "
                      f"low VRAM preset ({settings}), or lower resolution. Close other programs using the GPU "
                      "(the WebUI's model is unloaded during training).")
