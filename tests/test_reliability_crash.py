@@ -1,0 +1,85 @@
+"""Crash safety of the `train` command killed with SIGKILL: inside a LoRA save or a checkpoint save
+(tests/patched_cli.py holds the process halfway through the write, so the kill lands there every
+time) the earlier files stay whole and nothing sits under the final name; killed mid-run, it resumes
+from its last checkpoint, over the lock it left behind, to the LoRA an uninterrupted run makes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from corpus import write_config
+from lora_train.tools.inspect import inspect_lora
+from lora_train.train.checkpoint import list_checkpoints, load_checkpoint, resolve_resume_path
+from reliability_support import Background, run_cli
+from train_support import DATASET, FAST, train
+
+pytestmark = pytest.mark.slow
+
+
+def job_config(folder: Path, base_model: Path, **settings) -> Path:
+    """The job `train_support.train` runs, as a config file for the command line."""
+    values = {**FAST, "base_model": str(base_model), "train_data_dir": str(DATASET), "output_dir": str(folder / "out"),
+              **settings}
+    return write_config(folder / "job.yaml", values)
+
+
+def killed_inside_a_save(fault: str, folder: Path, base_model: Path, **settings) -> Path:
+    """Runs the job with `fault` holding it halfway through a save, SIGKILLs it there; returns its output_dir."""
+    with Background(job_config(folder, base_model, **settings), folder, fault=fault) as job:
+        job.wait_until_paused()
+        job.kill()
+    return folder / "out"
+
+
+def test_a_kill_inside_a_lora_save_leaves_the_earlier_lora_whole(tiny_sd1_file, tmp_path):
+    # two epochs of two steps: my_lora-000001 after the first, the final my_lora (killed) after the second
+    out = killed_inside_a_save("pause-lora-save:2", tmp_path, tiny_sd1_file, epochs=2, batch_size=4,
+                               save_every_n_epochs=1)
+
+    earlier = out / "my_lora-000001.safetensors"
+    assert sorted(path.name for path in out.glob("*.safetensors")) == [earlier.name], "a file under the final name"
+    partial = list(out.glob(".my_lora.safetensors.*.tmp"))
+    assert len(partial) == 1 and 0 < partial[0].stat().st_size < 0.75 * earlier.stat().st_size, \
+        "the kill did not land inside the write"
+    assert inspect_lora(earlier)["hash_matches"] is True
+
+
+def test_a_kill_inside_a_checkpoint_save_leaves_the_previous_checkpoint(tiny_sd1_file, tmp_path):
+    out = killed_inside_a_save("pause-checkpoint:2", tmp_path, tiny_sd1_file, max_train_steps=3, save_steps=1)
+
+    assert (out / "checkpoint-2.tmp" / "training_state.pt").stat().st_size > 0, "the kill did not land in the save"
+    assert not (out / "checkpoint-2").exists()
+    assert resolve_resume_path("latest", out) == out / "checkpoint-1"
+    params, state = load_checkpoint(out / "checkpoint-1")
+    assert state["progress"]["step"] == 1 and params
+
+
+def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_sd1_file, tmp_path, monkeypatch):
+    settings = dict(max_train_steps=6, save_steps=2, shuffle_caption=True, scheduler="cosine", warmup_steps=1)
+    monkeypatch.setenv("LORA_TRAIN_LOCK_DIR", str(tmp_path))
+    uninterrupted, _ = train(tiny_sd1_file, tmp_path / "uninterrupted", **settings)
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    config = job_config(folder, tiny_sd1_file, **settings)
+    with Background(config, folder) as job:
+        job.wait_until(lambda: any(e["type"] == "step" and e["step"] >= 3 for e in job.events()))
+        job.kill()
+    assert not [e for e in job.events() if e["type"] == "done"], "the run ended before the kill"
+    lock = folder / "lora_train.train.lock"
+    assert json.loads(lock.read_text())["pid"] == job.process.pid, "the killed job should have left its lock"
+    last = int(list_checkpoints(folder / "out")[-1].name.removeprefix("checkpoint-"))
+
+    outcome = run_cli(config, folder, "--set", "resume_from_checkpoint=latest")
+
+    assert outcome.code == 0, outcome.stderr
+    assert [e["step"] for e in outcome.events if e["type"] == "step"] == list(range(last + 1, 7))
+    assert not lock.exists()
+    expected, got = load_file(str(uninterrupted)), load_file(outcome.events[-1]["path"])
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
