@@ -159,6 +159,10 @@ def _train(args) -> int:
     except UserError as exc:
         emit(make_event("error", message=str(exc)))
         return 2
+    except KeyboardInterrupt:  # a second Ctrl+C: stop at once, without the save a first one makes
+        emit(make_event("error", message="Stopped at once (a second Ctrl+C): what was trained since the last "
+                                         "checkpoint is not saved. resume_from_checkpoint: latest continues from it."))
+        return 130
     except Exception as exc:  # a bug: one line for the user, the traceback in the log
         detail = traceback.format_exc()
         emit(make_event("error", message=f"Unexpected error ({type(exc).__name__}: {exc}). This is a bug in "
