@@ -53,7 +53,8 @@ class TrainingLock:
                     since = time.strftime("%H:%M", time.localtime(owner.get("started", 0)))
                     raise UserError(f"Another training job is running (pid {owner['pid']}, since {since}"
                                     f"{', ' + owner['job'] if owner.get('job') else ''}). Wait for it to finish "
-                                    "or stop it first; only one job runs at a time.") from None
+                                    "or stop it first; only one job runs at a time. (If no job is running, that "
+                                    f"process is something else: delete {self.path}.)") from None
                 self.path.unlink(missing_ok=True)  # stale: its owner is gone
                 continue
             with os.fdopen(fd, "w") as handle:
