@@ -1,11 +1,14 @@
 """Crash safety of the `train` command killed with SIGKILL: inside a LoRA save or a checkpoint save
 (tests/patched_cli.py holds the process halfway through the write, so the kill lands there every
 time) the earlier files stay whole and nothing sits under the final name; killed mid-run, it resumes
-from its last checkpoint, over the lock it left behind, to the LoRA an uninterrupted run makes."""
+from its last checkpoint, over the lock it left behind, to the LoRA an uninterrupted run makes.
+A second Ctrl+C stops at once with a message, not a traceback."""
 
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,18 @@ def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_s
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_a_second_ctrl_c_stops_at_once_with_a_message(tiny_sd1_file, tmp_path):
+    config = job_config(tmp_path, tiny_sd1_file, max_train_steps=2, save_steps=1)
+    with Background(config, tmp_path, fault="pause-checkpoint:1") as job:
+        job.wait_until_paused()
+        for _ in range(2):  # the first asks for a stop after the save; the second stops at once
+            job.process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        assert job.process.wait(timeout=60) == 130
+
+    last = job.events()[-1]
+    assert last["type"] == "error" and last["message"].startswith("Stopped at once (a second Ctrl+C)")
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert not (tmp_path / "lora_train.train.lock").exists()

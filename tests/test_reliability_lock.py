@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,10 +35,12 @@ def holder(tmp_path):
 def test_a_second_job_is_refused_while_the_first_runs(holder, tiny_sd1_file, tmp_path):
     outcome = run_cli(write_config(tmp_path / "job.yaml", settings_for(tmp_path, tiny_sd1_file)), tmp_path)
 
+    lock = tmp_path / "lora_train.train.lock"
     assert_clean_error(outcome, rf"Another training job is running \(pid {holder.pid}, since \d\d:\d\d, style_v1\)\. "
-                                r"Wait for it to finish or stop it first; only one job runs at a time\.")
+                                r"Wait for it to finish or stop it first; only one job runs at a time\. \(If no job is "
+                                rf"running, that process is something else: delete {re.escape(str(lock))}\.\)")
     assert not [e for e in outcome.events if e["type"] == "log"], "refused before any work"
-    assert json.loads((tmp_path / "lora_train.train.lock").read_text())["pid"] == holder.pid
+    assert json.loads(lock.read_text())["pid"] == holder.pid
 
 
 def test_the_lock_of_a_killed_job_is_taken_over(holder, tmp_path):
