@@ -308,6 +308,8 @@ def _enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:
     for name, module in trained.items():
         if name == "unet":
             module.enable_gradient_checkpointing()
+        elif hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
