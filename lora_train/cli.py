@@ -150,7 +150,12 @@ def _train(args) -> int:
     from .train.job import run_job
     from .train.stop import StopRequest
 
-    emit = _event_sink(args)
+    try:
+        emit = _event_sink(args)
+    except OSError as exc:
+        print(f"error: cannot write the events file {args.events_file} ({exc.strerror or exc}): check the path.",
+              file=sys.stderr)
+        return 2
     stop = StopRequest(args.stop_file)
     stop.install_signal_handlers()
     try:
