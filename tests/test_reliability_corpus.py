@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from corpus import CASES, IMAGE_FILES, TRIGGER, case_config, settings_for, warnings_about, write_config
+from lora_train import cli
 from lora_train.config import load_config
 from lora_train.errors import UserError
 from lora_train.train.image_data import build_image_data
@@ -117,3 +118,10 @@ def test_missing_captions_fall_back_to_the_trigger_word(tiny_sd1_file, tmp_path)
     data = build_image_data(load_config(write_config(tmp_path / "job.yaml", settings_for(tmp_path, tiny_sd1_file))))
     index = next(i for i, record in enumerate(data.index.records) if record.path.name == no_caption.name)
     assert data.dataset[index]["caption"] == TRIGGER
+
+
+def test_an_events_file_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    code = cli.main(["train", "--config", str(tmp_path / "job.yaml"), "--events-file", str(tmp_path / "no" / "e.jsonl")])
+    assert code == 2
+    assert capsys.readouterr().err == (f"error: cannot write the events file {tmp_path / 'no' / 'e.jsonl'} "
+                                       "(No such file or directory): check the path.\n")
