@@ -61,21 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     """Keep the libraries' notices (torchvision fallbacks, dtype casts, save progress bars) off the console:
-    the trainer reports what matters through its own events."""
+    the trainer reports what matters through its own events. Environment settings, read when each library
+    is first imported, so nothing heavy is imported here."""
     import os
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("bitsandbytes", "transformers", "diffusers", "accelerate"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import diffusers.utils.logging as diffusers_logging
-        import transformers.utils.logging as transformers_logging
-    except ImportError:
-        return
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
+    for variable, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
+                            ("HF_HUB_DISABLE_PROGRESS_BARS", "1")):
+        os.environ.setdefault(variable, value)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,10 +93,7 @@ LOADERS = {
     "LoRA .pt (pretrained_lora)": lambda folder, marker, tiny: read_lora_file(_poisoned(folder / "lora.pt", marker)),
     "training state (resume)": _poisoned_checkpoint,
     "diffusers UNet .bin": _poisoned_diffusers_part("unet", "diffusion_pytorch_model.bin"),
-    "diffusers text encoder .bin": pytest.param(
-        _poisoned_diffusers_part("text_encoder", "pytorch_model.bin"),
-        marks=pytest.mark.xfail(strict=True, reason="models/pretrained.py lets transformers' UnpicklingError through "
-                                                    "(not a UserError): the CLI reports it as a bug")),
+    "diffusers text encoder .bin": _poisoned_diffusers_part("text_encoder", "pytorch_model.bin"),
 }
 
 

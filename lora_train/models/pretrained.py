@@ -6,6 +6,7 @@ unexpected or misshapen weight is a UserError, as for single-file checkpoints.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -33,6 +34,9 @@ def load_pretrained(model_class: type, folder: Path, subfolder: str, dtype: torc
     try:
         model, info = model_class.from_pretrained(str(part), local_files_only=True, torch_dtype=dtype,
                                                   output_loading_info=True)
+    except pickle.UnpicklingError:  # a .bin that needs more than tensors: loaded with weights_only, refused
+        raise UserError(f"{what}: {part} holds a pickle that would run code when loaded; it was not loaded. Use "
+                        "a folder with .safetensors weights.") from None
     except (OSError, ValueError, RuntimeError) as error:
         raise UserError(f"{what}: {part} could not be loaded ({error}).") from error
     report_mismatch(f"{what} ({part})", "Copy the whole diffusers folder again.",

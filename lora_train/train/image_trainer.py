@@ -62,14 +62,14 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     device = accelerator.device
     precision = resolve_precision(config.mixed_precision, device)
     set_seed(config.seed)
+    data = build_image_data(config)  # before the model: a dataset problem is reported in a second
+    for warning in data.warnings:
+        say(warning, "warning")
     say(f"Loading base model {config.base_model}")
     base = load_base_model(config.base_model, config.vae, config.prediction_type)
     say(f"Base model: {base.sd_version}{' (v-prediction)' if base.v_prediction else ''}, training in "
         f"{precision.name if precision.name != 'no' else 'fp32'} on {device}")
     scheduler = training_scheduler(base.noise_scheduler, config.zero_terminal_snr)
-    data = build_image_data(config)
-    for warning in data.warnings:
-        say(warning, "warning")
 
     # Frozen weights on the device in the training precision; the SDXL VAE stays fp32 (fp16 overflows).
     for module in [base.unet, *base.text_encoders]:

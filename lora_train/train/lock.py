@@ -42,26 +42,33 @@ class TrainingLock:
         self.held = False
 
     def acquire(self) -> None:
-        record = json.dumps({"pid": os.getpid(), "started": time.time(), "job": self.description})
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner and owner.get("pid") != os.getpid() and _alive(int(owner.get("pid", -1))):
-                    since = time.strftime("%H:%M", time.localtime(owner.get("started", 0)))
-                    raise UserError(f"Another training job is running (pid {owner['pid']}, since {since}"
-                                    f"{', ' + owner['job'] if owner.get('job') else ''}). Wait for it to finish "
-                                    "or stop it first; only one job runs at a time. (If no job is running, that "
-                                    f"process is something else: delete {self.path}.)") from None
-                self.path.unlink(missing_ok=True)  # stale: its owner is gone
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(record)
-            self.held = True
-            return
+        record = json.dumps({"pid": os.getpid(), "started": time.time(), "job": self.description})
+        staged = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        staged.write_text(record)
+        try:
+            for _ in range(2):
+                try:  # a hard link appears complete or not at all: no half-written lock to misread
+                    os.link(staged, self.path)
+                except FileExistsError:
+                    self._refuse_if_owner_alive()
+                    self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                    continue
+                self.held = True
+                return
+        finally:
+            staged.unlink(missing_ok=True)
         raise UserError(f"Could not take the training lock {self.path}; remove the file if no job is running.")
+
+    def _refuse_if_owner_alive(self) -> None:
+        owner = self._owner()
+        if not owner or owner.get("pid") == os.getpid() or not _alive(int(owner.get("pid", -1))):
+            return
+        since = time.strftime("%H:%M", time.localtime(owner.get("started", 0)))
+        raise UserError(f"Another training job is running (pid {owner['pid']}, since {since}"
+                        f"{', ' + owner['job'] if owner.get('job') else ''}). Wait for it to finish or stop it "
+                        "first; only one job runs at a time. (If no job is running, that process is something "
+                        f"else: delete {self.path}.)")
 
     def _owner(self) -> dict | None:
         try:
