@@ -40,7 +40,7 @@ class InfiniteGradient(torch.autograd.Function):
 
 
 def test_an_fp16_overflow_skips_its_step_lowers_the_scale_and_training_goes_on(tiny_sd1_file, tmp_path, monkeypatch):
-    import lora_train.train.image_trainer as trainer
+    import lora_train.train.step as trainer
 
     calls, real = itertools.count(1), trainer.diffusion_loss
 

@@ -139,7 +139,7 @@ def test_8bit_adam_and_fp16_with_loss_scaler(tiny_sd1_file, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_save(tiny_sd1_file, tmp_path, monkeypatch):
-    import lora_train.train.image_trainer as trainer
+    import lora_train.train.step as trainer
 
     calls = {"n": 0}
     real = trainer.diffusion_loss

@@ -6,8 +6,6 @@ LoRA at its current weights. Fixed seeds make samples comparable across steps.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from PIL import Image
 
@@ -46,14 +44,3 @@ def render(base: BaseModel, prompts: list[str], *, negative_prompt: str, seed: i
         base.vae.to(vae_device)
         for module, mode in zip(modules, modes):
             module.train(mode)
-
-
-def save_samples(images: list[Image.Image], folder: Path, label: str) -> list[Path]:
-    """samples/<label>_<i>.png for each image (label e.g. `step000120`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        path = folder / f"{label}_{i:02d}.png"
-        image.save(path)
-        paths.append(path)
-    return paths

@@ -1,0 +1,62 @@
+"""Where a run's progress goes: events to the front end, scalars and images to TensorBoard, sample PNGs.
+
+Only the main process reports; the others get a Reporter that drops everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .events import Fanout, make_event
+from .meter import Rates
+
+
+class Reporter:
+    def __init__(self, emit: Fanout, output_dir: Path | None, tensorboard: bool):
+        self.emit = emit
+        self.samples_dir = output_dir / "samples" if output_dir else None
+        self.writer = None
+        if tensorboard and output_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output_dir / "logs"))
+
+    def say(self, text: str, level: str = "info") -> None:
+        self.emit(make_event("log", message=text, level=level))
+
+    def step(self, step: int, total: int, epoch: int, epochs: int, loss: float, rates: Rates,
+             param_groups: list[dict]) -> None:
+        self.emit(make_event("step", step=step, total=total, epoch=epoch, epochs=epochs, loss=round(loss, 6),
+                             loss_avg=round(rates.loss_avg, 6), lr=param_groups[0]["lr"], its=rates.its,
+                             eta_s=rates.eta_s))
+        if self.writer is not None:
+            self.writer.add_scalar("loss/step", loss, step)
+            self.writer.add_scalar("loss/average", rates.loss_avg, step)
+            for group in param_groups:
+                self.writer.add_scalar(f"lr/{group['name']}", group["lr"], step)
+
+    def samples(self, images: list[Image.Image], step: int, label: str) -> None:
+        """samples/<label>_<i>.png, a `sample` event each, and TensorBoard images."""
+        if self.samples_dir is None:
+            return
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            path = self.samples_dir / f"{label}_{i:02d}.png"
+            image.save(path)
+            self.emit(make_event("sample", step=step, path=str(path)))
+            if self.writer is not None:
+                self.writer.add_image(f"sample/{i}", np.asarray(image), step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def peak_vram_mb(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)

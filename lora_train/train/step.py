@@ -1,0 +1,106 @@
+"""One optimizer step: latents, noise, text conditioning, UNet prediction, loss, backward, update.
+
+Gradient accumulation is explicit: the chunk's batches are summed into one update, with DDP's
+gradient sync only on the last of them. With fp16 the loss scaler scales the backward pass and
+skips an update whose gradients overflowed. A non-finite mean loss leaves the weights untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from accelerate import Accelerator
+
+from ..config import TrainConfig
+from ..models.base_model import BaseModel
+from .conditioning import TextConditioning, encode_text, sdxl_time_ids, tokenize
+from .noise import diffusion_loss, sample_noise, sample_timesteps, snr_weights, training_target
+from .precision import Precision
+
+
+class StepRunner:
+    """One optimizer step over a chunk of batches: the models, noise schedule, precision and generator it needs."""
+
+    def __init__(self, config: TrainConfig, base: BaseModel, scheduler, precision: Precision, generator: torch.Generator,
+                 device: torch.device, wrapped: dict, accelerator: Accelerator):
+        self.config, self.base, self.scheduler, self.precision = config, base, scheduler, precision
+        self.generator, self.device, self.wrapped, self.accelerator = generator, device, wrapped, accelerator
+        self.unet = wrapped.get("unet", base.unet)
+        self.text_encoders = [wrapped.get(f"text_encoder_{i}", te) for i, te in enumerate(base.text_encoders)]
+
+    def optimizer_step(self, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
+        """Forward and backward over the chunk's batches, then one optimizer step; returns the mean loss."""
+        scaler, total = self.precision.scaler, 0.0
+        for i, batch in enumerate(chunk):
+            sync = i == len(chunk) - 1
+            with contextlib.ExitStack() as stack:
+                if not sync:
+                    for module in self.wrapped.values():
+                        stack.enter_context(self.accelerator.no_sync(module))
+                with self.precision.autocast():
+                    loss = self.batch_loss(batch)
+                scaled = loss / len(chunk)
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            total += loss.item()
+        mean = total / len(chunk)
+        if not math.isfinite(mean):
+            optimizer.zero_grad(set_to_none=True)
+            return mean
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return mean
+
+    def batch_loss(self, batch: dict) -> torch.Tensor:
+        base, config = self.base, self.config
+        latents = self.latents(batch)
+        noise = sample_noise(latents, self.generator, config.noise_offset)
+        timesteps = sample_timesteps(latents.shape[0], self.scheduler, self.generator, self.device)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        text = self.text_conditioning(batch)
+        extra = {}
+        if base.arch == "sdxl":
+            time_ids = sdxl_time_ids(batch["original_size"], batch["crop_top_left"], batch["target_size"])
+            extra["added_cond_kwargs"] = {"text_embeds": text.pooled, "time_ids": time_ids.to(self.device)}
+        prediction = self.unet(noisy, timesteps, encoder_hidden_states=text.hidden_states, **extra).sample
+        target = training_target(self.scheduler, latents, noise, timesteps)
+        weights = snr_weights(self.scheduler, timesteps, config.min_snr_gamma) if config.min_snr_gamma else None
+        return diffusion_loss(prediction, target, weights)
+
+    def latents(self, batch: dict) -> torch.Tensor:
+        if "latents" in batch:
+            return batch["latents"].to(self.device, torch.float32)
+        vae = self.base.vae
+        with torch.no_grad():
+            pixels = batch["pixel_values"].to(self.device, vae.dtype)
+            return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float()
+
+    def text_conditioning(self, batch: dict) -> TextConditioning:
+        if "text_encoder_outputs" in batch:
+            cached = batch["text_encoder_outputs"]
+            pooled = cached.get("pooled")
+            return TextConditioning(cached["hidden_states"].to(self.device),
+                                    pooled.to(self.device) if pooled is not None else None)
+        ids = [t.to(self.device) for t in tokenize(self.base.tokenizers, batch["caption"])]
+        grad = torch.enable_grad() if self.config.train_text_encoder else torch.no_grad()
+        with grad:
+            return encode_text(self.base.arch, self.text_encoders, ids, self.config.clip_skip)
+
+
+def enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:
+    for name, module in trained.items():
+        if name == "unet":
+            module.enable_gradient_checkpointing()
+        elif hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
