@@ -94,7 +94,7 @@ def save_screenshot(page, tmp_path: Path) -> None:
 
 
 def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace, tmp_path):
-    fill_job(page, workspace, "browser_lora", epochs=4, batch_size=1)
+    fill_job(page, workspace, "browser_lora", epochs=12, batch_size=1)  # 96 steps: several 1 s ticks
     page.click("#lora_train_scan")
     wait_for(lambda: "8 images" in messages(page, "lora_train_dataset_note"), "the dataset check", 60, page)
     wait_for(lambda: page.locator("#lora_train_dataset_gallery img").count() >= 8, "the dataset previews", 30)
@@ -110,7 +110,7 @@ def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace
     result = wait_until_ended(page)
 
     status, step, total = progress_step(page)
-    assert (status, step) == ("done", total) and total == 32
+    assert (status, step) == ("done", total) and total == 96
     assert len({s for s in seen if 0 < s < total}) >= 2, f"progress seen: {sorted(seen)}"
     assert "LoRA saved" in result and result.count("✓") == 3
     loras = workspace / "loras"
@@ -129,6 +129,10 @@ def test_a_second_job_is_refused_and_interrupt_saves_a_partial_lora(page, worksp
     page.click("#lora_train_start")
     wait_for(lambda: "already running: stopped_lora" in messages(page, "lora_train_action_note", "error"),
              "the refusal", 30, page)
+    before = progress_step(page)[1]
+    page.reload()  # the job runs on in the server; the reloaded page shows it again
+    wait_for(lambda: progress_step(page)[0] == "running" and progress_step(page)[1] > before,
+             "the running job after a reload", page=page)
     page.click("#lora_train_stop")
     wait_for(lambda: "Stopping" in messages(page, "lora_train_action_note"), "the stop request", 30, page)
     result = wait_until_ended(page)
