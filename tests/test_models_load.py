@@ -2,6 +2,7 @@
 loads through the real loader and computes what the in-memory model it was written from computes."""
 
 import functools
+import shutil
 
 import pytest
 import torch
@@ -73,6 +74,15 @@ def test_diffusers_folder_loads_as_the_model_it_was_written_from(tiny_checkpoint
     base = load_base_model(tiny_checkpoints(arch).diffusers)
     assert (base.arch, base.v_prediction, base.base_model_version) == NAMES[arch][:3]
     assert_same_outputs(base, arch)
+
+
+def test_diffusers_folder_with_only_fp16_variant_weights(tiny_checkpoints, tmp_path):
+    """What `from_pretrained(..., variant="fp16")` downloads: `<weights>.fp16.safetensors` only."""
+    folder = tmp_path / "variant"
+    shutil.copytree(tiny_checkpoints("sd1").diffusers, folder)
+    for weights in folder.glob("*/*.safetensors"):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    assert_same_outputs(load_base_model(folder), "sd1")
 
 
 def test_dtype_and_prediction_type_override(tiny_sd1_file):

@@ -15,6 +15,7 @@ from ..errors import UserError
 from .weights import report_mismatch
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
 
 
 def require_part(folder: Path, subfolder: str, what: str) -> Path:
@@ -28,12 +29,27 @@ def require_part(folder: Path, subfolder: str, what: str) -> Path:
     return part
 
 
+def weights_variant(part: Path) -> str | None:
+    """`fp16` for a part that holds only variant weights (`diffusion_pytorch_model.fp16.safetensors`, as
+    `from_pretrained(..., variant="fp16")` downloads them); None when plain weights are there."""
+    variants = []
+    for file in part.iterdir():
+        stem, *middle, suffix = file.name.split(".")
+        if stem.split("-")[0] not in _WEIGHT_STEMS:
+            continue
+        if not middle or middle == ["safetensors", "index"] or middle == ["bin", "index"]:
+            return None
+        if suffix in ("safetensors", "bin"):
+            variants.append(middle[0])
+    return min(variants) if variants else None
+
+
 def load_pretrained(model_class: type, folder: Path, subfolder: str, dtype: torch.dtype, what: str):
     """One part of a diffusers folder (or a model folder itself, `subfolder=""`), frozen, in eval mode."""
     part = require_part(folder, subfolder, what)
     try:
         model, info = model_class.from_pretrained(str(part), local_files_only=True, torch_dtype=dtype,
-                                                  output_loading_info=True)
+                                                  output_loading_info=True, variant=weights_variant(part))
     except pickle.UnpicklingError:  # a .bin that needs more than tensors: loaded with weights_only, refused
         raise UserError(f"{what}: {part} holds a pickle that would run code when loaded; it was not loaded. Use "
                         "a folder with .safetensors weights.") from None
