@@ -158,3 +158,19 @@ def test_accelerate_sharding_keeps_batches_whole_and_ranks_even(processes):
         for batch in shard:
             assert tuple(batch) in whole
     assert {tuple(b) for shard in shards for b in shard} == set(whole)
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_own_sharding_splits_whole_batches_evenly_and_resumes(shards):
+    buckets, repeats = [0, 0, 1, 1, 1, 2, 0], [1, 2, 1, 1, 3, 1, 1]
+    whole = epoch_batches(buckets, repeats, 2, seed=5, epoch=1)
+    samplers = [BucketBatchSampler(buckets, repeats, 2, seed=5, num_shards=shards, shard=i) for i in range(shards)]
+    for sampler in samplers:
+        sampler.set_epoch(1)
+    parts = [list(sampler) for sampler in samplers]
+    assert len({len(part) for part in parts}) == 1 and len(parts[0]) == samplers[0].batches_per_shard()
+    taken = [batch for i in range(len(parts[0])) for part in parts for batch in part[i:i + 1]]
+    assert taken[:len(whole)] == whole, "round-robin over the epoch's batches, padded at the end"
+    for sampler, part in zip(samplers, parts):
+        sampler.set_epoch(1, skip_batches=shards)  # one round done by every process
+        assert list(sampler) == part[1:] and len(sampler) == len(part) - 1

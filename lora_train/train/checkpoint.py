@@ -1,8 +1,8 @@
 """Full training state for exact resume: `output_dir/checkpoint-<step>/`.
 
 A checkpoint holds the LoRA parameters (safetensors), the optimizer, LR schedule and loss
-scaler states, every random generator the loop draws from, and where in the data the run
-was. It is written into a temporary folder (each file fsynced) and renamed into place, so a
+scaler states, torch's and Python's random states, and where in the data the run was (the
+noise of a step is seeded from the step itself, so it needs no saved state). It is written into a temporary folder (each file fsynced) and renamed into place, so a
 process killed mid-save leaves the previous checkpoint intact; a full or read-only disk is a
 UserError naming the folder, and leaves no partial folder. Everything loads with
 `torch.load(weights_only=True)`: no pickle code runs on resume.
@@ -69,31 +69,28 @@ def resolve_resume_path(value: str, output_dir: str | Path) -> Path:
     return path
 
 
-def rng_snapshot(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    snapshot = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "generators": {name: g.get_state() for name, g in generators.items()}}
+def rng_snapshot() -> dict[str, Any]:
+    snapshot = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         snapshot["cuda"] = torch.cuda.get_rng_state_all()
     return snapshot
 
 
-def restore_rng(snapshot: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+def restore_rng(snapshot: dict[str, Any]) -> None:
     torch.set_rng_state(snapshot["torch"])
     random.setstate(snapshot["python"])
     if "cuda" in snapshot and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(snapshot["cuda"])
-    for name, generator in generators.items():
-        generator.set_state(snapshot["generators"][name])
 
 
 def save_checkpoint(output_dir: str | Path, params: dict[str, torch.Tensor], optimizer, lr_scheduler, scaler,
-                    generators: dict[str, torch.Generator], progress: Progress, settings: dict[str, Any]) -> Path:
+                    progress: Progress, settings: dict[str, Any]) -> Path:
     """Write checkpoint-<step>/ atomically and return its path."""
     final = checkpoint_dir(output_dir, progress.step)
     staging = final.with_name(final.name + ".tmp")
     tensors = safetensors.torch.save({k: v.detach().contiguous().cpu() for k, v in params.items()})
     state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
-             "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_snapshot(generators),
+             "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_snapshot(),
              "progress": asdict(progress), "settings": settings}
     try:
         shutil.rmtree(staging, ignore_errors=True)

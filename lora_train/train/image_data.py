@@ -36,12 +36,13 @@ class ImageData:
     warnings: list[str]
 
     def batches(self, epoch: int, skip: int = 0):
-        """The batches of one epoch (0-based), after the first `skip` ones."""
+        """This process's batches of one epoch (0-based), after the epoch's first `skip` ones (all processes')."""
         self.sampler.set_epoch(epoch, skip_batches=skip)
         return iter(self.loader)
 
 
-def build_image_data(config: TrainConfig, seed_offset: int = 0) -> ImageData:
+def build_image_data(config: TrainConfig, num_processes: int = 1, process_index: int = 0) -> ImageData:
+    """The dataset and this process's share of its batches."""
     index = scan_dataset(config.train_data_dir, config.metadata_path, caption_extension=config.caption_extension,
                          trigger_word=config.trigger_word, repeats=config.repeats)
     settings = BucketSettings(config.resolution, config.enable_bucket, config.min_bucket_reso, config.max_bucket_reso,
@@ -52,7 +53,7 @@ def build_image_data(config: TrainConfig, seed_offset: int = 0) -> ImageData:
     dataset = ImageDataset(index.records, plan,
                            ItemOptions(captions, random_crop=config.crop == "random", flip_aug=config.flip_aug))
     sampler = BucketBatchSampler(plan.bucket_ids, [r.repeats for r in index.records], config.batch_size,
-                                 config.seed + seed_offset)
+                                 config.seed, num_shards=num_processes, shard=process_index)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.max_data_loader_n_workers,
                         persistent_workers=config.max_data_loader_n_workers > 0)

@@ -4,9 +4,10 @@ config -> data (+ caches) -> base model -> LoRA layers -> optimizer -> loop -> k
 
 Frozen weights are cast to the training precision; LoRA weights and optimizer state stay
 fp32. An optimizer step covers `gradient_accumulation_steps` batches (see step.py). Every
-random choice comes from seeded generators whose state is saved in checkpoints, and the data
-order from (seed, epoch), so a resumed run continues exactly where it stopped. Only the main
-process writes files and sends events.
+random choice comes from seeds: the data order from (seed, epoch), the noise from (seed,
+process, step), so a resumed run continues exactly where it stopped. With several processes
+(`accelerate launch`) each trains on its share of the batches; losses and stop requests are
+agreed across them, and only the main process writes files and sends events.
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     lora_dir = prepare_output_dir(config.lora_output_dir, "lora_output_dir") if config.lora_output_dir else output_dir
     if main:
         emit.add(LogFileSink(str(output_dir / "train.log")))
-    report = Reporter(emit if main else Fanout(), output_dir if main else None, config.log_with == "tensorboard")
+    else:
+        emit = Fanout()  # the other processes stay silent
+    report = Reporter(emit, output_dir if main else None, config.log_with == "tensorboard")
     say = report.say
     device = accelerator.device
     precision = resolve_precision(config.mixed_precision, device)
     set_seed(config.seed)
 
-    data = build_image_data(config)  # before the model: a dataset problem is reported in a second
+    data = build_image_data(config, accelerator.num_processes, accelerator.process_index)  # before the model: a dataset problem is reported in a second
     for warning in data.warnings:
         say(warning, "warning")
     say(f"Loading base model {config.base_model}")
@@ -82,7 +85,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
                    config.text_encoder_lr or config.learning_rate)],
         config.weight_decay, config.optimizer_args)
     accumulation = config.gradient_accumulation_steps
-    steps_per_epoch = math.ceil(data.sampler.batches_per_epoch() / accumulation)
+    steps_per_epoch = math.ceil(data.sampler.batches_per_shard() / accumulation)
     total_steps = config.max_train_steps or steps_per_epoch * config.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
     lr_scheduler = build_lr_scheduler(config.scheduler, optimizer, total_steps, config.warmup_steps,
@@ -91,7 +94,6 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     for module in lora.trained.values():
         module.train()
 
-    generator = torch.Generator().manual_seed(config.seed)
     progress = Progress(step=0, epoch=0, batch_in_epoch=0)
     if config.resume_from_checkpoint:
         path = resolve_resume_path(config.resume_from_checkpoint, output_dir)
@@ -101,11 +103,11 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         if precision.scaler is not None and state["scaler"]:
             precision.scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"], {"noise": generator})
+        restore_rng(state["rng"])
         progress = Progress(**state["progress"])
         say(f"Resumed from {path} at step {progress.step}")
 
-    runner = StepRunner(config, base, scheduler, precision, generator, device, wrapped, accelerator)
+    runner = StepRunner(config, base, scheduler, precision, device, wrapped, accelerator)
     writer = LoraWriter(config, base, lora.spec, data.index, lora_dir, time.time())
     meter = StepMeter(total_steps, progress.step)
     emit(make_event("start", step=progress.step, total=total_steps, epoch=progress.epoch + 1, epochs=epochs,
@@ -126,7 +128,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     def save_state() -> None:
         if main:
             path = save_checkpoint(output_dir, trainable_state(lora.trained), optimizer, lr_scheduler,
-                                   precision.scaler, {"noise": generator}, progress, {"seed": config.seed})
+                                   precision.scaler, progress, {"seed": config.seed})
             prune_checkpoints(output_dir, config.save_total_limit)
             emit(make_event("save", step=progress.step, path=str(path), message="checkpoint"))
 
@@ -142,18 +144,18 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         for epoch in range(progress.epoch, epochs):
             batches = data.batches(epoch, skip=progress.batch_in_epoch)
             for chunk in iter(lambda: list(itertools.islice(batches, accumulation)), []):
-                loss = runner.optimizer_step(chunk, optimizer, lora.params.all())
+                loss = runner.optimizer_step(progress.step + 1, chunk, optimizer, lora.params.all())
                 check_finite_loss(loss, progress.step + 1, precision.name, config.learning_rate)
                 lr_scheduler.step()
                 progress.step += 1
-                progress.batch_in_epoch += len(chunk)
+                progress.batch_in_epoch += len(chunk) * accelerator.num_processes
                 report.step(progress.step, total_steps, epoch + 1, epochs, loss, meter.update(progress.step, loss),
                             optimizer.param_groups)
                 if config.save_steps and progress.step % config.save_steps == 0:
                     save_state()
                 if config.sample_every_n_steps and progress.step % config.sample_every_n_steps == 0:
                     sample(f"step{progress.step:06d}")
-                if stop:
+                if _any_process(accelerator, bool(stop)):
                     save_state()
                     path = save_lora()
                     if main:
@@ -187,3 +189,10 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         raise out_of_memory_message(progress.step, config.resolution, config.batch_size) from None
     finally:
         report.close()
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every process when it is true on one (a stop file seen by one process stops them all)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item())

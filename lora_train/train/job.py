@@ -7,6 +7,8 @@ the loop, which names its step.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from ..config import TrainConfig
@@ -21,7 +23,10 @@ def run_job(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path | None
     if config.task_type == "text-generation":
         raise UserError("task_type text-generation (LLM LoRA) is not built yet; it comes with the LLM LoRA issue. "
                         "Use task_type: image for Stable Diffusion LoRAs.")
-    with TrainingLock(description=config.output_name):  # before the slow imports: a refusal comes at once
+    # One lock per job: under `accelerate launch` only the first process of the machine takes it.
+    first_process = os.environ.get("LOCAL_RANK", "0") == "0"
+    lock = TrainingLock(description=config.output_name) if first_process else contextlib.nullcontext()
+    with lock:  # before the slow imports: a refusal comes at once
         import torch
 
         from .image_trainer import train_image_lora

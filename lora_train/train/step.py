@@ -23,15 +23,19 @@ from .precision import Precision
 class StepRunner:
     """One optimizer step over a chunk of batches: the models, noise schedule, precision and generator it needs."""
 
-    def __init__(self, config: TrainConfig, base: BaseModel, scheduler, precision: Precision, generator: torch.Generator,
-                 device: torch.device, wrapped: dict, accelerator: Accelerator):
+    def __init__(self, config: TrainConfig, base: BaseModel, scheduler, precision: Precision, device: torch.device,
+                 wrapped: dict, accelerator: Accelerator):
         self.config, self.base, self.scheduler, self.precision = config, base, scheduler, precision
-        self.generator, self.device, self.wrapped, self.accelerator = generator, device, wrapped, accelerator
+        self.device, self.wrapped, self.accelerator = device, wrapped, accelerator
+        self.generator = torch.Generator()
         self.unet = wrapped.get("unet", base.unet)
         self.text_encoders = [wrapped.get(f"text_encoder_{i}", te) for i, te in enumerate(base.text_encoders)]
 
-    def optimizer_step(self, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
-        """Forward and backward over the chunk's batches, then one optimizer step; returns the mean loss."""
+    def optimizer_step(self, step: int, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
+        """Forward and backward over the chunk's batches, then optimizer step number `step`; returns the mean
+        loss over the chunk and all processes."""
+        # Noise and timesteps depend on (seed, process, step) alone: a resumed run draws the same ones.
+        self.generator.manual_seed(hash((self.config.seed, self.accelerator.process_index, step)) & (2**63 - 1))
         scaler, total = self.precision.scaler, 0.0
         for i, batch in enumerate(chunk):
             sync = i == len(chunk) - 1
@@ -43,8 +47,8 @@ class StepRunner:
                     loss = self.batch_loss(batch)
                 scaled = loss / len(chunk)
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            total += loss.item()
-        mean = total / len(chunk)
+            total += loss.detach()
+        mean = self.accelerator.reduce(total / len(chunk), "mean").item()
         if not math.isfinite(mean):
             optimizer.zero_grad(set_to_none=True)
             return mean
