@@ -54,6 +54,8 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     report = Reporter(emit, output_dir if main else None, config.log_with == "tensorboard")
     say = report.say
     device = accelerator.device
+    if device.type == "cuda":  # TF32 matmuls: the fp32 parts (LoRA, optimizer, losses) run on tensor cores
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     precision = resolve_precision(config.mixed_precision, device)
     set_seed(config.seed)
 
