@@ -22,6 +22,12 @@ def cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Com
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "lora-train"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "train" in result.stdout
+
+
 def test_help_lists_every_subcommand():
     result = cli("--help")
     assert result.returncode == 0
