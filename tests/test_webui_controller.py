@@ -139,3 +139,24 @@ def test_paths_are_confined_only_when_exposed(tmp_path):
     assert not network_exposed(True, False, None, True) and not network_exposed(False, False, "127.0.0.1", False)
     assert [safe_name(n) for n in ("../x", "a/b\\c", "..", "ok name-1.2", "a:b*c")] == [
         "x", "c", "my_lora", "ok name-1.2", "a_b_c"]
+
+
+def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_another(setup):
+    from lora_train.webui.checkpoints import ModelInfo
+    from lora_train.webui.tab import TabView
+
+    controller, _, _ = setup
+    loaded: list[ModelInfo | None] = [None]
+    controller.host.current_model = lambda: loaded[0]
+    view = TabView(controller)
+    seen = {"loaded": None, "followed": "sd1.safetensors"}  # built before the WebUI had loaded its model
+    assert view.follow_model("sd1.safetensors", seen)[2] is seen  # nothing changed: nothing to update
+
+    loaded[0] = ModelInfo("xl.safetensors [abc]", "/m/xl.safetensors", "SDXL", "abc")
+    note, choice, seen = view.follow_model("sd1.safetensors", seen)
+    assert "xl.safetensors [abc]" in note and "SDXL" in note
+    assert choice["value"] == "xl.safetensors [abc]" and seen["followed"] == "xl.safetensors [abc]"
+
+    loaded[0] = ModelInfo("other.safetensors", "/m/other.safetensors", "SD1")
+    note, choice, seen = view.follow_model("my pick.safetensors", seen)  # the user chose: keep the choice
+    assert "other.safetensors" in note and "value" not in choice and seen["followed"] == "xl.safetensors [abc]"

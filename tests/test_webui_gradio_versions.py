@@ -1,7 +1,8 @@
-"""The tab builds, and its page config serialises, under A1111 1.10's gradio 3.41.2 and under ours.
+"""The tab builds, and its page config serialises, under A1111 1.10's gradio 3.41.2, Forge's 4.40 and ours.
 
-gradio 3.41.2 lives in its own venv, `.venv-gradio3` (requirements/gradio3.txt), created here on
-first use; the test is skipped, saying why, only when pip cannot reach a package index. The same
+Each pinned gradio lives in its own venv, `.venv-gradio3` / `.venv-gradio4` (requirements/gradio3.txt,
+gradio4.txt), created here on first use; the test is skipped, saying why, only when pip cannot
+reach a package index. The same
 probe runs in both interpreters: it builds the tab for the standalone host and for a WebUI-like
 host (test renders and prompt insertion shown), and reports the components and events, and
 that no training library (torch, diffusers...) was imported into the UI's process.
@@ -20,8 +21,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GRADIO3_VENV = ROOT / ".venv-gradio3"
-GRADIO3_REQUIREMENTS = ROOT / "requirements" / "gradio3.txt"
 
 PROBE = textwrap.dedent('''
     import json, sys
@@ -73,22 +72,23 @@ def _check(report: dict) -> None:
     assert webui["config_components"] >= 100
 
 
-def _gradio3_python() -> Path:
-    """.venv-gradio3's interpreter, (re)installed when requirements/gradio3.txt changed."""
-    python = GRADIO3_VENV / "bin" / "python"
-    stamp = GRADIO3_VENV / "requirements.sha256"
-    digest = hashlib.sha256(GRADIO3_REQUIREMENTS.read_bytes()).hexdigest()
+def _pinned_gradio_python(name: str) -> Path:
+    """.venv-<name>'s interpreter, (re)installed when requirements/<name>.txt changed."""
+    venv, requirements = ROOT / f".venv-{name}", ROOT / "requirements" / f"{name}.txt"
+    python = venv / "bin" / "python"
+    stamp = venv / "requirements.sha256"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     if python.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return python
     if not python.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(GRADIO3_VENV)], check=True, timeout=300)
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(GRADIO3_REQUIREMENTS)],
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)],
                             capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
         output = result.stdout + result.stderr
         if any(sign in output for sign in ("No matching distribution", "Could not find a version",
                                            "NewConnectionError", "Network is unreachable")):
-            pytest.skip(f"gradio 3.41.2 could not be installed into {GRADIO3_VENV} (no package index "
+            pytest.skip(f"{requirements.name} could not be installed into {venv} (no package index "
                         f"reachable): {output.strip().splitlines()[-1]}")
         raise AssertionError(output[-3000:])
     stamp.write_text(digest)
@@ -102,7 +102,9 @@ def test_builds_under_the_current_gradio(tmp_path):
 
 
 @pytest.mark.slow
-def test_builds_under_gradio_3_41_of_a1111(tmp_path):
-    report = _probe(_gradio3_python(), tmp_path)
-    assert report["version"] == "3.41.2"
+@pytest.mark.parametrize(("venv", "version"), [("gradio3", "3.41.2"), ("gradio4", "4.40.0")],
+                         ids=["a1111-1.10", "forge"])
+def test_builds_under_the_webuis_gradio(tmp_path, venv, version):
+    report = _probe(_pinned_gradio_python(venv), tmp_path)
+    assert report["version"] == version
     _check(report)

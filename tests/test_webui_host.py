@@ -80,6 +80,20 @@ def test_settings_and_model_come_from_the_webui(webui):
     assert [(v.title, v.path) for v in host.vaes()] == [("v.pt", "/m/VAE/v.pt")]
 
 
+def test_forge_names_the_checkpoint_chosen_in_its_dropdown_before_it_loads_it(webui, monkeypatch):
+    from test_webui_controller import fake_checkpoint
+
+    chosen = fake_checkpoint(webui.tmp_path / "models" / "pony.safetensors", "conditioner.embedders.1.model.x")
+    model_data = sys.modules["modules"].sd_models.model_data
+    monkeypatch.setattr(model_data, "sd_model", types.SimpleNamespace(cond_stage_model=None), raising=False)
+    monkeypatch.setattr(model_data, "forge_loading_parameters", {}, raising=False)
+    assert WebUIHost().current_model() is None  # Forge at start: a placeholder model, nothing chosen yet
+    model_data.forge_loading_parameters = {"checkpoint_info": types.SimpleNamespace(
+        title="pony.safetensors [9f2]", filename=str(chosen), shorthash="9f2")}
+    current = WebUIHost().current_model()
+    assert (current.title, current.arch, current.hash) == ("pony.safetensors [9f2]", "SDXL", "9f2")
+
+
 def test_model_leaves_vram_and_comes_back_and_the_lora_list_refreshes(webui):
     host = WebUIHost()
     assert "moved out of VRAM" in host.release_model()

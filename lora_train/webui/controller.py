@@ -55,6 +55,10 @@ class TabController:
         self.specs = form.field_specs()
 
     # --- base model ---------------------------------------------------------------------
+    def loaded_title(self) -> str | None:
+        current = self.host.current_model()
+        return current.title if current else None
+
     def model_summary(self) -> str:
         current = self.host.current_model()
         if current is not None:

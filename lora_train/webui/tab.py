@@ -26,6 +26,7 @@ from .runner import JobRunner, JobState
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
 RUNNER = JobRunner()
 TICK_SECONDS = 1.0
+MODEL_CHECK_SECONDS = 2.0
 LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
 
 
@@ -167,6 +168,7 @@ class TabView:
                 test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
                                          visible=host.can_render, elem_id="lora_train_test_images")
             view = gr.State(None)
+            seen_model = gr.State({"loaded": ctl.loaded_title(), "followed": default_model})
 
             managed = [base_model, vae, data_dir, trigger, name]
             fields = [self.widgets[spec.name] for spec in ctl.specs]
@@ -187,6 +189,8 @@ class TabView:
             insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
             test.click(_guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
                        outputs=[test_images, action_note])
+            compat.every(tab, MODEL_CHECK_SECONDS, _guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
+                         outputs=[model_note, base_model, seen_model])
             compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
                          outputs=[progress, chart, job_note, samples, log, result, tag, view])
         return tab
@@ -200,6 +204,18 @@ class TabView:
         vaes, default_vae = self.ctl.vae_choices()
         return (gr.update(choices=titles, value=default_model), gr.update(choices=vaes, value=default_vae),
                 self.ctl.model_summary())
+
+    def follow_model(self, base_model: str | None, seen: dict):
+        """Keep the note on the WebUI's loaded checkpoint current, and the choice with it unless the user chose.
+
+        The WebUI loads its checkpoint after the tab is built, and the user may switch it at any time.
+        """
+        loaded = self.ctl.loaded_title()
+        if loaded == seen["loaded"]:
+            return gr.update(), gr.update(), seen
+        follows = loaded is not None and base_model in (None, "", seen["followed"])
+        return (self.ctl.model_summary(), gr.update(value=loaded) if follows else gr.update(),
+                {"loaded": loaded, "followed": loaded if follows else seen["followed"]})
 
     def scan(self, *args):
         return self.ctl.scan(*self._split(args))

@@ -3,7 +3,7 @@
 Imports WebUI modules only inside the methods, so this file can be imported (and tested with
 stand-in modules) without a WebUI. Names used, all present in A1111 1.10 and Forge:
 `sd_models.model_data.sd_model` (read without triggering a load) and its `sd_checkpoint_info`
-and `is_sd1/is_sd2/is_sdxl`; `sd_models.checkpoints_list`; `sd_vae.vae_dict`;
+and `is_sd1/is_sd2/is_sdxl`; Forge's `model_data.forge_loading_parameters["checkpoint_info"]`; `sd_models.checkpoints_list`; `sd_vae.vae_dict`;
 `sd_models.unload_model_weights` / `send_model_to_device`; `shared.cmd_opts.lora_dir`; the
 built-in Lora extension's `networks.list_available_networks()`; `processing.process_images`.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoints import ModelInfo
+from .checkpoints import ModelInfo, sniff_arch
 from .paths import PathPolicy, network_exposed, split_roots
 from .presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .host import TabSettings
@@ -117,6 +117,11 @@ class WebUIHost:
 
         model = getattr(sd_models.model_data, "sd_model", None)
         info = getattr(model, "sd_checkpoint_info", None)
+        # Forge loads lazily: the checkpoint chosen in its dropdown is loaded at the next render.
+        selected = (getattr(sd_models.model_data, "forge_loading_parameters", None) or {}).get("checkpoint_info")
+        if selected is not None and selected is not info:
+            return ModelInfo(selected.title, selected.filename, sniff_arch(Path(selected.filename)),
+                             getattr(selected, "shorthash", None))
         if info is None:
             return None
         arch = next((name for name, flag in (("SDXL", "is_sdxl"), ("SD2", "is_sd2"), ("SD1", "is_sd1"))
