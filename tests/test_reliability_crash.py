@@ -51,6 +51,11 @@ def test_a_kill_inside_a_lora_save_leaves_the_earlier_lora_whole(tiny_sd1_file, 
         "the kill did not land inside the write"
     assert inspect_lora(earlier)["hash_matches"] is True
 
+    rerun = run_cli(tmp_path / "job.yaml", tmp_path)  # the same job again, in the same folder
+    assert rerun.code == 0, rerun.stderr
+    assert not partial[0].exists(), "the next run removes the partial LoRA"
+    assert earlier.is_file() and (out / "my_lora.safetensors").is_file()
+
 
 def test_a_kill_inside_a_checkpoint_save_leaves_the_previous_checkpoint(tiny_sd1_file, tmp_path):
     out = killed_inside_a_save("pause-checkpoint:2", tmp_path, tiny_sd1_file, max_train_steps=3, save_steps=1)
@@ -60,6 +65,12 @@ def test_a_kill_inside_a_checkpoint_save_leaves_the_previous_checkpoint(tiny_sd1
     assert resolve_resume_path("latest", out) == out / "checkpoint-1"
     params, state = load_checkpoint(out / "checkpoint-1")
     assert state["progress"]["step"] == 1 and params
+
+    resumed = run_cli(tmp_path / "job.yaml", tmp_path, "--set", "resume_from_checkpoint=latest")
+    assert resumed.code == 0, resumed.stderr
+    assert [e["step"] for e in resumed.events if e["type"] == "step"] == [2, 3]
+    assert not (out / "checkpoint-2.tmp").exists(), "the next run removes the partial checkpoint"
+    assert any("checkpoint-2.tmp" in e.get("message", "") for e in resumed.events if e["type"] == "log")
 
 
 def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_sd1_file, tmp_path, monkeypatch):
@@ -101,3 +112,18 @@ def test_a_second_ctrl_c_stops_at_once_with_a_message(tiny_sd1_file, tmp_path):
     assert last["type"] == "error" and last["message"].startswith("Stopped at once (a second Ctrl+C)")
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
     assert not (tmp_path / "lora_train.train.lock").exists()
+
+
+def test_only_the_partial_saves_of_our_own_writes_are_removed(tmp_path):
+    from lora_train.train.output import remove_partial_saves
+
+    ours = [".style.safetensors.k3j_9x0a.tmp", ".style.preview.png.ab12cd34.tmp", ".style.json.zz99zz99.tmp"]
+    users = ["style.safetensors", "notes.tmp", ".hidden.tmp", ".style.safetensors.abc.tmp", ".photo.jpg.ab12cd34.tmp",
+             "checkpoint-3"]
+    for name in ours + users:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "checkpoint-4.tmp").mkdir()
+    (tmp_path / "checkpoint-4.tmp" / "training_state.pt").write_bytes(b"x")
+
+    assert remove_partial_saves(tmp_path) == sorted(ours + ["checkpoint-4.tmp"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(users)

@@ -32,7 +32,7 @@ from .lora_setup import attach_lora
 from .meter import StepMeter
 from .noise import training_scheduler
 from .optim import ParamGroup, build_lr_scheduler, build_optimizer
-from .output import prepare_output_dir
+from .output import prepare_output_dir, remove_partial_saves
 from .precision import resolve_precision
 from .reporting import Reporter, peak_vram_mb
 from .sampling import render, sample_prompts
@@ -53,6 +53,10 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         emit = Fanout()  # the other processes stay silent
     report = Reporter(emit, output_dir if main else None, config.log_with == "tensorboard")
     say = report.say
+    if main:
+        for folder in {output_dir, lora_dir}:
+            if partial := remove_partial_saves(folder):
+                say(f"Removed {len(partial)} partial save(s) an interrupted run left in {folder}: {', '.join(partial)}")
     device = accelerator.device
     if device.type == "cuda":  # TF32 matmuls: the fp32 parts (LoRA, optimizer, losses) run on tensor cores
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
