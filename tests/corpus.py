@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,6 +217,12 @@ def _full_from_the_start(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     monkeypatch.setattr(builtins, "open", guarded)
 
 
+def _nearly_full(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """The disk has 1 KB free: less than any LoRA."""
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1024))
+
+
 _NAME = r"cannot be used as a file name: it contains a path separator or '\.\.'"
 _ONLY_BAD = [image for image in IMAGE_FILES if image.name in ("notes.png", "zero.jpg")]
 
@@ -271,6 +278,9 @@ CASES = [
          r"space or set output_dir to another drive", lambda f: {"save_steps": 1}, fault=_full_when_flushed),
     Case("disk_full_at_lora", "job", r"Not enough free space in \S+out to save my_lora\.safetensors",
          fault=_full_when_flushed),
+    Case("disk_too_small_for_the_saves", "job", r"Not enough free space for this job in \S+out: its saves need about "
+         r"\d+ MB and 0 MB are free\. Free some disk space, or set output_dir / lora_output_dir to another drive",
+         fault=_nearly_full),
     Case("disk_full_from_the_start", "job", r"Not enough free space in \S+out to save train\.log",
          fault=_full_from_the_start),
 ]

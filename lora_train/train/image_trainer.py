@@ -32,11 +32,11 @@ from .lora_setup import attach_lora
 from .meter import StepMeter
 from .noise import training_scheduler
 from .optim import ParamGroup, build_lr_scheduler, build_optimizer
-from .output import prepare_output_dir, remove_partial_saves
+from .output import check_free_space, prepare_output_dir, remove_partial_saves
 from .precision import resolve_precision
 from .reporting import Reporter, peak_vram_mb
 from .sampling import render, sample_prompts
-from .saving import LoraWriter
+from .saving import LoraWriter, save_sizes
 from .step import StepRunner, enable_gradient_checkpointing
 from .stop import StopRequest
 
@@ -83,6 +83,8 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         say(cache_text_outputs(config, data, base, device, output_dir, warn))
 
     lora = attach_lora(config, base, say)
+    if main:
+        check_free_space(save_sizes(config, lora.params.all(), output_dir, lora_dir))
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(lora.trained)
     optimizer = build_optimizer(config.optimizer, [

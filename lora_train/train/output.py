@@ -1,4 +1,4 @@
-"""The output folder: created if needed, and checked to be writable before any work starts.
+"""The output folder: created if needed, checked to be writable and to have room before any work starts.
 
 A job killed while saving leaves its temporary file (`.name.XXXXXXXX.tmp`, see export/atomic.py)
 or staging checkpoint folder (`checkpoint-N.tmp`) behind; the next job in the folder removes them.
@@ -7,9 +7,11 @@ or staging checkpoint folder (`checkpoint-N.tmp`) behind; the next job in the fo
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 from ..errors import UserError
@@ -46,3 +48,20 @@ def remove_partial_saves(folder: Path) -> list[str]:
             continue
         removed.append(entry.name)
     return removed
+
+
+def check_free_space(needs: dict[Path, int]) -> None:
+    """Refuse to start when a folder's disk cannot hold what the job will save there (`needs`: bytes).
+
+    Folders on one disk add up. Better told now than after a night of training.
+    """
+    per_disk: dict[int, list[Path]] = defaultdict(list)
+    for folder in needs:
+        per_disk[os.stat(folder).st_dev].append(folder)
+    for folders in per_disk.values():
+        needed, free = sum(needs[folder] for folder in folders), shutil.disk_usage(folders[0]).free
+        if needed > free:
+            names = " and ".join(str(folder) for folder in folders)
+            raise UserError(f"Not enough free space for this job in {names}: its saves need about "
+                            f"{needed / 2**20:,.0f} MB and {free / 2**20:,.0f} MB are free. Free some disk space, "
+                            "or set output_dir / lora_output_dir to another drive.")

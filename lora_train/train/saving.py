@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from ..adapters.spec import LoraSpec
 from ..config import TrainConfig
 from ..data.scan import DatasetIndex
-from ..export.kohya_state import kohya_state_dict
+from ..export.kohya_state import SAVE_DTYPES, kohya_state_dict
 from ..export.metadata import TrainingRun, build_metadata
 from ..export.naming import free_lora_path
 from ..export.save import save_lora, sidecar, write_preview, write_sidecar
@@ -63,3 +64,12 @@ class LoraWriter:
         write_sidecar(lora_path, card)
         if preview is not None:
             write_preview(lora_path, preview)
+
+
+def save_sizes(config: TrainConfig, params: list[torch.nn.Parameter], output_dir: Path,
+               lora_dir: Path) -> dict[Path, int]:
+    """Bytes the job writes at least: one LoRA file, and a checkpoint (weights, two optimizer moments) if any."""
+    count = sum(param.numel() for param in params)
+    needs = {output_dir: 12 * count if config.save_steps else 0}
+    needs[lora_dir] = needs.get(lora_dir, 0) + count * SAVE_DTYPES[config.save_precision].itemsize
+    return needs
