@@ -11,11 +11,13 @@ from test_data_helpers import save_image
 
 from lora_train.data import cache as cache_module
 from lora_train.data.buckets import BucketSettings, plan_buckets
-from lora_train.data.cache import CACHE_DIR_NAME, TensorCache, atomic_write, choose_cache_dir
+from lora_train.data.cache import CACHE_DIR_NAME, TensorCache, choose_cache_dir
 from lora_train.data.captions import CaptionOptions
 from lora_train.data.dataset import ImageDataset, ItemOptions, collate
 from lora_train.data.scan import scan_dataset
 from lora_train.errors import UserError
+from lora_train.export import atomic
+from lora_train.export.atomic import replace_file
 
 
 class FakeVae:
@@ -183,21 +185,21 @@ def test_unwritable_dataset_folder_falls_back_with_a_warning(tmp_path):
         choose_cache_dir(data, tmp_path / "blocked" / "cache")
 
 
-def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
+def test_a_cache_entry_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "entry.safetensors"
-    atomic_write(target, b"old")
+    replace_file(target, b"old")
 
     def crash(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, b"new")
+        replace_file(target, b"new")
     monkeypatch.undo()
 
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["entry.safetensors"]
-    atomic_write(target, b"new")
+    replace_file(target, b"new")
     assert target.read_bytes() == b"new"
 
 
@@ -205,7 +207,7 @@ def test_full_disk_is_a_user_error_naming_the_folder(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_module, "atomic_write", full)
+    monkeypatch.setattr(cache_module, "replace_file", full)
     cache = TensorCache(tmp_path / "c")
     with pytest.raises(UserError, match="No space left on device"):
         cache.put("k", {"x": torch.zeros(1)})

@@ -12,10 +12,8 @@ misses so a caller (or a test) can see that a second run encoded nothing.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from lora_train.errors import UserError
+from lora_train.export.atomic import replace_file
 
 CACHE_DIR_NAME = ".lora_train_cache"
 Tensors = dict[str, torch.Tensor]
@@ -97,7 +96,7 @@ class TensorCache:
             self._memory[key] = stored
             return
         try:
-            atomic_write(self._path(key), save(stored))
+            replace_file(self._path(key), save(stored))
         except OSError as exc:
             raise UserError(f"Cannot write to the cache folder {self.directory} ({exc.strerror or exc}): free some "
                             f"disk space, or turn the disk cache off.") from None
@@ -123,28 +122,6 @@ class TensorCache:
     def _path(self, key: str) -> Path:
         assert self.directory is not None
         return self.directory / f"{key}.safetensors"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def _unwritable(folder: Path) -> str | None:

@@ -1,11 +1,12 @@
-"""Write a new file all at once or not at all, and never over an existing file.
+"""Write a file all at once or not at all: a new one never over an existing file, or a cache entry in place.
 
 The bytes go to a hidden temporary file in the destination folder (`.name.XXXX.tmp`, which the
 WebUI does not list), are flushed to disk with fsync, and the file is then published under its
 name with a hard link, which fails instead of replacing a file that appeared meanwhile (on file
 systems without hard links: a rename after an existence check). A failure at any point removes
 the temporary file, so a full disk or a killed process never leaves a partial LoRA behind.
-Disk errors become UserErrors naming the folder.
+Disk errors become UserErrors naming the folder. `replace_file` (for cache entries, which may be
+rewritten) publishes with a rename over the old file instead and leaves errors to its caller.
 """
 
 from __future__ import annotations
@@ -60,6 +61,22 @@ def disk_error(exc: OSError, path: Path) -> UserError:
         return UserError(f"Cannot write to the folder {folder} ({exc.strerror}): set output_dir to a folder you "
                          "can write to. Nothing was written.")
     return UserError(f"Could not save {path} ({exc.strerror or exc}). Nothing was written.")
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
 
 
 def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
