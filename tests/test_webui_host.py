@@ -102,6 +102,13 @@ def test_model_leaves_vram_and_comes_back_and_the_lora_list_refreshes(webui):
     assert webui.calls == ["unload", ("to_device", True), "list_loras"]
 
 
+def test_nothing_leaves_vram_while_forge_has_only_its_placeholder_model(webui, monkeypatch):
+    model_data = sys.modules["modules"].sd_models.model_data
+    monkeypatch.setattr(model_data, "sd_model", types.SimpleNamespace(cond_stage_model=None, chunk_length=75))
+    assert WebUIHost().release_model() is None
+    assert webui.calls == []
+
+
 def test_paths_are_confined_when_listening_without_a_password(webui):
     host = WebUIHost()
     outside = "/etc"

@@ -141,7 +141,8 @@ class WebUIHost:
     def release_model(self) -> str | None:
         from modules import sd_models
 
-        if getattr(sd_models.model_data, "sd_model", None) is None:
+        model = getattr(sd_models.model_data, "sd_model", None)
+        if getattr(model, "sd_checkpoint_info", None) is None:  # none, or Forge's placeholder before the first load
             return None
         _on_main_thread(lambda: sd_models.unload_model_weights())
         return "The WebUI's model was moved out of VRAM for training; it comes back when the job ends."
