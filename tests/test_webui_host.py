@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lora_train.errors import UserError
-from lora_train.webui.webui_host import SETTINGS, WebUIHost, register_settings
+from lora_train.webui.webui_host import SETTINGS, WebUIHost, _on_main_thread, register_settings
 
 
 class Options:
@@ -107,6 +107,24 @@ def test_nothing_leaves_vram_while_forge_has_only_its_placeholder_model(webui, m
     monkeypatch.setattr(model_data, "sd_model", types.SimpleNamespace(cond_stage_model=None, chunk_length=75))
     assert WebUIHost().release_model() is None
     assert webui.calls == []
+
+
+def test_forge_main_thread_work_returns_its_result_and_raises_its_error_in_the_caller(webui, monkeypatch):
+    def run_and_wait_result(fn):  # like Forge's: an exception is printed and swallowed, None comes back
+        try:
+            return fn()
+        except Exception:
+            return None
+
+    forge = types.ModuleType("modules_forge")
+    forge.main_thread = types.SimpleNamespace(run_and_wait_result=run_and_wait_result)
+    monkeypatch.setitem(sys.modules, "modules_forge", forge)
+    def unknown_model():
+        raise ValueError("Failed to recognize model type!")
+
+    assert _on_main_thread(lambda: "image") == "image"
+    with pytest.raises(ValueError, match="Failed to recognize model type"):
+        _on_main_thread(unknown_model)
 
 
 def test_paths_are_confined_when_listening_without_a_password(webui):

@@ -72,7 +72,23 @@ def _on_main_thread(fn: Callable[[], Any]) -> Any:
     except ImportError:
         main_thread = None
     with queue_lock:
-        return main_thread.run_and_wait_result(fn) if main_thread else fn()
+        return _forge_call(main_thread, fn) if main_thread else fn()
+
+
+def _forge_call(main_thread: Any, fn: Callable[[], Any]) -> Any:
+    """`fn()` on Forge's main thread, whose runner prints an exception and returns None: raise it here."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = fn()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    main_thread.run_and_wait_result(call)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")
 
 
 class WebUIHost:
