@@ -117,13 +117,14 @@ def test_a_second_ctrl_c_stops_at_once_with_a_message(tiny_sd1_file, tmp_path):
 def test_only_the_partial_saves_of_our_own_writes_are_removed(tmp_path):
     from lora_train.train.output import remove_partial_saves
 
-    ours = [".style.safetensors.k3j_9x0a.tmp", ".style.preview.png.ab12cd34.tmp", ".style.json.zz99zz99.tmp"]
+    ours = [".style.safetensors.k3j_9x0a.tmp", ".style.preview.png.ab12cd34.tmp", ".style_v2.json.zz99zz99.tmp",
+            ".style-000004.safetensors.0a1b2c3d.tmp"]
     users = ["style.safetensors", "notes.tmp", ".hidden.tmp", ".style.safetensors.abc.tmp", ".photo.jpg.ab12cd34.tmp",
-             "checkpoint-3"]
+             ".other.safetensors.ab12cd34.tmp", ".style.png.ab12cd34.tmp", "checkpoint-3"]
     for name in ours + users:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "checkpoint-4.tmp").mkdir()
     (tmp_path / "checkpoint-4.tmp" / "training_state.pt").write_bytes(b"x")
 
-    assert remove_partial_saves(tmp_path) == sorted(ours + ["checkpoint-4.tmp"])
+    assert remove_partial_saves(tmp_path, "style") == sorted(ours + ["checkpoint-4.tmp"])
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(users)

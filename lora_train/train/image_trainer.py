@@ -54,8 +54,8 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     report = Reporter(emit, output_dir if main else None, config.log_with == "tensorboard")
     say = report.say
     if main:
-        for folder in {output_dir, lora_dir}:
-            if partial := remove_partial_saves(folder):
+        for folder in dict.fromkeys((output_dir, lora_dir)):
+            if partial := remove_partial_saves(folder, config.output_name):
                 say(f"Removed {len(partial)} partial save(s) an interrupted run left in {folder}: {', '.join(partial)}")
     device = accelerator.device
     if device.type == "cuda":  # TF32 matmuls: the fp32 parts (LoRA, optimizer, losses) run on tensor cores

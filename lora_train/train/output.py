@@ -31,16 +31,21 @@ def prepare_output_dir(path: str | Path, key: str = "output_dir") -> Path:
     return folder.resolve()
 
 
-# What write_new_file's tempfile.mkstemp names and save_checkpoint stages: nothing a user makes.
-_PARTIAL_FILE = re.compile(r"\.[^/]+\.(safetensors|json|png|yaml)\.[a-z0-9_]{8}\.tmp")
 _PARTIAL_CHECKPOINT = re.compile(r"checkpoint-\d+\.tmp")
 
 
-def remove_partial_saves(folder: Path) -> list[str]:
-    """Delete the partial saves an interrupted job left in `folder`; return their names."""
+def remove_partial_saves(folder: Path, name: str) -> list[str]:
+    """Delete the partial saves an interrupted job named `name` left in `folder`; return their names.
+
+    Only what write_new_file's tempfile.mkstemp names for this name's files (`name`, `name_v2`,
+    `name-000004`; .safetensors, .json, .preview.png) and save_checkpoint's staging folders match,
+    so another program's temporary files in a shared folder (the WebUI's Lora folder) are left alone.
+    """
+    partial_file = re.compile(rf"\.{re.escape(name)}(_v\d+)?(-\d+)?\.(safetensors|json|preview\.png)"
+                              r"\.[a-z0-9_]{8}\.tmp")
     removed = []
     for entry in sorted(folder.iterdir()):
-        if entry.is_file() and _PARTIAL_FILE.fullmatch(entry.name):
+        if entry.is_file() and partial_file.fullmatch(entry.name):
             entry.unlink(missing_ok=True)
         elif entry.is_dir() and not entry.is_symlink() and _PARTIAL_CHECKPOINT.fullmatch(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
