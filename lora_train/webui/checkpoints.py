@@ -6,6 +6,7 @@ the standard library only; pickle `.ckpt` files are never opened here.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -50,6 +51,16 @@ def safetensors_keys(path: Path) -> list[str] | None:
 
 
 def sniff_arch(path: Path) -> str | None:
+    """SD1 / SD2 / SDXL from a .safetensors header; None when unknown. Read once per file version."""
+    try:
+        version = path.stat()
+    except OSError:
+        return None
+    return _sniff_arch(path, version.st_mtime_ns, version.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _sniff_arch(path: Path, mtime_ns: int, size: int) -> str | None:
     keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
     for arch, marker in ARCH_MARKERS:
         if keys and any(key.startswith(marker) for key in keys):

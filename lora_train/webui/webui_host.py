@@ -3,9 +3,10 @@
 Imports WebUI modules only inside the methods, so this file can be imported (and tested with
 stand-in modules) without a WebUI. Names used, all present in A1111 1.10 and Forge:
 `sd_models.model_data.sd_model` (read without triggering a load) and its `sd_checkpoint_info`
-and `is_sd1/is_sd2/is_sdxl`; Forge's `model_data.forge_loading_parameters["checkpoint_info"]`; `sd_models.checkpoints_list`; `sd_vae.vae_dict`;
-`sd_models.unload_model_weights` / `send_model_to_device`; `shared.cmd_opts.lora_dir`; the
-built-in Lora extension's `networks.list_available_networks()`; `processing.process_images`.
+and `is_sd1/is_sd2/is_sdxl`; Forge's `model_data.forge_loading_parameters["checkpoint_info"]`;
+`sd_models.checkpoints_list`; `sd_vae.vae_dict`; `sd_models.unload_model_weights` /
+`send_model_to_device`; `shared.cmd_opts.lora_dir`; the built-in Lora extension's
+`networks.list_available_networks()`; `processing.process_images`.
 """
 
 from __future__ import annotations
