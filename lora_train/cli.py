@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .errors import UserError
+from .core.errors import UserError
 
 NOT_BUILT = {
     "caption": "Batch captioning (BLIP / WD14 tagger / CoCa, `--input DIR --output DIR/metadata.csv`) is not built "
@@ -120,7 +120,7 @@ def _inspect(args) -> int:
 
 
 def _event_sink(args):
-    from .train.events import ConsoleSink, Fanout, JsonlSink, describe
+    from .core.events import ConsoleSink, Fanout, JsonlSink, describe
 
     mode = args.events
     if mode == "auto":
@@ -139,7 +139,7 @@ def _event_sink(args):
 
 def _train(args) -> int:
     from .config import load_config, parse_overrides
-    from .train.events import make_event
+    from .core.events import make_event
     from .train.job import run_job
     from .train.stop import StopRequest
 

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 from .config import load_config
-from .errors import UserError
+from .core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_demo(out: Path) -> int:
     from .fixtures.checkpoints import build_tiny_checkpoint
-    from .train.events import ConsoleSink, Fanout, describe
+    from .core.events import ConsoleSink, Fanout, describe
     from .train.job import run_job
     from .train.stop import StopRequest
 

@@ -13,7 +13,7 @@ from lora_train.adapters.inject import inject_component, inject_lora, lora_param
 from lora_train.adapters.layers import ADAPTER, lora_layers
 from lora_train.adapters.spec import LoraSpec
 from lora_train.adapters.targets import TargetSet
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 
 def _layer_params(component):

@@ -7,7 +7,7 @@ import pytest
 from test_export_support import fresh
 
 from lora_train.adapters.targets import TEXT_ENCODER_KINDS, UNET_KINDS, select_targets
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from lora_train.config import TrainConfig, load_config, parse_overrides
 from lora_train.config.reference import reference_markdown
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 
 from lora_train.data.buckets import BucketSettings, assign_bucket, bucket_resolutions, plan_buckets
 from lora_train.data.sampler import BucketBatchSampler, epoch_batches
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 # kohya's make_bucket_resolutions((512, 512), 256, 1024, 64)
 KOHYA_512 = [(256, 832), (256, 896), (256, 960), (256, 1024), (320, 704), (320, 768), (384, 640), (448, 576),

@@ -15,9 +15,9 @@ from lora_train.data.cache import CACHE_DIR_NAME, TensorCache, choose_cache_dir
 from lora_train.data.captions import CaptionOptions
 from lora_train.data.dataset import ImageDataset, ItemOptions, collate
 from lora_train.data.scan import scan_dataset
-from lora_train.errors import UserError
-from lora_train.export import atomic
-from lora_train.export.atomic import replace_file
+from lora_train.core.errors import UserError
+from lora_train.core import atomic
+from lora_train.core.atomic import replace_file
 
 
 class FakeVae:

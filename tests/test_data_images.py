@@ -8,7 +8,7 @@ from PIL import Image
 from test_data_helpers import png_header_only
 
 from lora_train.data.images import UnusableImage, load_rgb, probe_image
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

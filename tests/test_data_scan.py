@@ -11,7 +11,7 @@ import pytest
 from test_data_helpers import png_header_only, save_image
 
 from lora_train.data.scan import scan_dataset
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 
 def _warning_about(index, name: str) -> str:

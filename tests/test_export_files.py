@@ -13,11 +13,11 @@ from PIL import Image
 from safetensors import safe_open
 
 from lora_train.adapters.spec import LoraSpec
-from lora_train.errors import UserError
-from lora_train.export import atomic
+from lora_train.core.errors import UserError
+from lora_train.core import atomic
 from lora_train.export.hashes import file_model_hash
 from lora_train.export.metadata import TrainingRun, build_metadata
-from lora_train.export.naming import check_output_name, free_lora_path
+from lora_train.core.naming import check_output_name, free_lora_path
 from lora_train.export.save import save_lora, sidecar, write_preview, write_sidecar
 
 TENSORS = {"lora_unet_a.lora_down.weight": torch.arange(8, dtype=torch.float16).reshape(2, 4),

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from test_export_support import trained
 
 from lora_train.adapters.spec import LoraSpec
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.export.kohya_state import kohya_state_dict
 from lora_train.export.metadata import TrainingRun, build_metadata
 from lora_train.export.save import save_lora, sidecar, write_sidecar

@@ -11,7 +11,7 @@ from test_export_support import fresh, inject, text_outputs, trained, unet_input
 from lora_train.adapters.inject import lora_parameters
 from lora_train.adapters.layers import ADAPTER, lora_layers
 from lora_train.adapters.spec import LoraSpec
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.export.kohya_state import kohya_state_dict
 from lora_train.export.pretrained import load_pretrained_lora
 from lora_train.export.save import save_lora

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.models.load import load_base_model
 
 

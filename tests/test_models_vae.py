@@ -5,7 +5,7 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.fixtures.checkpoints import tiny_model
 from lora_train.models.load import load_base_model
 from lora_train.models.to_ldm import vae_to_ldm

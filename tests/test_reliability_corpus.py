@@ -16,7 +16,7 @@ import torch
 from corpus import CASES, IMAGE_FILES, TRIGGER, case_config, settings_for, warnings_about, write_config
 from lora_train import cli
 from lora_train.config import load_config
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.train.image_data import build_image_data
 from reliability_support import assert_clean_error, run_cli, run_cli_in_process
 

@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from corpus import settings_for, write_config
-from lora_train.train.lock import TrainingLock
+from lora_train.core.lock import TrainingLock
 from reliability_support import assert_clean_error, cli_env, run_cli
 
-HOLD = ("import time; from lora_train.train.lock import TrainingLock; "
+HOLD = ("import time; from lora_train.core.lock import TrainingLock; "
         "TrainingLock(description='style_v1').acquire(); print('held', flush=True); time.sleep(600)")
 
 
@@ -35,7 +35,7 @@ def holder(tmp_path):
 def test_a_second_job_is_refused_while_the_first_runs(holder, tiny_sd1_file, tmp_path):
     outcome = run_cli(write_config(tmp_path / "job.yaml", settings_for(tmp_path, tiny_sd1_file)), tmp_path)
 
-    lock = tmp_path / "lora_train.train.lock"
+    lock = tmp_path / "lora_train.core.lock"
     assert_clean_error(outcome, rf"Another training job is running \(pid {holder.pid}, since \d\d:\d\d, style_v1\)\. "
                                 r"Wait for it to finish or stop it first; only one job runs at a time\. \(If no job is "
                                 rf"running, that process is something else: delete {re.escape(str(lock))}\.\)")
@@ -46,7 +46,7 @@ def test_a_second_job_is_refused_while_the_first_runs(holder, tiny_sd1_file, tmp
 def test_the_lock_of_a_killed_job_is_taken_over(holder, tmp_path):
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    path = tmp_path / "lora_train.train.lock"
+    path = tmp_path / "lora_train.core.lock"
     assert json.loads(path.read_text())["pid"] == holder.pid, "a killed process cannot remove its lock"
 
     with TrainingLock(path):

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 
 from lora_train.config import load_config
 from lora_train.config.schema import TrainConfig
-from lora_train.errors import UserError
-from lora_train.export.naming import free_lora_path
+from lora_train.core.errors import UserError
+from lora_train.core.naming import free_lora_path
 from lora_train.export.read import read_lora_file
 from lora_train.models.load import load_base_model
 from lora_train.train.checkpoint import load_checkpoint

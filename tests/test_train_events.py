@@ -3,7 +3,7 @@
 import io
 import json
 
-from lora_train.train.events import ConsoleSink, JsonlSink, LogFileSink, describe, make_event
+from lora_train.core.events import ConsoleSink, JsonlSink, LogFileSink, describe, make_event
 from lora_train.train.meter import StepMeter
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.models.load import load_base_model
 from lora_train.models.pipeline import make_pipeline
 from lora_train.train.checkpoint import list_checkpoints

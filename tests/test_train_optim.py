@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lora_train.config.schema import OPTIMIZERS, SCHEDULERS
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.train.optim import ParamGroup, build_lr_scheduler, build_optimizer
 
 

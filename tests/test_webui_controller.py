@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from lora_train.config.load import read_yaml
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.webui import form
 from lora_train.webui.controller import AUTOMATIC_VAE, TabController
 from lora_train.webui.host import StandaloneHost, TabSettings

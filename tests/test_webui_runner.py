@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 from lora_train.webui.runner import Followup, JobRunner, JobSpec, TracebackFilter
 
 FAKE_MAIN = textwrap.dedent('''

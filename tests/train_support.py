@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from lora_train.config import load_config
-from lora_train.train.events import Fanout
+from lora_train.core.events import Fanout
 from lora_train.train.job import run_job
 from lora_train.train.stop import StopRequest
 

@@ -21,7 +21,7 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .dora import INPUT_DORA_LAYERS
 from .layers import ADAPTER, lora_layers
 from .spec import LoraSpec

@@ -15,7 +15,7 @@ import torch
 from peft.tuners.lora.layer import LoraLayer
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .dora import InputMagnitude, input_norm, merged_weight
 
 ADAPTER = "default"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 UNET_KINDS = ("attention", "feed_forward", "projection")
 TEXT_ENCODER_KINDS = ("attention", "mlp")

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError
-from ..export.naming import NAME_ADVICE, output_name_problem
+from ..core.errors import UserError
+from ..core.naming import NAME_ADVICE, output_name_problem
 from .schema import TrainConfig
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}

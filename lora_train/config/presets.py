@@ -27,7 +27,7 @@ RESOLUTION_BY_ARCH = {"sd1": 512, "sd2": 768, "sdxl": 1024}
 
 
 def preset_values(name: str) -> dict[str, Any]:
-    from ..errors import UserError
+    from ..core.errors import UserError
 
     if name not in PRESETS:
         raise UserError(f"Unknown preset '{name}': choose one of {', '.join(PRESETS)}.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lora_train.data.messages import name_files
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 Size = tuple[int, int]  # (width, height)
 

@@ -23,8 +23,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from lora_train.errors import UserError
-from lora_train.export.atomic import replace_file
+from lora_train.core.errors import UserError
+from lora_train.core.atomic import replace_file
 
 CACHE_DIR_NAME = ".lora_train_cache"
 Tensors = dict[str, torch.Tensor]

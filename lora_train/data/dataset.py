@@ -42,7 +42,7 @@ from lora_train.data.images import load_rgb
 from lora_train.data.sampler import SampleKey
 from lora_train.data.scan import ImageRecord
 from lora_train.data.transforms import TRANSFORM_VERSION, prepare_image, size_conditioning
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 _SIZE_FIELDS = ("original_size", "crop_top_left", "target_size")
 

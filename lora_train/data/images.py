@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 # Pillow's own default limit (about 9459 x 9459): above it Pillow warns, above twice it refuses.
 MAX_PIXELS = 89_478_485

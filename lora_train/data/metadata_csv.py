@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_train.data.captions import decode_text
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 FILENAME_COLUMNS = ("filename", "file_name")
 PROMPT_COLUMNS = ("prompt", "text", "caption")

@@ -26,7 +26,7 @@ from lora_train.data.captions import count_tags, read_caption_file, with_trigger
 from lora_train.data.images import MAX_PIXELS, UnusableImage, probe_image
 from lora_train.data.messages import grouped
 from lora_train.data.metadata_csv import read_metadata_csv
-from lora_train.errors import UserError
+from lora_train.core.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .file_arch import ARCH_LABELS, detect_arch
 from .kohya_state import LoadReport, load_kohya_state_dict
 from .read import read_lora_file

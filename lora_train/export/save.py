@@ -16,9 +16,9 @@ import safetensors.torch
 import torch
 from PIL import Image
 
-from .atomic import write_new_file
+from ..core.atomic import write_new_file
 from .hashes import addnet_hashes
-from .naming import preview_path, sidecar_path
+from ..core.naming import preview_path, sidecar_path
 
 SD_VERSIONS = ("SD1", "SD2", "SDXL")
 

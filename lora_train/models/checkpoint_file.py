@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = 0x80

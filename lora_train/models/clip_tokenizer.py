@@ -16,7 +16,7 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 CLIP_VOCAB_SIZE = 49408
 _MERGE_COUNT = 49152 - 256 - 2

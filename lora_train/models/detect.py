@@ -14,7 +14,7 @@ from typing import Mapping
 import torch
 from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .arch import ARCHS, UNET_PREFIX, VAE_PREFIX
 
 SUPPORTED = "lora_train trains on Stable Diffusion 1.x, 2.x and SDXL checkpoints only; pick one of those as base model."

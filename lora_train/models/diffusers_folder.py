@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .arch import ARCHS
 from .base_model import BaseModel
 from .clip_tokenizer import load_clip_tokenizer

@@ -19,7 +19,7 @@ from diffusers.loaders.single_file_utils import (
     create_vae_diffusers_config_from_ldm,
 )
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .base_model import BaseModel
 from .diffusers_folder import load_diffusers_folder
 from .prediction import check_prediction_type

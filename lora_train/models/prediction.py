@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .ldm_config import LdmConfig
 
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")

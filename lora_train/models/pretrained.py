@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .weights import report_mismatch
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .arch import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
 from .base_model import BaseModel
 from .checkpoint_file import CheckpointFile, open_checkpoint

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from diffusers import AutoencoderKL
 
-from ..errors import UserError
+from ..core.errors import UserError
 from .arch import UNET_PREFIX
 from .checkpoint_file import open_checkpoint
 from .ldm_parts import vae_state_dict

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Mapping, TypeVar
 import torch
 from accelerate import init_empty_weights
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 Module = TypeVar("Module", bound=torch.nn.Module)
 _EXAMPLES = 3

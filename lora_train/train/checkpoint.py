@@ -24,8 +24,8 @@ import safetensors.torch
 import torch
 from safetensors.torch import load_file
 
-from ..errors import UserError
-from ..export.atomic import disk_error
+from ..core.errors import UserError
+from ..core.atomic import disk_error
 
 PREFIX = "checkpoint-"
 # Not a .safetensors name: the WebUI lists every .safetensors under models/Lora as a LoRA.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..config.presets import PRESETS
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 def check_finite_loss(loss: float, step: int, precision_name: str, learning_rate: float) -> None:

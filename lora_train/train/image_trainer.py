@@ -25,7 +25,7 @@ from ..config import TrainConfig
 from ..models.load import load_base_model
 from .checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                          restore_rng, save_checkpoint, trainable_state)
-from .events import Fanout, LogFileSink, make_event
+from ..core.events import Fanout, LogFileSink, make_event
 from .faults import check_finite_loss, out_of_memory_message
 from .image_data import build_image_data, cache_latents, cache_text_outputs
 from .lora_setup import attach_lora

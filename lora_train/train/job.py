@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..errors import UserError
-from .events import Fanout
+from ..core.errors import UserError
+from ..core.events import Fanout
 from .faults import out_of_memory_message
-from .lock import TrainingLock
+from ..core.lock import TrainingLock
 from .stop import StopRequest
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from diffusers.optimization import get_scheduler
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The output folder: created if needed, checked to be writable and to have room before any work starts.
 
-A job killed while saving leaves its temporary file (`.name.XXXXXXXX.tmp`, see export/atomic.py)
+A job killed while saving leaves its temporary file (`.name.XXXXXXXX.tmp`, see core/atomic.py)
 or staging checkpoint folder (`checkpoint-N.tmp`) behind; the next job in the folder removes them.
 """
 
@@ -14,7 +14,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 
 def prepare_output_dir(path: str | Path, key: str = "output_dir") -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .events import Fanout, make_event
+from ..core.events import Fanout, make_event
 from .meter import Rates
 
 

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.scan import DatasetIndex
 from ..export.kohya_state import SAVE_DTYPES, kohya_state_dict
 from ..export.metadata import TrainingRun, build_metadata
-from ..export.naming import free_lora_path
+from ..core.naming import free_lora_path
 from ..export.save import save_lora, sidecar, write_preview, write_sidecar
 from ..models.base_model import BaseModel
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.schema import TrainConfig
-from ..errors import UserError
+from ..core.errors import UserError
 from . import form, render
 from .checkpoints import ModelInfo, sniff_arch
 from .dataset import review_dataset

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from ..errors import UserError
-from ..train.events import describe
+from ..core.errors import UserError
+from ..core.events import describe
 
 LOG_LINES = 200
 SAMPLES_KEPT = 8

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import gradio as gr
 from PIL import Image
 
-from ..errors import UserError
+from ..core.errors import UserError
 from . import compat, form, render
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host

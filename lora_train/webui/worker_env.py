@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 STAMP_FORMAT = 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 LORA_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol
 
-from ..export.atomic import disk_error
+from .atomic import disk_error
 
 Event = dict[str, Any]
 

@@ -13,12 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 
 def default_lock_path() -> Path:
     folder = os.environ.get("LORA_TRAIN_LOCK_DIR") or tempfile.gettempdir()
-    return Path(folder) / "lora_train.train.lock"
+    return Path(folder) / "lora_train.core.lock"
 
 
 def _alive(pid: int) -> bool:
