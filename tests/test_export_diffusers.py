@@ -12,9 +12,9 @@ from peft.tuners.lora.layer import LoraLayer
 from test_export_support import fresh, pipeline, text_outputs, trained, unet_inputs, unet_output
 
 from lora_train.adapters.spec import LoraSpec
-from lora_train.export.kohya_names import group_by_module
-from lora_train.export.kohya_state import kohya_state_dict
-from lora_train.export.save import save_lora
+from lora_train.kohya.names import group_by_module
+from lora_train.kohya.state import kohya_state_dict
+from lora_train.kohya.write import save_lora
 
 CASES = {
     "sd1-lora": ("sd1", LoraSpec(rank=4, alpha=2.0)),

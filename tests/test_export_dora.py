@@ -13,8 +13,8 @@ from test_export_support import fresh, text_outputs, trained, unet_inputs, unet_
 
 from lora_train.adapters.spec import LoraSpec
 from lora_train.adapters.targets import is_adaptable
-from lora_train.export.kohya_names import KohyaNaming, group_by_module
-from lora_train.export.kohya_state import kohya_state_dict
+from lora_train.kohya.names import KohyaNaming, group_by_module
+from lora_train.kohya.state import kohya_state_dict
 
 
 def _delta(weight, tensors):

@@ -15,10 +15,11 @@ from safetensors import safe_open
 from lora_train.adapters.spec import LoraSpec
 from lora_train.core.errors import UserError
 from lora_train.core import atomic
-from lora_train.export.hashes import file_model_hash
-from lora_train.export.metadata import TrainingRun, build_metadata
+from lora_train.kohya.hashes import file_model_hash
+from lora_train.kohya.metadata import TrainingRun, build_metadata
 from lora_train.core.naming import check_output_name, free_lora_path
-from lora_train.export.save import save_lora, sidecar, write_preview, write_sidecar
+from lora_train.core.card import sidecar, write_preview, write_sidecar
+from lora_train.kohya.write import save_lora
 
 TENSORS = {"lora_unet_a.lora_down.weight": torch.arange(8, dtype=torch.float16).reshape(2, 4),
            "lora_unet_a.lora_up.weight": torch.ones(4, 2, dtype=torch.float16),

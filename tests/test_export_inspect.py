@@ -11,9 +11,10 @@ from test_export_support import trained
 
 from lora_train.adapters.spec import LoraSpec
 from lora_train.core.errors import UserError
-from lora_train.export.kohya_state import kohya_state_dict
-from lora_train.export.metadata import TrainingRun, build_metadata
-from lora_train.export.save import save_lora, sidecar, write_sidecar
+from lora_train.kohya.state import kohya_state_dict
+from lora_train.kohya.metadata import TrainingRun, build_metadata
+from lora_train.core.card import sidecar, write_sidecar
+from lora_train.kohya.write import save_lora
 from lora_train.tools.inspect import format_report, inspect_lora
 
 

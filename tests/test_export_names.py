@@ -12,7 +12,7 @@ from diffusers import UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from lora_train.adapters.targets import UNET_KINDS, select_targets
-from lora_train.export.kohya_names import KohyaNaming, component_of
+from lora_train.kohya.names import KohyaNaming, component_of
 from lora_train.models.shipped import shipped_config
 
 TRANSFORMER_LAYERS = [f"attn{i}_{name}" for i in (1, 2) for name in ("to_q", "to_k", "to_v", "to_out_0")] + [

@@ -12,9 +12,9 @@ from lora_train.adapters.inject import lora_parameters
 from lora_train.adapters.layers import ADAPTER, lora_layers
 from lora_train.adapters.spec import LoraSpec
 from lora_train.core.errors import UserError
-from lora_train.export.kohya_state import kohya_state_dict
-from lora_train.export.pretrained import load_pretrained_lora
-from lora_train.export.save import save_lora
+from lora_train.kohya.state import kohya_state_dict
+from lora_train.models.pretrained_lora import load_pretrained_lora
+from lora_train.kohya.write import save_lora
 
 
 def _save(model, path, metadata=None, precision="fp32"):

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from corpus import write_config
 from lora_train.tools.inspect import inspect_lora
-from lora_train.train.checkpoint import list_checkpoints, load_checkpoint, resolve_resume_path
+from lora_train.train.resume_state import list_checkpoints, load_checkpoint, resolve_resume_path
 from reliability_support import Background, run_cli
 from train_support import DATASET, FAST, train
 

@@ -13,7 +13,7 @@ from diffusers import AutoencoderKL
 
 from corpus import settings_for, write_config
 from lora_train.core.errors import UserError
-from lora_train.train.checkpoint import load_checkpoint
+from lora_train.train.resume_state import load_checkpoint
 from reliability_support import assert_clean_error, run_cli
 from train_support import train
 

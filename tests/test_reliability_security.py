@@ -17,9 +17,9 @@ from lora_train.config import load_config
 from lora_train.config.schema import TrainConfig
 from lora_train.core.errors import UserError
 from lora_train.core.naming import free_lora_path
-from lora_train.export.read import read_lora_file
+from lora_train.kohya.read import read_lora_file
 from lora_train.models.load import load_base_model
-from lora_train.train.checkpoint import load_checkpoint
+from lora_train.train.resume_state import load_checkpoint
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lora_train"
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from lora_train.core.errors import UserError
 from lora_train.models.load import load_base_model
 from lora_train.models.pipeline import make_pipeline
-from lora_train.train.checkpoint import list_checkpoints
+from lora_train.train.resume_state import list_checkpoints
 from lora_train.train.conditioning import encode_text, tokenize
 from train_support import DATASET, train
 

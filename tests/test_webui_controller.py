@@ -14,9 +14,10 @@ from lora_train.config.load import read_yaml
 from lora_train.core.errors import UserError
 from lora_train.webui import form
 from lora_train.webui.controller import AUTOMATIC_VAE, TabController
-from lora_train.webui.host import StandaloneHost, TabSettings
+from lora_train.webui.host import TabSettings
+from lora_train.webui.standalone_host import StandaloneHost
 from lora_train.webui.paths import PathPolicy, network_exposed, safe_name
-from lora_train.webui.presets import preset_form_values
+from lora_train.webui.preset_choices import preset_form_values
 from lora_train.webui.runner import JobRunner
 
 
@@ -142,7 +143,7 @@ def test_paths_are_confined_only_when_exposed(tmp_path):
 
 
 def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_another(setup):
-    from lora_train.webui.checkpoints import ModelInfo
+    from lora_train.webui.model_files import ModelInfo
     from lora_train.webui.tab import TabView
 
     controller, _, _ = setup

@@ -26,7 +26,8 @@ PROBE = textwrap.dedent('''
     import json, sys
     from pathlib import Path
     import gradio as gr
-    from lora_train.webui.host import StandaloneHost, TabSettings
+    from lora_train.webui.host import TabSettings
+    from lora_train.webui.standalone_host import StandaloneHost
     from lora_train.webui.paths import PathPolicy
     from lora_train.webui.tab import build_tab
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lora_train.core.errors import UserError
-from lora_train.webui.webui_host import SETTINGS, WebUIHost, _on_main_thread, register_settings
+from lora_train.webui.a1111_host import SETTINGS, WebUIHost, _on_main_thread, register_settings
 
 
 class Options:

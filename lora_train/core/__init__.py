@@ -1,2 +1,3 @@
 """What every engine and the WebUI side share, with no torch import: errors, progress events,
-atomic file writing, output names and the one-job lock."""
+atomic file writing, output names, the WebUI card files, the SD architecture names and the
+one-job lock."""

@@ -1,4 +1,5 @@
-"""Loading base models: single-file checkpoints (ldm layout), diffusers folders, tokenizers.
+"""Loading base models (single-file checkpoints in the ldm layout, diffusers folders, tokenizers)
+and a LoRA file to continue training from (`pretrained_lora.py`).
 
 Imports nothing, so light modules (unet_layout, arch names) stay cheap to import. The entry points:
 

@@ -43,7 +43,7 @@ _IN_CHANNEL_VARIANTS = {9: "an inpainting model", 8: "an InstructPix2Pix model",
                         7: "an x4 upscaler"}
 
 
-def detect_arch(tensors: Mapping[str, torch.Tensor], path: Path) -> str:
+def detect_checkpoint_arch(tensors: Mapping[str, torch.Tensor], path: Path) -> str:
     """`sd1`, `sd2` or `sdxl` for a full SD checkpoint; a UserError saying what the file is otherwise."""
     keys = tensors.keys()
     _refuse_adapters(keys, path)

@@ -20,7 +20,7 @@ from .arch import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
 from .base_model import BaseModel
 from .checkpoint_file import CheckpointFile, open_checkpoint
 from .clip_tokenizer import load_clip_tokenizer
-from .detect import detect_arch
+from .detect import detect_checkpoint_arch
 from .ldm_config import LdmConfig, find_ldm_config
 from .ldm_parts import text_encoder_state_dict, unet_state_dict, vae_state_dict
 from .prediction import declared_v_prediction, looks_like_v_prediction, training_scheduler
@@ -63,7 +63,7 @@ def load_checkpoint(checkpoint: CheckpointFile, vae_path: Path | None, predictio
                     dtype: torch.dtype) -> BaseModel:
     """A BaseModel from an opened checkpoint (whose tensors may be meta tensors, to check configs)."""
     path = checkpoint.path
-    arch = detect_arch(checkpoint.meta, path)
+    arch = detect_checkpoint_arch(checkpoint.meta, path)
     ldm = find_ldm_config(path)
     v_prediction = declared_v_prediction(prediction_type, ldm, checkpoint.metadata, checkpoint.meta)
     configs = part_configs(arch, bool(v_prediction), path, ldm, checkpoint.meta)

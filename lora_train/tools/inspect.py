@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
-from ..export.file_arch import ARCH_LABELS, detect_arch
-from ..export.hashes import file_model_hash
-from ..export.kohya_names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component, group_by_module
+from ..core.arch import ARCH_LABELS, detect_arch
+from ..kohya.hashes import file_model_hash
+from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component, group_by_module
 from ..core.naming import sidecar_path
-from ..export.read import read_lora_file
+from ..kohya.read import read_lora_file
 
 MAIN_METADATA = ("ss_output_name", "ss_sd_model_name", "ss_base_model_version", "ss_network_module",
                  "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_resolution", "ss_num_train_images",

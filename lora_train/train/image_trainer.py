@@ -23,7 +23,7 @@ from accelerate.utils import set_seed
 
 from ..config import TrainConfig
 from ..models.load import load_base_model
-from .checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
+from .resume_state import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                          restore_rng, save_checkpoint, trainable_state)
 from ..core.events import Fanout, LogFileSink, make_event
 from .faults import check_finite_loss, out_of_memory_message
@@ -35,8 +35,8 @@ from .optim import ParamGroup, build_lr_scheduler, build_optimizer
 from .output import check_free_space, prepare_output_dir, remove_partial_saves
 from .precision import resolve_precision
 from .reporting import Reporter, peak_vram_mb
-from .sampling import render, sample_prompts
-from .saving import LoraWriter, save_sizes
+from .sampling import generate_samples, sample_prompts
+from .lora_writer import LoraWriter, save_sizes
 from .step import StepRunner, enable_gradient_checkpointing
 from .stop import StopRequest
 
@@ -126,7 +126,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         if not main:
             return []
         prompts = sample_prompts(config.sample_prompts, config.trigger_word, data.index.records[0].caption)
-        images = render(base, prompts, negative_prompt=config.sample_negative_prompt, seed=config.sample_seed,
+        images = generate_samples(base, prompts, negative_prompt=config.sample_negative_prompt, seed=config.sample_seed,
                         steps=config.sample_steps, guidance_scale=config.sample_guidance_scale,
                         size=config.sample_resolution or config.resolution, device=device,
                         autocast=precision.autocast())

@@ -11,7 +11,7 @@ from ..adapters.inject import LoraParameters, inject_lora, lora_parameters
 from ..adapters.spec import LoraSpec
 from ..adapters.targets import select_targets
 from ..config import TrainConfig
-from ..export.pretrained import load_pretrained_lora
+from ..models.pretrained_lora import load_pretrained_lora
 from ..models.base_model import BaseModel
 
 

@@ -21,7 +21,7 @@ def sample_prompts(prompts: list[str], trigger_word: str, fallback_caption: str)
 
 
 @torch.no_grad()
-def render(base: BaseModel, prompts: list[str], *, negative_prompt: str, seed: int, steps: int,
+def generate_samples(base: BaseModel, prompts: list[str], *, negative_prompt: str, seed: int, steps: int,
            guidance_scale: float, size: int, device: torch.device, autocast) -> list[Image.Image]:
     """One image per prompt; the models' train/eval modes are restored afterwards."""
     pipeline = make_pipeline(base)

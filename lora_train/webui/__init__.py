@@ -2,5 +2,5 @@
 
 Everything here runs in the WebUI's own process, so it imports only the standard library,
 gradio (and what gradio itself depends on, such as PIL and PyYAML) and, through
-`webui_host.py`, the WebUI's modules. Training runs in a separate worker process.
+`a1111_host.py`, the WebUI's modules. Training runs in a separate worker process.
 """

@@ -13,12 +13,12 @@ from typing import Any
 
 from ..config.schema import TrainConfig
 from ..core.errors import UserError
-from . import form, render
-from .checkpoints import ModelInfo, sniff_arch
-from .dataset import review_dataset
+from . import form, markup
+from .model_files import ModelInfo, sniff_arch
+from .dataset_review import review_dataset
 from .host import Host
 from .paths import safe_name
-from .presets import preset_form_values
+from .preset_choices import preset_form_values
 from .runner import Followup, JobRunner, JobSpec, JobState
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
@@ -62,9 +62,9 @@ class TabController:
     def model_summary(self) -> str:
         current = self.host.current_model()
         if current is not None:
-            return render.message(f"Loaded in the {self.host.name}: {current.describe()}", "info")
+            return markup.message(f"Loaded in the {self.host.name}: {current.describe()}", "info")
         if self.host.can_render:
-            return render.message("No checkpoint is loaded in the WebUI; choose one below.", "warning")
+            return markup.message("No checkpoint is loaded in the WebUI; choose one below.", "warning")
         return ""
 
     def model_choices(self) -> tuple[list[str], str | None]:
@@ -98,7 +98,7 @@ class TabController:
         values = self._form(inputs, fields)
         review = review_dataset(values)
         items = [(review.summary(Path(values["train_data_dir"])), "success")]
-        return render.messages(items + [(text, "warning") for text in review.warnings]), review.gallery()
+        return markup.messages(items + [(text, "warning") for text in review.warnings]), review.gallery()
 
     def preset(self, name: str, base_model: str | None) -> dict[str, Any]:
         return preset_form_values(name, self.base_model_arch(base_model))
@@ -151,7 +151,7 @@ class TabController:
         text = form.dump_yaml(form.changed_values(self.job_config(inputs, fields)))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        return render.message(f"Saved {path}; train it from a shell with: python -m lora_train train --config "
+        return markup.message(f"Saved {path}; train it from a shell with: python -m lora_train train --config "
                               f"{path}", "success"), text
 
     # --- jobs -----------------------------------------------------------------------------
@@ -168,11 +168,11 @@ class TabController:
         spec = JobSpec(python, form.changed_values(config), workspace, config.output_name, [str(EXTENSION_ROOT)])
         self.runner.start(spec, HostHooks(self.host))
         verb = "Resuming" if resume else "Started"
-        return render.message(f"{verb} training {spec.name} on {Path(config.base_model).name}; files go to "
+        return markup.message(f"{verb} training {spec.name} on {Path(config.base_model).name}; files go to "
                               f"{workspace}.", "info")
 
     def interrupt(self) -> str:
-        return render.message(self.runner.stop(), "info")
+        return markup.message(self.runner.stop(), "info")
 
     def lora_tag(self, state: JobState | None, weight: float) -> str:
         if state is None or not state.lora_path:
@@ -185,7 +185,7 @@ class TabController:
         lora = Path(state.lora_path)
         files = [(path.name, path.is_file()) for path in (lora, lora.with_suffix(".json"),
                                                            lora.with_suffix(".preview.png"))]
-        return render.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
+        return markup.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
 
     def test_now(self, prompt: str, seed: Any, weight: float) -> list:
         state = self.runner.snapshot()

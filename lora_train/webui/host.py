@@ -1,8 +1,7 @@
 """What the tab needs from whatever hosts it: models, folders, settings, the GPU, test renders.
 
-Two hosts: the WebUI (`webui_host.py`: the loaded checkpoint, its folders and settings) and
-the standalone server (here: a models folder and a LoRA folder given on the command line,
-nothing to unload, no renderer).
+Two hosts implement it: the WebUI (`a1111_host.py`: the loaded checkpoint, its folders and
+settings) and the standalone server (`standalone_host.py`: folders given on the command line).
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .checkpoints import ModelInfo, list_models
+from .model_files import ModelInfo
 from .paths import PathPolicy
-from .presets import DEFAULT_PRESET
+from .preset_choices import DEFAULT_PRESET
 
 
 @dataclass
@@ -52,50 +51,3 @@ class Host(Protocol):
     def refresh_loras(self) -> None: ...
 
     def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int): ...
-
-
-@dataclass
-class StandaloneHost:
-    """`python -m lora_train ui`: folders from the command line, no WebUI."""
-
-    models_dir: Path | None
-    tab_settings: TabSettings
-    policy: PathPolicy
-    name: str = "standalone"
-    can_render: bool = False
-    inserts_prompts: bool = False
-
-    def settings(self) -> TabSettings:
-        return self.tab_settings
-
-    def path_policy(self) -> PathPolicy:
-        return self.policy
-
-    def current_model(self) -> ModelInfo | None:
-        return None
-
-    def _models_under(self, subfolder: str) -> list[ModelInfo]:
-        if self.models_dir is None:
-            return []
-        folder = self.models_dir / subfolder
-        return list_models(folder if folder.is_dir() else self.models_dir)
-
-    def checkpoints(self) -> list[ModelInfo]:
-        lora_dir = self.tab_settings.lora_dir.resolve()
-        return [model for model in self._models_under("Stable-diffusion")
-                if lora_dir not in Path(model.path).resolve().parents]
-
-    def vaes(self) -> list[ModelInfo]:
-        return self._models_under("VAE") if self.models_dir and (self.models_dir / "VAE").is_dir() else []
-
-    def release_model(self) -> str | None:
-        return None
-
-    def restore_model(self) -> str | None:
-        return None
-
-    def refresh_loras(self) -> None:
-        return None
-
-    def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int):
-        raise NotImplementedError("the standalone server has no image generator")

@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .host import StandaloneHost, TabSettings
+from .host import TabSettings
+from .standalone_host import StandaloneHost
 from .paths import LOOPBACK_HOSTS, PathPolicy
-from .presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from .preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .worker_env import EXTENSION_ROOT
 
 

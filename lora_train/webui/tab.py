@@ -17,10 +17,10 @@ import gradio as gr
 from PIL import Image
 
 from ..core.errors import UserError
-from . import compat, form, render
+from . import compat, form, markup
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host
-from .presets import CHOICES as PRESET_CHOICES
+from .preset_choices import CHOICES as PRESET_CHOICES
 from .runner import JobRunner, JobState
 
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
@@ -43,9 +43,9 @@ def _guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
             traceback.print_exc()
             text = f"Unexpected problem ({type(exc).__name__}: {exc}). The details were printed to the console."
         if outputs == 1:
-            return render.message(text, "error")
+            return markup.message(text, "error")
         result: list[Any] = [gr.update() for _ in range(outputs)]
-        result[message_at] = render.message(text, "error")
+        result[message_at] = markup.message(text, "error")
         return result
 
     return handler
@@ -89,7 +89,7 @@ class TabView:
         try:
             values = ctl.initial_values()
         except UserError as exc:
-            values, start_note = {spec.name: spec.default for spec in ctl.specs}, render.message(str(exc), "error")
+            values, start_note = {spec.name: spec.default for spec in ctl.specs}, markup.message(str(exc), "error")
         titles, default_model = ctl.model_choices()
         vaes, default_vae = ctl.vae_choices()
         with gr.Blocks(analytics_enabled=False) as tab:
@@ -224,7 +224,7 @@ class TabView:
         values = self.ctl.preset(name, base_model)
         updates = [gr.update(value=form.to_widget(spec, values[spec.name])) if spec.name in values else gr.update()
                    for spec in self.ctl.specs]
-        return updates + [render.message(f"Preset {name} applied.", "info")]
+        return updates + [markup.message(f"Preset {name} applied.", "info")]
 
     def save_config(self, path: str, *args):
         inputs, fields = self._split(args)
@@ -236,7 +236,7 @@ class TabView:
                    for key in MANAGED_INPUTS]
         fields = [gr.update(value=form.to_widget(spec, values[spec.name])) if spec.name in values else gr.update()
                   for spec in self.ctl.specs]
-        return managed + fields + [render.message(f"Loaded {len(values)} settings from {path}.", "success")]
+        return managed + fields + [markup.message(f"Loaded {len(values)} settings from {path}.", "success")]
 
     def start(self, *args):
         inputs, fields = self._split(args)
@@ -250,7 +250,7 @@ class TabView:
         return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
 
     def test_now(self, prompt: str, seed: Any, weight: float):
-        return self.ctl.test_now(prompt, seed, weight), render.message("Rendered with the same seed.", "success")
+        return self.ctl.test_now(prompt, seed, weight), markup.message("Rendered with the same seed.", "success")
 
     def tick(self, view: dict | None, weight: float):
         state: JobState | None = self.ctl.runner.snapshot()
@@ -261,9 +261,9 @@ class TabView:
         samples = (gr.update(value=_load_samples(state.samples)) if view.get("samples") != state.samples
                    else gr.update())
         status = state.status if state.ended or not state.finished else "finishing"
-        bar = render.progress(status, state.step,
+        bar = markup.progress(status, state.step,
                               state.total, state.epoch, state.epochs, state.its, state.eta_s, state.loss)
-        return [bar, render.loss_chart(state.losses), render.messages(state.messages), samples,
+        return [bar, markup.loss_chart(state.losses), markup.messages(state.messages), samples,
                 "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state, weight), self.ctl.lora_tag(state, weight),
                 {"key": key, "samples": list(state.samples)}]
 

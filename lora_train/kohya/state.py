@@ -18,7 +18,7 @@ from torch import nn
 
 from ..adapters.layers import LayerWeights, read_layer, write_layer
 from ..core.errors import UserError
-from .kohya_names import ALPHA, DORA_SCALE, DOWN, UP, group_by_module, named_lora_layers
+from .names import ALPHA, DORA_SCALE, DOWN, UP, group_by_module, named_lora_layers
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 

@@ -17,10 +17,11 @@ from PIL import Image
 from ..adapters.spec import LoraSpec
 from ..config import TrainConfig
 from ..data.scan import DatasetIndex
-from ..export.kohya_state import SAVE_DTYPES, kohya_state_dict
-from ..export.metadata import TrainingRun, build_metadata
+from ..kohya.state import SAVE_DTYPES, kohya_state_dict
+from ..kohya.metadata import TrainingRun, build_metadata
 from ..core.naming import free_lora_path
-from ..export.save import save_lora, sidecar, write_preview, write_sidecar
+from ..core.card import sidecar, write_preview, write_sidecar
+from ..kohya.write import save_lora
 from ..models.base_model import BaseModel
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from torch import nn
 
 from ..core.errors import UserError
-from .file_arch import ARCH_LABELS, detect_arch
-from .kohya_state import LoadReport, load_kohya_state_dict
-from .read import read_lora_file
+from ..core.arch import ARCH_LABELS, detect_arch
+from ..kohya.state import LoadReport, load_kohya_state_dict
+from ..kohya.read import read_lora_file
 
 
 def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module,

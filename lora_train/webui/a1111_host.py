@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoints import ModelInfo, sniff_arch
+from .model_files import ModelInfo, sniff_arch
 from .paths import PathPolicy, network_exposed, split_roots
-from .presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from .preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .host import TabSettings
 
 SECTION = ("lora_train", "LoRA trainer")
