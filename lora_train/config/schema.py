@@ -181,11 +181,6 @@ class TrainConfig:
                            max=2**32 - 1)
     sample_resolution: Optional[int] = opt(None, "Size of the sample images (default: resolution).", "Samples", min=64,
                                            max=4096)
-    # --- Text (LLM) --------------------------------------------------------------------
-    max_seq_length: int = opt(512, "Longest token sequence for text-generation training.", "Text (LLM)", min=8,
-                              max=131072)
-    trust_remote_code: bool = opt(False, "Allow a text model folder to run its own Python code (only for models you "
-                                  "trust).", "Text (LLM)")
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -21,15 +21,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Protocol
+from typing import IO, Any, Callable
 
 from .atomic import disk_error
 
 Event = dict[str, Any]
-
-
-class EventSink(Protocol):
-    def __call__(self, event: Event) -> None: ...
 
 
 def make_event(type_: str, **fields: Any) -> Event:

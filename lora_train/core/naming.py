@@ -1,8 +1,8 @@
-"""File names of saved LoRAs: safe names, epoch / step names, and never an existing name.
+"""File names of saved LoRAs: safe names, epoch names, the files beside a LoRA, and never an existing name.
 
 The WebUI lists LoRAs by file name and caches them by name, so a new file never takes a name
-already used: `name`, then `name_v2`, `name_v3`, ... Epoch saves are `name-000004` and step
-saves `name-step00000100` (kohya's names), versioned the same way. A name counts as used when
+already used: `name`, then `name_v2`, `name_v3`, ... Epoch saves are `name-000004` (kohya's
+name), versioned the same way. A name counts as used when
 any file the LoRA would own exists (the weights, the card's `.json`, the `.preview.png`, or an
 older `.pt` / `.ckpt` of that name, which the WebUI would list under the same name).
 """
@@ -43,13 +43,9 @@ def check_output_name(name: str) -> str:
     raise UserError(f"output_name {name!r} cannot be used: {problem}. {NAME_ADVICE}")
 
 
-def save_stem(name: str, *, epoch: int | None = None, step: int | None = None) -> str:
-    """`name`, `name-000004` for an epoch save, `name-step00000100` for a step save."""
-    if epoch is not None:
-        return f"{name}-{epoch:06d}"
-    if step is not None:
-        return f"{name}-step{step:08d}"
-    return name
+def save_stem(name: str, *, epoch: int | None = None) -> str:
+    """`name`, or `name-000004` for an epoch save."""
+    return name if epoch is None else f"{name}-{epoch:06d}"
 
 
 def sidecar_path(lora_path: Path) -> Path:
@@ -60,10 +56,10 @@ def preview_path(lora_path: Path) -> Path:
     return lora_path.with_name(lora_path.name.removesuffix(LORA_SUFFIX) + PREVIEW_SUFFIX)
 
 
-def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None, step: int | None = None) -> Path:
+def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None) -> Path:
     """The first unused `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind."""
     folder = Path(folder)
-    stem = save_stem(check_output_name(name), epoch=epoch, step=step)
+    stem = save_stem(check_output_name(name), epoch=epoch)
     candidates = (stem if version == 1 else f"{stem}_v{version}" for version in itertools.count(1))
     free = next(candidate for candidate in candidates
                 if not any((folder / (candidate + suffix)).exists() for suffix in _TAKEN_SUFFIXES))
