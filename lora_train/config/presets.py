@@ -23,8 +23,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "lora_alpha": 8},
 }
 
-RESOLUTION_BY_ARCH = {"sd1": 512, "sd2": 768, "sdxl": 1024}
-
 
 def preset_values(name: str) -> dict[str, Any]:
     from ..core.errors import UserError

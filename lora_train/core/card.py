@@ -12,17 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .arch import LABELS
 from .atomic import write_new_file
 from .naming import preview_path, sidecar_path
 
-SD_VERSIONS = ("SD1", "SD2", "SDXL")
 
 
 def sidecar(*, sd_version: str, activation_text: str = "", preferred_weight: float = 1.0, description: str = "",
             negative_text: str = "", notes: str = "") -> dict[str, object]:
     """The card's user metadata, in the Lora editor's key order."""
-    if sd_version not in SD_VERSIONS:
-        raise ValueError(f"sd_version must be one of {SD_VERSIONS}, not {sd_version!r}")
+    if sd_version not in LABELS:
+        raise ValueError(f"sd_version must be one of {LABELS}, not {sd_version!r}")
     return {"description": description, "sd version": sd_version, "activation text": activation_text,
             "preferred weight": float(preferred_weight), "negative text": negative_text, "notes": notes}
 

@@ -1,4 +1,4 @@
-"""A loaded base model: its diffusers parts and the names LoRA files and the WebUI use for it."""
+"""A loaded base model: its diffusers parts and the names LoRA files and the WebUI use for it (core.arch)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,7 @@ from pathlib import Path
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTokenizer
 
-# (arch, v_prediction) -> ss_base_model_version, modelspec.architecture, the WebUI's "sd version"
-_NAMES = {
-    ("sd1", False): ("sd_v1", "stable-diffusion-v1/lora", "SD1"),
-    ("sd1", True): ("sd_v1", "stable-diffusion-v1/lora", "SD1"),
-    ("sd2", False): ("sd_v2", "stable-diffusion-v2-512/lora", "SD2"),
-    ("sd2", True): ("sd_v2_v", "stable-diffusion-v2-768-v/lora", "SD2"),
-    ("sdxl", False): ("sdxl_base_v1-0", "stable-diffusion-xl-v1-base/lora", "SDXL"),
-    ("sdxl", True): ("sdxl_base_v1-0", "stable-diffusion-xl-v1-base/lora", "SDXL"),
-}
+from ..core.arch import ARCH_NAMES
 
 
 @dataclass
@@ -40,14 +32,14 @@ class BaseModel:
     @property
     def base_model_version(self) -> str:
         """`ss_base_model_version`: sd_v1 | sd_v2 | sd_v2_v | sdxl_base_v1-0 (the WebUI filters LoRAs by it)."""
-        return _NAMES[self.arch, self.v_prediction][0]
+        return ARCH_NAMES[self.arch].version(self.v_prediction)
 
     @property
     def modelspec_architecture(self) -> str:
         """`modelspec.architecture` of a LoRA trained on this model."""
-        return _NAMES[self.arch, self.v_prediction][1]
+        return ARCH_NAMES[self.arch].modelspec_architecture(self.v_prediction)
 
     @property
     def sd_version(self) -> str:
         """The WebUI card's "sd version": SD1 | SD2 | SDXL."""
-        return _NAMES[self.arch, self.v_prediction][2]
+        return ARCH_NAMES[self.arch].label

@@ -15,7 +15,7 @@ import torch
 from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES
 
 from ..core.errors import UserError
-from .arch import ARCHS, UNET_PREFIX, VAE_PREFIX
+from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX
 
 SUPPORTED = "lora_train trains on Stable Diffusion 1.x, 2.x and SDXL checkpoints only; pick one of those as base model."
 

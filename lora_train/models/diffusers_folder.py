@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from ..core.errors import UserError
-from .arch import ARCHS
+from .arch_parts import ARCHS
 from .base_model import BaseModel
 from .clip_tokenizer import load_clip_tokenizer
 from .detect import SUPPORTED

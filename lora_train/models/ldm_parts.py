@@ -19,7 +19,7 @@ from diffusers.loaders.single_file_utils import (
     convert_open_clip_checkpoint,
 )
 
-from .arch import UNET_PREFIX, TextEncoderSpec
+from .arch_parts import UNET_PREFIX, TextEncoderSpec
 from .to_ldm import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 from .weights import report_mismatch
 

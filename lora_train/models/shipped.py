@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .arch import shipped_config_name
+from .arch_parts import shipped_config_name
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 

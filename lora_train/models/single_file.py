@@ -16,7 +16,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from ..core.errors import UserError
-from .arch import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
+from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
 from .base_model import BaseModel
 from .checkpoint_file import CheckpointFile, open_checkpoint
 from .clip_tokenizer import load_clip_tokenizer

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
-from ..core.arch import ARCH_LABELS, detect_arch
+from ..core.arch import ARCH_NAMES, detect_arch
 from ..kohya.hashes import file_model_hash
 from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component, group_by_module
 from ..core.naming import sidecar_path
@@ -67,7 +67,7 @@ def inspect_lora(path: str | Path) -> dict[str, Any]:
     return {
         "file": str(path),
         "architecture": arch,
-        "base_model": ARCH_LABELS.get(arch or "", "unknown"),
+        "base_model": ARCH_NAMES[arch].title if arch else "unknown",
         "modules": count_by_component(lora),
         "other_modules": len(modules) - len(lora),
         "ranks": sorted(set(ranks.values())),

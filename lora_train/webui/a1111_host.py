@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.arch import ARCH_NAMES
 from .model_files import ModelInfo, sniff_arch
 from .paths import PathPolicy, network_exposed, split_roots
 from .preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
@@ -141,8 +142,7 @@ class WebUIHost:
                              getattr(selected, "shorthash", None))
         if info is None:
             return None
-        arch = next((name for name, flag in (("SDXL", "is_sdxl"), ("SD2", "is_sd2"), ("SD1", "is_sd1"))
-                     if getattr(model, flag, False)), None)
+        arch = next((names.label for names in ARCH_NAMES.values() if getattr(model, f"is_{names.id}", False)), None)
         return ModelInfo(info.title, info.filename, arch, getattr(info, "shorthash", None) or info.hash)
 
     def checkpoints(self) -> list[ModelInfo]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.schema import TrainConfig
+from ..core.arch import ARCH_NAMES, arch_of_label
 from ..core.errors import UserError
 from . import form, markup
 from .model_files import ModelInfo, sniff_arch
@@ -197,7 +198,7 @@ class TabController:
             raise UserError("Wait for the training job to end before rendering a test.")
         prompt = (prompt or "").strip() or state.name
         current = self.host.current_model()
-        size = 1024 if current and current.arch == "SDXL" else 512
+        size = 1024 if current and arch_of_label(current.arch) is ARCH_NAMES["sdxl"] else 512
         without = self.host.render(prompt, "", int(seed), 20, size, size)
         with_lora = self.host.render(f"{prompt} {self.lora_tag(state, weight)}", "", int(seed), 20, size, size)
         return [(without, "without the LoRA"), (with_lora, f"with {self.lora_tag(state, weight)}")]

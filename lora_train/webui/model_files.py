@@ -13,14 +13,10 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.arch import ARCH_NAMES, checkpoint_arch
+
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
 HEADER_LIMIT = 100_000_000
-# A tensor name that only one architecture's single-file checkpoints have.
-ARCH_MARKERS = (
-    ("SDXL", "conditioner.embedders.1.model."),
-    ("SD2", "cond_stage_model.model.transformer."),
-    ("SD1", "cond_stage_model.transformer."),
-)
 
 
 @dataclass(frozen=True)
@@ -29,7 +25,7 @@ class ModelInfo:
 
     title: str
     path: str
-    arch: str | None = None  # SD1 | SD2 | SDXL, when known
+    arch: str | None = None  # the tab's label (SD1 | SD2 | SDXL, core.arch), when known
     hash: str | None = None
 
     def describe(self) -> str:
@@ -62,10 +58,8 @@ def sniff_arch(path: Path) -> str | None:
 @functools.lru_cache(maxsize=512)
 def _sniff_arch(path: Path, mtime_ns: int, size: int) -> str | None:
     keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
-    for arch, marker in ARCH_MARKERS:
-        if keys and any(key.startswith(marker) for key in keys):
-            return arch
-    return None
+    arch = checkpoint_arch(keys or [])
+    return ARCH_NAMES[arch].label if arch else None
 
 
 def list_models(folder: Path | None) -> list[ModelInfo]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.load import default_value
-from ..config.presets import PRESETS, RESOLUTION_BY_ARCH, preset_values
+from ..config.presets import PRESETS, preset_values
+from ..core.arch import ARCH_NAMES, arch_of_label
 
 LABELS = {"character": "Character", "style": "Style", "concept": "Concept", "low_vram": "Low VRAM"}
 CHOICES = [LABELS.get(name, name) for name in PRESETS]
@@ -18,9 +19,9 @@ DEFAULT_PRESET = CHOICES[0]
 
 
 def preset_form_values(label: str, arch: str | None) -> dict[str, Any]:
-    """The form values for preset `label` on a base model of type `arch` (SD1, SD2, SDXL or None)."""
+    """The form values for preset `label` on a base model of type `arch` (its tab label SD1, SD2, SDXL, or None)."""
     name = next((key for key, shown in LABELS.items() if shown == label), label)
     values = {key: default_value(key) for preset in PRESETS.values() for key in preset}
     values.update(preset_values(name))
-    values["resolution"] = RESOLUTION_BY_ARCH.get((arch or "sd1").lower(), default_value("resolution"))
+    values["resolution"] = (arch_of_label(arch) or ARCH_NAMES["sd1"]).default_resolution
     return values

@@ -1,8 +1,8 @@
-"""What differs between SD1, SD2 and SDXL: where each part lives in a single-file checkpoint,
-which text-encoder classes and tokenizers they use, and the names that LoRA files record.
+"""What differs between the parts of SD1, SD2 and SDXL: where each part lives in a single-file
+checkpoint, and which text-encoder classes and tokenizers they use.
 
-One table, read by the loader (ldm key prefixes -> diffusers parts), the fixture writer (the
-same prefixes in reverse) and the exporters (base-model version strings).
+One table, read by the loader (ldm key prefixes -> diffusers parts) and the fixture writer (the
+same prefixes in reverse). The names the families go by (labels, metadata) are in core/arch.py.
 """
 
 from __future__ import annotations
