@@ -1,7 +1,7 @@
 """Write a file all at once or not at all: a new one never over an existing file, or a cache entry in place.
 
-The bytes go to a hidden temporary file in the destination folder (`.name.XXXX.tmp`, which the
-WebUI does not list), are flushed to disk with fsync, and the file is then published under its
+The bytes go to a hidden temporary file in the destination folder (`.name.XXXXXXXX.tmp`, which the
+WebUI does not list; `temporary_name_pattern` matches them), are flushed to disk with fsync, and the file is then published under its
 name with a hard link, which fails instead of replacing a file that appeared meanwhile (on file
 systems without hard links: a rename after an existence check). A failure at any point removes
 the temporary file, so a full disk or a killed process never leaves a partial LoRA behind.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,19 @@ from pathlib import Path
 from .errors import UserError
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_TEMPORARY_SUFFIX = ".tmp"
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file beside `path`: (open descriptor, its name)."""
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent)
+
+
+def temporary_name_pattern(name_pattern: str) -> re.Pattern[str]:
+    """Matches the temporary files of writes to files whose names fullmatch the regex `name_pattern`
+    (what a process killed while writing leaves behind)."""
+    return re.compile(rf"\.(?:{name_pattern})\.[a-z0-9_]{{8}}{re.escape(_TEMPORARY_SUFFIX)}")
 
 
 def _fsync(path: Path) -> None:
@@ -66,7 +79,7 @@ def disk_error(exc: OSError, path: Path) -> UserError:
 def replace_file(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    descriptor, name = _temporary(path)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -84,7 +97,7 @@ def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        descriptor, name = _temporary(path)
         os.close(descriptor)
         temporary = Path(name)
         try:

@@ -10,6 +10,7 @@ older `.pt` / `.ckpt` of that name, which the WebUI would list under the same na
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 from .errors import UserError
@@ -17,7 +18,8 @@ from .errors import UserError
 LORA_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"
 PREVIEW_SUFFIX = ".preview.png"
-_TAKEN_SUFFIXES = (LORA_SUFFIX, SIDECAR_SUFFIX, PREVIEW_SUFFIX, ".pt", ".ckpt")
+_OWN_SUFFIXES = (LORA_SUFFIX, SIDECAR_SUFFIX, PREVIEW_SUFFIX)  # the files a run writes for one LoRA
+_TAKEN_SUFFIXES = (*_OWN_SUFFIXES, ".pt", ".ckpt")
 _NOT_IN_NAMES = set('/\\<>:"|?*')
 NAME_ADVICE = "Use letters, digits, spaces, '-', '_' or '.'."
 
@@ -46,6 +48,18 @@ def check_output_name(name: str) -> str:
 def save_stem(name: str, *, epoch: int | None = None) -> str:
     """`name`, or `name-000004` for an epoch save."""
     return name if epoch is None else f"{name}-{epoch:06d}"
+
+
+def owned_names_pattern(name: str) -> str:
+    """A regex of every file name a run named `name` writes: `name`, `name_v2`, `name-000004`, ... with
+    each suffix a LoRA owns (the weights, the card's `.json`, the `.preview.png`)."""
+    suffixes = "|".join(re.escape(suffix) for suffix in _OWN_SUFFIXES)
+    return rf"{re.escape(name)}(_v\d+)?(-\d+)?(?:{suffixes})"
+
+
+def lora_files(lora_path: Path) -> tuple[Path, Path, Path]:
+    """The LoRA file, its card's sidecar and its preview."""
+    return lora_path, sidecar_path(lora_path), preview_path(lora_path)
 
 
 def sidecar_path(lora_path: Path) -> Path:

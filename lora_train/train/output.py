@@ -14,7 +14,9 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from ..core.atomic import temporary_name_pattern
 from ..core.errors import UserError
+from ..core.naming import owned_names_pattern
 
 
 def prepare_output_dir(path: str | Path, key: str = "output_dir") -> Path:
@@ -37,12 +39,11 @@ _PARTIAL_CHECKPOINT = re.compile(r"checkpoint-\d+\.tmp")
 def remove_partial_saves(folder: Path, name: str) -> list[str]:
     """Delete the partial saves an interrupted job named `name` left in `folder`; return their names.
 
-    Only what write_new_file's tempfile.mkstemp names for this name's files (`name`, `name_v2`,
+    Only the temporary files of write_new_file for this name's files (`name`, `name_v2`,
     `name-000004`; .safetensors, .json, .preview.png) and save_checkpoint's staging folders match,
     so another program's temporary files in a shared folder (the WebUI's Lora folder) are left alone.
     """
-    partial_file = re.compile(rf"\.{re.escape(name)}(_v\d+)?(-\d+)?\.(safetensors|json|preview\.png)"
-                              r"\.[a-z0-9_]{8}\.tmp")
+    partial_file = temporary_name_pattern(owned_names_pattern(name))
     removed = []
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and partial_file.fullmatch(entry.name):

@@ -14,6 +14,7 @@ from typing import Any
 from ..config.schema import TrainConfig
 from ..core.arch import ARCH_NAMES, arch_of_label
 from ..core.errors import UserError
+from ..core.naming import lora_files
 from . import form, markup
 from .model_files import ModelInfo, sniff_arch
 from .dataset_review import review_dataset
@@ -184,8 +185,7 @@ class TabController:
         if not (state.ended and state.lora_path):
             return ""
         lora = Path(state.lora_path)
-        files = [(path.name, path.is_file()) for path in (lora, lora.with_suffix(".json"),
-                                                           lora.with_suffix(".preview.png"))]
+        files = [(path.name, path.is_file()) for path in lora_files(lora)]
         return markup.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
 
     def test_now(self, prompt: str, seed: Any, weight: float) -> list:
