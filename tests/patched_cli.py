@@ -36,7 +36,7 @@ def on_nth(nth: int):
 
 
 def pause_lora_save(nth: int, marker: Path) -> None:
-    from lora_train.export import save
+    from lora_train.kohya import write as save
 
     real, is_nth = save.write_new_file, on_nth(nth)
 

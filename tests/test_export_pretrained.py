@@ -3,15 +3,19 @@ whatever rank / alpha the new run was set to; wrong-family files and files that 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_export_files import run
 from test_export_support import fresh, inject, text_outputs, trained, unet_inputs, unet_output
 
 from lora_train.adapters.inject import lora_parameters
-from lora_train.adapters.layers import ADAPTER, lora_layers
+from lora_train.adapters.layers import ADAPTER, held_spec, lora_layers
 from lora_train.adapters.spec import LoraSpec
 from lora_train.core.errors import UserError
+from lora_train.kohya.metadata import build_metadata
 from lora_train.kohya.state import kohya_state_dict
 from lora_train.models.pretrained_lora import load_pretrained_lora
 from lora_train.kohya.write import save_lora
@@ -131,3 +135,17 @@ def test_pt_files_load_only_when_they_hold_tensors_alone(tmp_path):
     torch.save({"lora_unet_x.lora_down.weight": torch.zeros(1), "payload": NotATensor()}, tmp_path / "evil.pt")
     with pytest.raises(UserError, match="never loaded, as it could run code"):
         load_pretrained_lora(tmp_path / "evil.pt", "sd1", again.unet, again.text_encoders)
+
+
+def test_the_header_records_the_ranks_the_layers_hold_after_a_load(tmp_path):
+    saved = LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0)
+    path = _save(trained("sd1", saved), tmp_path / "a.safetensors")
+    configured = LoraSpec(rank=8, alpha=8.0, conv_rank=4, conv_alpha=4.0)
+    again = inject(fresh("sd1"), configured)
+    assert held_spec(configured, [again.unet, *again.text_encoders]) == configured
+    load_pretrained_lora(path, "sd1", again.unet, again.text_encoders)
+    held = held_spec(configured, [again.unet, *again.text_encoders])
+    assert held == saved
+    metadata = build_metadata(held, run())
+    assert (metadata["ss_network_dim"], metadata["ss_network_alpha"]) == ("4", "2.0")
+    assert json.loads(metadata["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1.0"}

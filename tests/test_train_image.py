@@ -216,3 +216,15 @@ def test_dora_and_bf16_with_prodigy(tiny_sd1_file, tmp_path):
         assert scale.shape[0] == 1 and scale.shape[1] == down.shape[1]
     with safe_open(str(path), "pt") as handle:
         assert '"dora_wd": "True"' in handle.metadata()["ss_network_args"]
+
+
+def test_a_zero_unet_lr_keeps_the_unet_lora_as_it_starts(tiny_sd1_file, tmp_path):
+    path, _ = train(tiny_sd1_file, tmp_path / "out", max_train_steps=2, train_text_encoder=True, unet_lr=0.0,
+                    text_encoder_lr=1e-3)
+    tensors = load_file(str(path))
+    unet_ups = [t for k, t in tensors.items() if k.startswith("lora_unet_") and k.endswith("lora_up.weight")]
+    te_ups = [t for k, t in tensors.items() if k.startswith("lora_te_") and k.endswith("lora_up.weight")]
+    assert unet_ups and all(not t.any() for t in unet_ups), "unet_lr 0: the UNet's LoRA stays at its start (zero)"
+    assert te_ups and any(t.any() for t in te_ups), "the text encoder's LoRA trains"
+    with safe_open(str(path), framework="pt") as handle:
+        assert handle.metadata()["ss_unet_lr"] == "0.0"

@@ -8,8 +8,9 @@ the network that was actually trained. Weights use kohya's shapes: `down` (rank,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 
 import torch
 from peft.tuners.lora.layer import LoraLayer
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..core.errors import UserError
 from .dora import InputMagnitude, input_norm, merged_weight
+from .spec import LoraSpec, is_spatial_conv
 
 ADAPTER = "default"
 
@@ -56,6 +58,20 @@ def read_layer(layer: LoraLayer) -> LayerWeights:
         dora_scale = magnitude.view(1, -1, *[1] * (layer.get_base_layer().weight.ndim - 2))
     return LayerWeights(layer.lora_A[ADAPTER].weight.detach(), layer.lora_B[ADAPTER].weight.detach(),
                         float(layer.lora_alpha[ADAPTER]), dora_scale)
+
+
+def held_spec(configured: LoraSpec, components: Iterable[nn.Module | None]) -> LoraSpec:
+    """The network the components' LoRA layers hold now: the configured one with the rank and alpha
+    (and LoCon's conv rank and alpha) that the layers have, which a run continued from a
+    `pretrained_lora` may have changed. Where layers differ, the most common value."""
+    plain, conv = Counter(), Counter()
+    for component in components:
+        for _, layer in lora_layers(component):
+            spatial = configured.conv_rank is not None and is_spatial_conv(layer.get_base_layer())
+            (conv if spatial else plain)[layer.r[ADAPTER], float(layer.lora_alpha[ADAPTER])] += 1
+    rank, alpha = plain.most_common(1)[0][0] if plain else (configured.rank, configured.alpha)
+    conv_rank, conv_alpha = conv.most_common(1)[0][0] if conv else (configured.conv_rank, configured.conv_alpha)
+    return replace(configured, rank=rank, alpha=alpha, conv_rank=conv_rank, conv_alpha=conv_alpha)
 
 
 def _with_rank(old: nn.Module, rank: int, *, as_input: bool) -> nn.Module:

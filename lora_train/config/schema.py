@@ -106,9 +106,11 @@ class TrainConfig:
                                            "Training", min=1, max=1024)
     learning_rate: float = opt(1e-4, "Learning rate (1e-4 to 3e-4 is usual for the UNet).", "Training", min=0.0,
                                max=1.0)
-    unet_lr: Optional[float] = opt(None, "UNet learning rate (default: learning_rate).", "Training", min=0.0, max=1.0)
+    unet_lr: Optional[float] = opt(None, "UNet learning rate (default: learning_rate; 0 keeps the UNet's LoRA as it "
+                                   "starts).", "Training", min=0.0, max=1.0)
     text_encoder_lr: Optional[float] = opt(5e-5, "Text-encoder learning rate (1e-5 to 5e-5 is usual; default: "
-                                           "learning_rate when empty).", "Training", min=0.0, max=1.0)
+                                           "learning_rate when empty; 0 keeps the text encoder's LoRA as it starts).",
+                                           "Training", min=0.0, max=1.0)
     optimizer: str = opt("adamw8bit", "Optimizer. adamw8bit (bitsandbytes) saves memory; prodigy sets its own step "
                          "size (use learning_rate 1.0).", "Training", choices=OPTIMIZERS)
     weight_decay: float = opt(0.01, "Weight decay of the optimizer.", "Training", min=0.0, max=10.0)
@@ -181,6 +183,13 @@ class TrainConfig:
                            max=2**32 - 1)
     sample_resolution: Optional[int] = opt(None, "Size of the sample images (default: resolution).", "Samples", min=64,
                                            max=4096)
+
+    @property
+    def component_lrs(self) -> dict[str, float]:
+        """The learning rate of the UNet's and of the text encoders' LoRA: its own key, else learning_rate.
+        An explicit 0 is kept: that part's LoRA stays as it starts (fresh, or as `pretrained_lora` has it)."""
+        return {"unet": self.learning_rate if self.unet_lr is None else self.unet_lr,
+                "text_encoder": self.learning_rate if self.text_encoder_lr is None else self.text_encoder_lr}
 
     @classmethod
     def keys(cls) -> list[str]:

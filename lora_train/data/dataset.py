@@ -1,20 +1,7 @@
 """The torch Dataset the training loop reads, and its collate function.
 
-Wiring (what the training loop does with a TrainConfig `cfg`):
-
-    index = scan_dataset(cfg.train_data_dir, cfg.metadata_path, caption_extension=cfg.caption_extension,
-                         trigger_word=cfg.trigger_word, repeats=cfg.repeats)
-    plan = plan_buckets([r.size for r in index.records], [r.name for r in index.records],
-                        BucketSettings(cfg.resolution, cfg.enable_bucket, cfg.min_bucket_reso,
-                                       cfg.max_bucket_reso, cfg.bucket_reso_steps, cfg.bucket_no_upscale))
-    dataset = ImageDataset(index.records, plan, ItemOptions(
-        CaptionOptions(cfg.trigger_word, cfg.shuffle_caption, cfg.keep_tokens, cfg.caption_dropout_rate),
-        random_crop=cfg.crop == "random", flip_aug=cfg.flip_aug))
-    # warnings to show: index.warnings + plan.warnings
-    dataset.cache_latents(vae_encode, vae_identity, TensorCache(disk_dir / "latents" or None), batch_size)
-    sampler = BucketBatchSampler(plan.bucket_ids, [r.repeats for r in index.records], cfg.batch_size, cfg.seed)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    sampler.set_epoch(epoch, skip_batches=k)  # before each epoch; k > 0 only when resuming
+Wiring: `plan.plan_dataset` scans the data and plans the buckets (the one place that reads the
+config's data keys); `train/image_data.py` builds this Dataset, the caches and the sampler from it.
 
 An item is a dict: `index`, `caption` (processed: trigger word, shuffle, dropout), `pixel_values`
 (3, H, W) in [-1, 1] or `latents` when cached, `original_size`, `crop_top_left`, `target_size`

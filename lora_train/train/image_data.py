@@ -1,4 +1,5 @@
-"""From the config's data keys to batches: scan, buckets, dataset, sampler, caches.
+"""From the config's data keys to batches: the planned dataset (data/plan.py), the torch Dataset,
+the sampler and the caches.
 
 Caches are filled here, before the loop, with the encoders on the training device: VAE
 latents (`cache_latents`, on disk with `cache_latents_to_disk`) and text-encoder outputs
@@ -11,20 +12,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
-from ..data.buckets import BucketSettings, plan_buckets
 from ..data.cache import TensorCache, choose_cache_dir
 from ..data.captions import CaptionOptions
 from ..data.dataset import ImageDataset, ItemOptions, collate
+from ..data.plan import DataSettings, plan_dataset
 from ..data.sampler import BucketBatchSampler
-from ..data.scan import DatasetIndex, scan_dataset
+from ..data.scan import DatasetIndex
 from ..models.base_model import BaseModel
 from .conditioning import encode_text, tokenize
+from .latents import encode_latents
+from .reporting import Say
 
 
 @dataclass
@@ -43,21 +45,17 @@ class ImageData:
 
 def build_image_data(config: TrainConfig, num_processes: int = 1, process_index: int = 0) -> ImageData:
     """The dataset and this process's share of its batches."""
-    index = scan_dataset(config.train_data_dir, config.metadata_path, caption_extension=config.caption_extension,
-                         trigger_word=config.trigger_word, repeats=config.repeats)
-    settings = BucketSettings(config.resolution, config.enable_bucket, config.min_bucket_reso, config.max_bucket_reso,
-                              config.bucket_reso_steps, config.bucket_no_upscale)
-    plan = plan_buckets([r.size for r in index.records], [r.name for r in index.records], settings)
+    planned = plan_dataset(DataSettings.from_values(vars(config)))
     captions = CaptionOptions(config.trigger_word, config.shuffle_caption, config.keep_tokens,
                               config.caption_dropout_rate)
-    dataset = ImageDataset(index.records, plan,
+    dataset = ImageDataset(planned.index.records, planned.plan,
                            ItemOptions(captions, random_crop=config.crop == "random", flip_aug=config.flip_aug))
-    sampler = BucketBatchSampler(plan.bucket_ids, [r.repeats for r in index.records], config.batch_size,
-                                 config.seed, num_shards=num_processes, shard=process_index)
+    sampler = BucketBatchSampler(planned.plan.bucket_ids, [r.repeats for r in planned.index.records],
+                                 config.batch_size, config.seed, num_shards=num_processes, shard=process_index)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.max_data_loader_n_workers,
                         persistent_workers=config.max_data_loader_n_workers > 0)
-    return ImageData(index, dataset, sampler, loader, index.warnings + plan.warnings)
+    return ImageData(planned.index, dataset, sampler, loader, planned.warnings)
 
 
 def model_identity(base: BaseModel, *extra: object) -> str:
@@ -66,53 +64,66 @@ def model_identity(base: BaseModel, *extra: object) -> str:
     return ":".join(map(str, (Path(base.path).resolve(), stat.st_size, stat.st_mtime_ns, *extra)))
 
 
-def _disk_cache(config: TrainConfig, output_dir: Path, kind: str, log: Callable[[str], None]) -> TensorCache:
-    """The on-disk cache for `kind` (latents | text): beside the images, or under output_dir if not writable."""
-    data_root = Path(config.train_data_dir or Path(config.metadata_path).parent)
-    folder, warning = choose_cache_dir(data_root, output_dir / "cache")
-    if warning:
-        log(warning)
-    return TensorCache(folder / kind)
+@dataclass
+class CacheFolders:
+    """Where on-disk caches go: beside the images, or under output_dir/cache when that is not writable."""
+
+    data_root: Path
+    fallback: Path
+    say: Say
+
+    def open(self, kind: str, to_disk: bool) -> TensorCache:
+        """The cache for `kind` (latents | text): in memory, or on disk."""
+        if not to_disk:
+            return TensorCache()
+        folder, warning = choose_cache_dir(self.data_root, self.fallback)
+        if warning:
+            self.say(warning, "warning")
+        return TensorCache(folder / kind)
 
 
 def _report(what: str, cache: TensorCache) -> str:
     return f"{what}: {cache.stats.hits} from the cache, {cache.stats.misses} encoded"
 
 
-def cache_latents(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,
-                  output_dir: Path, log: Callable[[str], None]) -> str | None:
-    """Encode every image once with the VAE (in memory, or on disk beside the images); returns a report."""
-    if config.crop == "random" or config.flip_aug:
-        log("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / flip_aug).")
-        return None
-    cache = _disk_cache(config, output_dir, "latents", log) if config.cache_latents_to_disk else TensorCache()
+def cache_latents(data: ImageData, base: BaseModel, device: torch.device, cache: TensorCache,
+                  vae_name: str | None, batch_size: int) -> str:
+    """Encode every image once with the VAE; returns a report."""
     vae = base.vae
-
-    @torch.no_grad()
-    def encode(pixel_values: torch.Tensor) -> torch.Tensor:
-        pixels = pixel_values.to(device=device, dtype=vae.dtype)
-        return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float().cpu()
-
-    identity = model_identity(base, "vae", config.vae, vae.config.scaling_factor, vae.dtype)
-    data.dataset.cache_latents(encode, identity, cache, config.batch_size)
+    identity = model_identity(base, "vae", vae_name, vae.config.scaling_factor, vae.dtype)
+    data.dataset.cache_latents(lambda pixels: encode_latents(vae, pixels, device).cpu(), identity, cache, batch_size)
     return _report("Latents", cache)
 
 
-def cache_text_outputs(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,
-                       output_dir: Path, log: Callable[[str], None]) -> str:
+def cache_text_outputs(data: ImageData, base: BaseModel, device: torch.device, cache: TensorCache,
+                       clip_skip: int) -> str:
     """Encode every caption once with the frozen text encoder(s); returns a report."""
-    to_disk = config.cache_text_encoder_outputs_to_disk
-    cache = _disk_cache(config, output_dir, "text", log) if to_disk else TensorCache()
 
     @torch.no_grad()
     def encode(captions: list[str]) -> dict[str, torch.Tensor]:
         ids = [t.to(device) for t in tokenize(base.tokenizers, captions)]
-        cond = encode_text(base.arch, base.text_encoders, ids, config.clip_skip)
+        cond = encode_text(base.arch, base.text_encoders, ids, clip_skip)
         out = {"hidden_states": cond.hidden_states.float().cpu()}
         if cond.pooled is not None:
             out["pooled"] = cond.pooled.float().cpu()
         return out
 
-    identity = model_identity(base, "text", config.clip_skip, base.text_encoders[0].dtype)
+    identity = model_identity(base, "text", clip_skip, base.text_encoders[0].dtype)
     data.dataset.cache_text_encoder_outputs(encode, identity, cache)
     return _report("Text-encoder outputs", cache)
+
+
+def fill_caches(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device, output_dir: Path,
+                say: Say) -> None:
+    """The caches the config asks for, filled with the encoders on the training device."""
+    folders = CacheFolders(Path(config.train_data_dir or Path(config.metadata_path).parent), output_dir / "cache", say)
+    if config.cache_latents:
+        if config.crop == "random" or config.flip_aug:
+            say("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / flip_aug).",
+                "warning")
+        else:
+            say(cache_latents(data, base, device, folders.open("latents", config.cache_latents_to_disk), config.vae,
+                              config.batch_size))
+    if config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk:
+        cache = folders.open("text", config.cache_text_encoder_outputs_to_disk)
+        say(cache_text_outputs(data, base, device, cache, config.clip_skip))

@@ -1,76 +1,79 @@
 """Writing the trained LoRA: kohya-format file + metadata, and the WebUI card's sidecar and preview.
 
-Names are chosen once per run (`name`, else `name_v2`, ...; epoch saves `name-000004`), never
-over an existing file. The files go to `lora_output_dir` (e.g. the WebUI's models/Lora), or
-output_dir when it is not set.
+Names are chosen per save (`name`, else `name_v2`, ...; epoch saves `name-000004`), never over an
+existing file. The files go to `lora_output_dir` (e.g. the WebUI's models/Lora), or output_dir when
+it is not set. What the header and the card record about the run is gathered once, in
+`lora_writer`; each save adds its step and epoch counts, the time, and the network as the LoRA
+layers hold it (a run continued from a `pretrained_lora` may have other ranks than the config's).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from PIL import Image
 
+from ..adapters.layers import held_spec
 from ..adapters.spec import LoraSpec
 from ..config import TrainConfig
-from ..data.scan import DatasetIndex
-from ..kohya.state import SAVE_DTYPES, kohya_state_dict
-from ..kohya.metadata import TrainingRun, build_metadata
-from ..core.naming import free_lora_path
 from ..core.card import sidecar, write_preview, write_sidecar
+from ..core.naming import free_lora_path
+from ..data.scan import DatasetIndex
+from ..kohya.metadata import TrainingRun, build_metadata
+from ..kohya.state import SAVE_DTYPES, kohya_state_dict
 from ..kohya.write import save_lora
 from ..models.base_model import BaseModel
 
 
 @dataclass
 class LoraWriter:
-    config: TrainConfig
-    base: BaseModel
-    spec: LoraSpec
-    index: DatasetIndex
     folder: Path
-    started_at: float
+    output_name: str
+    save_precision: str  # fp16 | bf16 | fp32
+    base: BaseModel  # with the LoRA layers in it
+    spec: LoraSpec  # as configured
+    run: TrainingRun  # the run's facts; steps, epochs and finish time are filled in per save
+    card: dict[str, object]  # the sidecar's content
 
-    def save(self, unet, text_encoders, *, steps: int, epochs_done: int, epoch: int | None = None) -> Path:
+    def save(self, *, steps: int, epochs_done: int, epoch: int | None = None) -> Path:
         """Write a LoRA file of the current weights (an epoch save when `epoch` is given)."""
-        config = self.config
-        state = kohya_state_dict(self.base.arch, unet, text_encoders, config.save_precision)
-        run = TrainingRun(
-            output_name=config.output_name, base_model=str(self.base.path),
-            base_model_version=self.base.base_model_version,
-            modelspec_architecture=self.base.modelspec_architecture, resolution=config.resolution,
-            started_at=self.started_at, finished_at=time.time(), steps=steps, num_epochs=epochs_done,
-            num_train_images=self.index.num_train_images, learning_rate=config.learning_rate,
-            unet_lr=config.unet_lr or config.learning_rate, text_encoder_lr=self.text_encoder_lr, seed=config.seed,
-            training_comment=config.training_comment, trigger_words=config.trigger_word,
-            tag_frequency=self.index.tag_frequency, dataset_dirs=self.index.dataset_dirs)
-        path = free_lora_path(self.folder, config.output_name, epoch=epoch)
-        return save_lora(path, state, build_metadata(self.spec, run))
-
-    @property
-    def text_encoder_lr(self) -> float | None:
-        if not self.config.train_text_encoder:
-            return None
-        return self.config.text_encoder_lr or self.config.learning_rate
+        base = self.base
+        state = kohya_state_dict(base.arch, base.unet, base.text_encoders, self.save_precision)
+        network = held_spec(self.spec, [base.unet, *base.text_encoders])
+        run = replace(self.run, finished_at=time.time(), steps=steps, num_epochs=epochs_done)
+        path = free_lora_path(self.folder, self.output_name, epoch=epoch)
+        return save_lora(path, state, build_metadata(network, run))
 
     def write_card(self, lora_path: Path, preview: Image.Image | None) -> None:
         """The sidecar `<name>.json` (trigger words, preferred weight) and `<name>.preview.png`."""
-        card = sidecar(sd_version=self.base.sd_version, activation_text=self.config.trigger_word,
-                       preferred_weight=self.config.preferred_weight,
-                       description=f"Trained with lora_train on {self.base.name}.",
-                       notes=self.config.training_comment)
-        write_sidecar(lora_path, card)
+        write_sidecar(lora_path, self.card)
         if preview is not None:
             write_preview(lora_path, preview)
 
 
-def save_sizes(config: TrainConfig, params: list[torch.nn.Parameter], output_dir: Path,
+def lora_writer(config: TrainConfig, base: BaseModel, spec: LoraSpec, index: DatasetIndex, folder: Path,
+                started_at: float) -> LoraWriter:
+    """The writer of this run's LoRA files, with what their header and card record taken from the config once."""
+    lrs = config.component_lrs
+    run = TrainingRun(
+        output_name=config.output_name, base_model=str(base.path), base_model_version=base.base_model_version,
+        modelspec_architecture=base.modelspec_architecture, resolution=config.resolution, started_at=started_at,
+        finished_at=started_at, steps=0, num_epochs=0, num_train_images=index.num_train_images,
+        learning_rate=config.learning_rate, unet_lr=lrs["unet"],
+        text_encoder_lr=lrs["text_encoder"] if config.train_text_encoder else None, seed=config.seed,
+        training_comment=config.training_comment, trigger_words=config.trigger_word,
+        tag_frequency=index.tag_frequency, dataset_dirs=index.dataset_dirs)
+    card = sidecar(sd_version=base.sd_version, activation_text=config.trigger_word,
+                   preferred_weight=config.preferred_weight, description=f"Trained with lora_train on {base.name}.",
+                   notes=config.training_comment)
+    return LoraWriter(folder, config.output_name, config.save_precision, base, spec, run, card)
+
+
+def save_sizes(param_count: int, save_precision: str, keeps_checkpoints: bool, output_dir: Path,
                lora_dir: Path) -> dict[Path, int]:
     """Bytes the job writes at least: one LoRA file, and a checkpoint (weights, two optimizer moments) if any."""
-    count = sum(param.numel() for param in params)
-    needs = {output_dir: 12 * count if config.save_steps else 0}
-    needs[lora_dir] = needs.get(lora_dir, 0) + count * SAVE_DTYPES[config.save_precision].itemsize
+    needs = {output_dir: 12 * param_count if keeps_checkpoints else 0}
+    needs[lora_dir] = needs.get(lora_dir, 0) + param_count * SAVE_DTYPES[save_precision].itemsize
     return needs

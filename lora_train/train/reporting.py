@@ -1,11 +1,13 @@
 """Where a run's progress goes: events to the front end, scalars and images to TensorBoard, sample PNGs.
 
-Only the main process reports; the others get a Reporter that drops everything.
+Only the main process reports; the others get a Reporter that drops everything. A message for
+the user has one way out: `say(text, level)` (a `log` event), which helpers receive as a `Say`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -13,6 +15,10 @@ from PIL import Image
 
 from ..core.events import Fanout, make_event
 from .meter import Rates
+
+
+class Say(Protocol):
+    def __call__(self, text: str, level: str = "info") -> None: ...
 
 
 class Reporter:
@@ -27,6 +33,10 @@ class Reporter:
 
     def say(self, text: str, level: str = "info") -> None:
         self.emit(make_event("log", message=text, level=level))
+
+    def event(self, type_: str, **fields) -> None:
+        """Any other progress event (start, save, epoch, done)."""
+        self.emit(make_event(type_, **fields))
 
     def step(self, step: int, total: int, epoch: int, epochs: int, loss: float, rates: Rates,
              param_groups: list[dict]) -> None:

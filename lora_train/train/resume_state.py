@@ -137,6 +137,35 @@ def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass
+class TrainingState:
+    """What a checkpoint holds besides the data position: the trained parameters, the optimizer,
+    the learning-rate schedule and the loss scaler."""
+
+    trained: dict[str, torch.nn.Module]
+    optimizer: Any
+    lr_scheduler: Any
+    scaler: Any  # torch.amp.GradScaler or None
+
+    def save(self, output_dir: Path, progress: Progress, seed: int, keep: int) -> Path:
+        """checkpoint-<step>/, then all but the newest `keep` checkpoints deleted."""
+        path = save_checkpoint(output_dir, trainable_state(self.trained), self.optimizer, self.lr_scheduler,
+                               self.scaler, progress, {"seed": seed})
+        prune_checkpoints(output_dir, keep)
+        return path
+
+    def restore(self, path: Path) -> Progress:
+        """Load a checkpoint into the run; returns where in the data it was."""
+        tensors, state = load_checkpoint(path)
+        load_trainable(self.trained, tensors, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+        return Progress(**state["progress"])
+
+
 def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
     """Every parameter that requires grad, named `<module name>.<parameter path>`."""
     return {f"{name}.{path}": param for name, module in modules.items()

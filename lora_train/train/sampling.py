@@ -6,6 +6,8 @@ LoRA at its current weights. Fixed seeds make samples comparable across steps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from PIL import Image
 
@@ -20,9 +22,18 @@ def sample_prompts(prompts: list[str], trigger_word: str, fallback_caption: str)
     return [trigger_word or fallback_caption or "a picture"]
 
 
+@dataclass(frozen=True)
+class SampleSettings:
+    prompts: list[str]
+    negative_prompt: str
+    seed: int  # of the first prompt's image; the next ones count up from it
+    steps: int
+    guidance_scale: float
+    size: int
+
+
 @torch.no_grad()
-def generate_samples(base: BaseModel, prompts: list[str], *, negative_prompt: str, seed: int, steps: int,
-           guidance_scale: float, size: int, device: torch.device, autocast) -> list[Image.Image]:
+def generate_samples(base: BaseModel, settings: SampleSettings, device: torch.device, autocast) -> list[Image.Image]:
     """One image per prompt; the models' train/eval modes are restored afterwards."""
     pipeline = make_pipeline(base)
     modules = [base.unet, *base.text_encoders, base.vae]
@@ -33,11 +44,12 @@ def generate_samples(base: BaseModel, prompts: list[str], *, negative_prompt: st
         module.eval()
     try:
         images = []
-        for i, prompt in enumerate(prompts):
-            generator = torch.Generator(device="cpu").manual_seed(seed + i)
+        for i, prompt in enumerate(settings.prompts):
+            generator = torch.Generator(device="cpu").manual_seed(settings.seed + i)
             with autocast:
-                result = pipeline(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
-                                  guidance_scale=guidance_scale, height=size, width=size, generator=generator)
+                result = pipeline(prompt, negative_prompt=settings.negative_prompt or None,
+                                  num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale,
+                                  height=settings.size, width=settings.size, generator=generator)
             images.append(result.images[0])
         return images
     finally:

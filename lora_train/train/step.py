@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from ..config import TrainConfig
 from ..models.base_model import BaseModel
 from .conditioning import TextConditioning, encode_text, sdxl_time_ids, tokenize
+from .latents import encode_latents
 from .noise import diffusion_loss, sample_noise, sample_timesteps, snr_weights, training_target
 from .precision import Precision
 
@@ -83,10 +84,7 @@ class StepRunner:
     def latents(self, batch: dict) -> torch.Tensor:
         if "latents" in batch:
             return batch["latents"].to(self.device, torch.float32)
-        vae = self.base.vae
-        with torch.no_grad():
-            pixels = batch["pixel_values"].to(self.device, vae.dtype)
-            return (vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor).float()
+        return encode_latents(self.base.vae, batch["pixel_values"], self.device)
 
     def text_conditioning(self, batch: dict) -> TextConditioning:
         if "text_encoder_outputs" in batch:

@@ -1,7 +1,7 @@
 """A look at the dataset before training, with the engine's own scan: counts, warnings, previews.
 
-`lora_train.data.scan` and `lora_train.data.buckets` need only PIL and numpy (no torch), so
-the tab runs exactly the checks the trainer will run (unreadable or huge images, missing,
+`lora_train.data.plan` needs only PIL and numpy (no torch), so the tab runs exactly the
+wiring and checks the trainer will run (unreadable or huge images, missing,
 empty or mis-encoded captions, images enlarged to the training size) and shows the same
 messages before a job starts.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..data.buckets import BucketSettings, plan_buckets
 from ..data.images import load_rgb
-from ..data.scan import DatasetIndex, scan_dataset
+from ..data.plan import DataSettings, plan_dataset
+from ..data.scan import DatasetIndex
 
 THUMBNAIL_SIZE = 192
 GALLERY_LIMIT = 48
@@ -48,12 +48,5 @@ class DatasetReview:
 
 def review_dataset(values: dict[str, Any]) -> DatasetReview:
     """Scan the dataset of a config (`train_data_dir`, `metadata_path` and the caption and bucket keys)."""
-    index = scan_dataset(values["train_data_dir"], values.get("metadata_path"),
-                         caption_extension=values["caption_extension"], trigger_word=values["trigger_word"],
-                         repeats=int(values["repeats"]))
-    settings = BucketSettings(int(values["resolution"]), bool(values["enable_bucket"]),
-                              int(values["min_bucket_reso"]), int(values["max_bucket_reso"]),
-                              int(values["bucket_reso_steps"]), bool(values["bucket_no_upscale"]))
-    plan = plan_buckets([record.size for record in index.records], [record.name for record in index.records],
-                        settings)
-    return DatasetReview(index, len(plan.buckets), index.warnings + plan.warnings)
+    planned = plan_dataset(DataSettings.from_values(values))
+    return DatasetReview(planned.index, len(planned.plan.buckets), planned.warnings)

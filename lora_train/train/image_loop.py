@@ -1,0 +1,167 @@
+"""The epochs and steps of an image LoRA run, and its one end: `finish(interrupted)`.
+
+Each optimizer step covers `accumulation` batches; after it come the step report, the checkpoint
+and sample schedules, and the stop check (agreed across processes, so all stop at the same
+step). A stop request and the end of the schedule both go through `finish`: the LoRA and its
+card are written, with a checkpoint to resume from when interrupted, and a preview sample when
+finished. Only the main process writes files; the others take the same steps silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from PIL import Image
+
+from ..models.base_model import BaseModel
+from .faults import check_finite_loss
+from .image_data import ImageData
+from .lora_writer import LoraWriter
+from .meter import StepMeter
+from .precision import Precision
+from .reporting import Reporter, peak_vram_mb
+from .resume_state import Progress, TrainingState
+from .sampling import SampleSettings, generate_samples
+from .step import StepRunner
+from .stop import StopRequest
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long the run is and when it saves and samples (0: never)."""
+
+    total_steps: int
+    epochs: int
+    accumulation: int  # batches per optimizer step
+    checkpoint_every_n_steps: int
+    sample_every_n_steps: int
+    save_every_n_epochs: int
+    sample_every_n_epochs: int
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where checkpoints go and how many are kept."""
+
+    output_dir: Path
+    keep: int  # 0: all
+    seed: int  # recorded in each
+
+
+@dataclass
+class ImageLoop:
+    schedule: Schedule
+    data: ImageData
+    runner: StepRunner
+    state: TrainingState
+    params: list[torch.nn.Parameter]
+    progress: Progress
+    checkpoints: Checkpoints
+    writer: LoraWriter
+    samples: SampleSettings
+    base: BaseModel
+    precision: Precision
+    accelerator: Accelerator
+    report: Reporter
+    stop: StopRequest
+    learning_rate: float  # named in the advice when the loss diverges
+    preferred_weight: float  # in the `<lora:name:weight>` tag of the final message
+
+    def __post_init__(self) -> None:
+        self.main = self.accelerator.is_main_process
+        self.meter = StepMeter(self.schedule.total_steps, self.progress.step)
+
+    def run(self) -> Path | None:
+        """Train to the end of the schedule or a stop request; the saved LoRA's path (None off the main process)."""
+        progress, schedule = self.progress, self.schedule
+        for epoch in range(progress.epoch, schedule.epochs):
+            if self._train_epoch(epoch):
+                return self.finish(interrupted=True)
+            progress.epoch, progress.batch_in_epoch = epoch + 1, 0
+            self.report.event("epoch", step=progress.step, total=schedule.total_steps, epoch=epoch + 1,
+                              epochs=schedule.epochs, loss_avg=round(self.meter.loss_avg, 6))
+            if progress.step >= schedule.total_steps:
+                break
+            if _every(schedule.save_every_n_epochs, epoch + 1):
+                self.save_lora(epoch=epoch + 1)
+            if _every(schedule.sample_every_n_epochs, epoch + 1):
+                self.sample(f"epoch{epoch + 1:04d}")
+        return self.finish(interrupted=False)
+
+    def _train_epoch(self, epoch: int) -> bool:
+        """The epoch's optimizer steps (after those already done); True when a stop was requested."""
+        progress, schedule = self.progress, self.schedule
+        batches = self.data.batches(epoch, skip=progress.batch_in_epoch)
+        for chunk in iter(lambda: list(itertools.islice(batches, schedule.accumulation)), []):
+            loss = self.runner.optimizer_step(progress.step + 1, chunk, self.state.optimizer, self.params)
+            check_finite_loss(loss, progress.step + 1, self.precision.name, self.learning_rate)
+            self.state.lr_scheduler.step()
+            progress.step += 1
+            progress.batch_in_epoch += len(chunk) * self.accelerator.num_processes
+            self.report.step(progress.step, schedule.total_steps, epoch + 1, schedule.epochs, loss,
+                             self.meter.update(progress.step, loss), self.state.optimizer.param_groups)
+            if _every(schedule.checkpoint_every_n_steps, progress.step):
+                self.save_state()
+            if _every(schedule.sample_every_n_steps, progress.step):
+                self.sample(f"step{progress.step:06d}")
+            if _any_process(self.accelerator, bool(self.stop)):
+                return True
+            if progress.step >= schedule.total_steps:
+                break
+        return False
+
+    def finish(self, interrupted: bool) -> Path | None:
+        """The LoRA and its card (a checkpoint too when interrupted, a preview when not), then `done`."""
+        step, total = self.progress.step, self.schedule.total_steps
+        if interrupted:
+            self.save_state()
+        path = self.save_lora()
+        preview = [] if interrupted else self.sample(f"final{step:06d}")
+        if not self.main:
+            return path
+        self.writer.write_card(path, preview[0] if preview else None)
+        if interrupted:
+            self.report.event("done", step=step, total=total, path=str(path), interrupted=True,
+                              message=f"Stopped at step {step}; the LoRA trained so far is saved. "
+                                      "Resume continues from here.")
+        else:
+            self.report.event("done", step=step, total=total, path=str(path),
+                              peak_vram_mb=peak_vram_mb(self.accelerator.device),
+                              message=f"Saved {path}. Use it in a prompt with <lora:{path.stem}:"
+                                      f"{self.preferred_weight:g}>")
+        return path
+
+    def save_state(self) -> None:
+        if self.main:
+            where = self.checkpoints
+            path = self.state.save(where.output_dir, self.progress, where.seed, where.keep)
+            self.report.event("save", step=self.progress.step, path=str(path), message="checkpoint")
+
+    def save_lora(self, epoch: int | None = None) -> Path | None:
+        if not self.main:
+            return None
+        path = self.writer.save(steps=self.progress.step, epochs_done=self.progress.epoch, epoch=epoch)
+        self.report.event("save", step=self.progress.step, epoch=epoch, path=str(path), message="LoRA")
+        return path
+
+    def sample(self, label: str) -> list[Image.Image]:
+        if not self.main:
+            return []
+        images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
+        self.report.samples(images, self.progress.step, label)
+        return images
+
+
+def _every(interval: int, count: int) -> bool:
+    return bool(interval) and count % interval == 0
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every process when it is true on one (a stop file seen by one process stops them all)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item())
