@@ -15,7 +15,7 @@ Scaling input channel i of the weight by c_i is the same as scaling channel i of
     y = (W + dW)(c * x) + b = base(x) + W((c - 1) * x) + dW(c * x),   c = m / ||W + dW||
 
 The norm is detached, as in the paper (section 4.3) and in peft. The layers plug into peft's
-LoRA variant mechanism (`LoraConfig._register_custom_module`); everything else is peft's.
+LoRA variant mechanism (through peft_private.py); everything else is peft's.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from peft.tuners.lora.layer import Conv2d as LoraConv2d
 from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.lora.layer import LoraLayer, LoraVariant
 from torch import nn
+
+from .peft_private import cache_pop, cache_store, conv_without_bias, set_magnitude, variant_table
 
 _CACHE_KEY = "{}-input-scale"
 
@@ -63,7 +65,7 @@ def input_scale(module: LoraLayer, adapter: str) -> torch.Tensor:
 
 def _base_without_bias(base: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(base, nn.Conv2d):
-        return base._conv_forward(x, base.weight, None)
+        return conv_without_bias(base, x)
     return F.linear(x, base.weight)
 
 
@@ -74,7 +76,7 @@ class InputDoraVariant(LoraVariant):
     def init(module: LoraLayer, adapter_name: str, **kwargs) -> None:
         with torch.no_grad():
             magnitude = input_norm(merged_weight(module, adapter_name))
-        module.lora_magnitude_vector[adapter_name] = InputMagnitude(magnitude)
+        set_magnitude(module, adapter_name, InputMagnitude(magnitude))
 
     @staticmethod
     def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor,
@@ -90,7 +92,7 @@ class InputDoraVariant(LoraVariant):
     @staticmethod
     def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
         scale = input_scale(module, active_adapter).detach()
-        module._cache_store(_CACHE_KEY.format(active_adapter), scale)
+        cache_store(module, _CACHE_KEY.format(active_adapter), scale)
         merged = orig_weight.float() + module.get_delta_weight(active_adapter).float()
         return (merged * along_axis(scale, merged.ndim, 1)).to(orig_weight.dtype)
 
@@ -100,7 +102,7 @@ class InputDoraVariant(LoraVariant):
 
     @staticmethod
     def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        scale = module._cache_pop(_CACHE_KEY.format(active_adapter))
+        scale = cache_pop(module, _CACHE_KEY.format(active_adapter))
         weight = orig_weight.data.float() / along_axis(scale, orig_weight.ndim, 1)
         return (weight - module.get_delta_weight(active_adapter).float()).to(orig_weight.dtype)
 
@@ -110,7 +112,7 @@ class InputDoraLinear(LoraLinear):
 
     @property
     def lora_variants(self):
-        return {(): None, ("use_dora",): InputDoraVariant}
+        return variant_table(InputDoraVariant)
 
 
 class InputDoraConv2d(LoraConv2d):
@@ -121,7 +123,7 @@ class InputDoraConv2d(LoraConv2d):
 
     @property
     def lora_variants(self):
-        return {(): None, ("use_dora",): InputDoraVariant}
+        return variant_table(InputDoraVariant)
 
 
 INPUT_DORA_LAYERS = {nn.Linear: InputDoraLinear, nn.Conv2d: InputDoraConv2d}

@@ -24,6 +24,7 @@ from torch import nn
 from ..core.errors import UserError
 from .dora import INPUT_DORA_LAYERS
 from .layers import ADAPTER, lora_layers
+from .peft_private import register_custom_layers
 from .spec import LoraSpec
 from .targets import TargetSet, text_encoder_labels
 
@@ -70,7 +71,7 @@ def _config(modules: dict[str, nn.Module], names: Sequence[str], spec: LoraSpec)
                         rank_pattern={k: r for k, (r, _, _) in patterns.items() if r != spec.rank},
                         alpha_pattern={k: a for k, (_, a, _) in patterns.items() if a != spec.alpha})
     if spec.use_dora:
-        config._register_custom_module(INPUT_DORA_LAYERS)
+        register_custom_layers(config, INPUT_DORA_LAYERS)
     return config
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..core.errors import UserError
 from .dora import InputMagnitude, input_norm, merged_weight
+from .peft_private import set_lora_modules, set_magnitude, set_rank_alpha
 from .spec import LoraSpec, is_spatial_conv
 
 ADAPTER = "default"
@@ -99,13 +100,11 @@ def write_layer(layer: LoraLayer, weights: LayerWeights, key: str) -> None:
     if weights.dora_scale is not None and not is_dora(layer):
         raise UserError(f"{key} is a DoRA layer (it has dora_scale): set use_dora: true to continue from it.")
     if weights.rank != layer.r[ADAPTER]:
-        layer.lora_A[ADAPTER] = _with_rank(layer.lora_A[ADAPTER], weights.rank, as_input=True)
-        layer.lora_B[ADAPTER] = _with_rank(layer.lora_B[ADAPTER], weights.rank, as_input=False)
+        set_lora_modules(layer, ADAPTER, _with_rank(layer.lora_A[ADAPTER], weights.rank, as_input=True),
+                         _with_rank(layer.lora_B[ADAPTER], weights.rank, as_input=False))
     _copy(layer.lora_A[ADAPTER].weight, weights.down, f"{key}.lora_down.weight")
     _copy(layer.lora_B[ADAPTER].weight, weights.up, f"{key}.lora_up.weight")
-    layer.r[ADAPTER] = weights.rank
-    layer.lora_alpha[ADAPTER] = weights.alpha
-    layer.scaling[ADAPTER] = weights.alpha / weights.rank
+    set_rank_alpha(layer, ADAPTER, weights.rank, weights.alpha)
     if not is_dora(layer):
         return
     base = layer.get_base_layer().weight
@@ -118,4 +117,4 @@ def write_layer(layer: LoraLayer, weights: LayerWeights, key: str) -> None:
             raise UserError(f"{key}.dora_scale has shape {tuple(weights.dora_scale.shape)}; only the per-input "
                             f"form {expected} (as A1111 and ComfyUI load it) can be continued.")
         magnitude = weights.dora_scale.flatten()
-    layer.lora_magnitude_vector[ADAPTER] = InputMagnitude(magnitude.to(base.device))
+    set_magnitude(layer, ADAPTER, InputMagnitude(magnitude.to(base.device)))
