@@ -1,0 +1,96 @@
+"""The package boundaries that keep the WebUI's process light and the engines apart.
+
+- The WebUI side (`lora_train.webui.*`), the core and the torch-free data modules import without
+  torch, diffusers, transformers, peft or accelerate, and bring in no engine package: the WebUI
+  side may use only the core, the config and the torch-free data modules.
+- `data/` and `config/` never import the kohya file format or the trainer.
+
+Each check imports the modules in a fresh interpreter and reads its `sys.modules`.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lora_train
+
+ROOT = Path(lora_train.__file__).resolve().parent
+TORCH_STACK = ("torch", "diffusers", "transformers", "peft", "accelerate")
+TORCH_FREE_DATA = ("buckets", "captions", "images", "messages", "metadata_csv", "plan", "scan")
+ENGINE = ("lora_train.adapters", "lora_train.kohya", "lora_train.models", "lora_train.train", "lora_train.tools")
+
+# Imports each module named on the command line; blocks the torch stack when asked, noting which
+# lora_train file asked for it. Prints, per module, the error (if any), the blocked imports that came
+# from lora_train code, and the lora_train modules its import loaded.
+PROBE = r"""
+import importlib, json, sys, traceback
+block = json.loads(sys.argv[1])
+asked = []
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in block:
+            ours = [f"{frame.filename}:{frame.lineno}" for frame in traceback.extract_stack()
+                    if "/lora_train/" in frame.filename.replace("\\", "/")]
+            if ours:
+                asked.append(f"{name} from {ours[-1]}")
+            raise ModuleNotFoundError(f"{name} is blocked in this check")
+        return None
+
+sys.meta_path.insert(0, Block())
+report = {}
+for module in sys.argv[2:]:
+    del asked[:]
+    before = set(sys.modules)
+    try:
+        importlib.import_module(module)
+        error = None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    report[module] = {"error": error, "asked": list(asked),
+                      "loaded": sorted(name for name in set(sys.modules) - before if name.startswith("lora_train."))}
+print(json.dumps(report))
+"""
+
+
+def _modules(package: str) -> list[str]:
+    folder = ROOT.joinpath(*package.split(".")[1:])
+    return [package] + [f"{package}.{info.name}" for info in pkgutil.iter_modules([str(folder)])]
+
+
+def _probe(modules: list[str], block: tuple[str, ...]) -> dict:
+    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(block), *modules], capture_output=True,
+                            text=True, timeout=300, cwd=ROOT.parent)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_webui_side_and_the_core_import_without_torch_and_without_the_engine():
+    light = (_modules("lora_train.webui") + _modules("lora_train.core")
+             + ["lora_train.data"] + [f"lora_train.data.{name}" for name in TORCH_FREE_DATA])
+    report = _probe(light, TORCH_STACK)
+    problems = []
+    for module, found in report.items():
+        if found["error"]:
+            problems.append(f"{module} does not import without torch: {found['error']} ({found['asked']})")
+        elif found["asked"]:
+            problems.append(f"{module} asks for the torch stack: {found['asked']}")
+        engine = [name for name in found["loaded"] if name.startswith(ENGINE)]
+        torch_data = [name for name in found["loaded"] if name.startswith("lora_train.data.")
+                      and name.split(".")[2] not in TORCH_FREE_DATA]
+        if engine or torch_data:
+            problems.append(f"{module} loads engine modules: {engine + torch_data}")
+    assert not problems, "\n".join(problems)
+
+
+def test_data_and_config_do_not_import_the_file_format_or_the_trainer():
+    report = _probe(_modules("lora_train.data") + _modules("lora_train.config"), ())
+    problems = [f"{module} imports {name}" for module, found in report.items() for name in found["loaded"]
+                if name.startswith(("lora_train.kohya", "lora_train.train"))]
+    errors = [f"{module}: {found['error']}" for module, found in report.items() if found["error"]]
+    assert not errors, errors
+    assert not problems, "\n".join(problems)
