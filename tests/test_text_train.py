@@ -162,3 +162,15 @@ def test_a_tiny_gguf_file_loads_and_trains(tmp_path, tiny_llm):
     assert losses[-1] < losses[0] * 0.8, losses
     assert (adapter / "adapter_model.safetensors").is_file()
     assert yaml.safe_load((adapter / "training_config.yaml").read_text())["base_model"] == str(gguf)
+
+
+def test_llm_command_trains_a_config_without_task_type(tmp_path, tiny_llm, capsys):
+    from lora_train.cli import main
+
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({"base_model": str(tiny_llm("gpt2")), "metadata_path": str(SEED),
+                                      "output_dir": str(tmp_path / "out"), "log_with": "none"}))
+    assert main(["llm", "--config", str(config), "--set", "max_train_steps=1", "--events", "jsonl"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["type"] == "done" and done["path"] == str(tmp_path / "out" / "my_llm_lora")
+    assert json.loads((tmp_path / "out" / "my_llm_lora" / "adapter_config.json").read_text())["fan_in_fan_out"]
