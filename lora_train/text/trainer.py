@@ -19,6 +19,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from ..core.errors import UserError
 from ..core.events import Fanout, LogFileSink, make_event
 from ..train.checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                                 restore_rng, save_checkpoint, trainable_state)
@@ -42,6 +43,9 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     accelerator = Accelerator()
+    if accelerator.num_processes > 1:
+        raise UserError("Text LoRA training runs in one process for now: start it with `python -m lora_train`, "
+                        "not `accelerate launch` on several GPUs.")
     main = accelerator.is_main_process
     output_dir = prepare_output_dir(config.output_dir)
     if main:
@@ -136,20 +140,16 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
                 progress.batch_in_epoch += len(chunk)
                 report.step(progress.step, total_steps, epoch + 1, epochs, loss, meter.update(progress.step, loss),
                             optimizer.param_groups)
-                if config.save_steps and progress.step % config.save_steps == 0:
+                stopping = bool(stop)  # a stop saves the state to resume from, and the adapter so far
+                if stopping or (config.save_steps and progress.step % config.save_steps == 0):
                     save_state()
-                if bool(stop):
-                    save_state()
-                    path = save_final()
-                    emit(make_event("done", step=progress.step, total=total_steps, path=str(path), interrupted=True,
-                                    message=f"Stopped at step {progress.step}; the adapter trained so far is saved. "
-                                            "Resume continues from here."))
+                if stopping:
+                    report.stopped(progress.step, total_steps, path := save_final(), "adapter")
                     return path
                 if progress.step >= total_steps:
                     break
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-            emit(make_event("epoch", step=progress.step, total=total_steps, epoch=epoch + 1, epochs=epochs,
-                            loss_avg=round(meter.loss_avg, 6)))
+            report.epoch_done(progress.step, total_steps, epoch + 1, epochs, meter.loss_avg)
             if data.val:
                 _report_eval(report, wrapped, data, config.batch_size, pad_id, device, progress.step, epoch + 1)
             if progress.step >= total_steps:
