@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -79,9 +80,11 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     targets = choose_targets(model, config.target_modules)
-    model = get_peft_model(model, LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, bias="none",
-        target_modules=targets.names, fan_in_fan_out=targets.fan_in_fan_out, task_type="CAUSAL_LM"))
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for the user to do
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.*", FutureWarning)
+        model = get_peft_model(model, LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, bias="none",
+            target_modules=targets.names, fan_in_fan_out=targets.fan_in_fan_out, task_type="CAUSAL_LM"))
     trainable = [p for p in model.parameters() if p.requires_grad]
     say(f"LoRA on {', '.join(targets.names)}: {sum(p.numel() for p in trainable):,} trainable parameters")
 
@@ -203,3 +206,14 @@ def _report_eval(report: Reporter, model, data: TextData, batch_size: int, pad_i
     if report.writer is not None:
         report.writer.add_scalar("eval/loss", loss, step)
         report.writer.add_scalar("eval/perplexity", perplexity, step)
+
+
+def out_of_memory_advice(config: TextConfig) -> UserError:
+    steps = [f"lower batch_size (now {config.batch_size}) and raise gradient_accumulation_steps",
+             f"lower cutoff_len (now {config.cutoff_len})"]
+    if not config.gradient_checkpointing:
+        steps.append("set gradient_checkpointing: true")
+    if not (config.load_in_4bit or config.load_in_8bit):
+        steps.append("set load_in_4bit: true (QLoRA)")
+    return UserError(f"Out of GPU memory while training the text LoRA. Try to {', or '.join(steps)}. Close other "
+                     "programs using the GPU. Checkpoints saved so far are kept (resume_from_checkpoint: latest).")
