@@ -114,8 +114,11 @@ def _explain(exc: Exception, source: ModelSource) -> UserError:
                          "offline or the id may be wrong: download the model elsewhere (e.g. `hf download "
                          f"{source.location} --local-dir DIR`) and give that folder as base_model.")
     if source.gguf_file and "architecture" in text:
-        return UserError(f"{source.gguf_file}: {text} transformers can load GGUF files of these architectures only; "
-                         "give the original Hugging Face model folder instead.")
+        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+        return UserError(f"{source.gguf_file}: {text} transformers reads GGUF files of these architectures only: "
+                         f"{', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}. Give the original Hugging Face model "
+                         "folder instead.")
     if "trust_remote_code" in text:
         return UserError(f"The model in {source.location} needs its own Python code: set trust_remote_code: true if "
                          "you trust it.")
