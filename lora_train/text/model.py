@@ -116,9 +116,9 @@ def _explain(exc: Exception, source: ModelSource) -> UserError:
     if source.gguf_file and "architecture" in text:
         from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
+        readable = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})
         return UserError(f"{source.gguf_file}: {text} transformers reads GGUF files of these architectures only: "
-                         f"{', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}. Give the original Hugging Face model "
-                         "folder instead.")
+                         f"{', '.join(readable)}. Give the original Hugging Face model folder instead.")
     if "trust_remote_code" in text:
         return UserError(f"The model in {source.location} needs its own Python code: set trust_remote_code: true if "
                          "you trust it.")
