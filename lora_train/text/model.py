@@ -112,7 +112,8 @@ def _explain(exc: Exception, source: ModelSource) -> UserError:
     if source.kind == "hub":
         return UserError(f"Could not get {source.location} from the Hugging Face hub ({text}). This machine may be "
                          "offline or the id may be wrong: download the model elsewhere (e.g. `hf download "
-                         f"{source.location} --local-dir DIR`) and give that folder as base_model.")
+                         f"{source.location} --local-dir DIR`) and give that folder as base_model. (If you meant a "
+                         f"local folder: {Path(source.location).resolve()} does not exist.)")
     if source.gguf_file and "architecture" in text:
         from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
