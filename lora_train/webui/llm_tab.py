@@ -112,7 +112,9 @@ def build_llm_tab(host: Host, runner: JobRunner, python_fallback: str | None = N
                        gr.Number(2e-4, label="Learning rate"), gr.Number(3, precision=0, label="Epochs"),
                        gr.Number(4, precision=0, label="Batch size"), gr.Number(1024, precision=0, label="cutoff_len"),
                        gr.Number(0.0, label="val_size"), gr.Checkbox(False, label="load_in_4bit (GPU)"),
-                       gr.Textbox("my_llm_lora", label="Adapter name", elem_id="lora_train_llm_output_name")]
+                       gr.Textbox("my_llm_lora", label="Adapter name")]
+        for key, widget in zip(SETTINGS, widgets):
+            widget.elem_id = f"lora_train_llm_{key}"
         with gr.Row():
             preview_button = gr.Button("Preview data", elem_id="lora_train_llm_preview_button")
             start_button = gr.Button("Start", variant="primary", elem_id="lora_train_llm_start")
