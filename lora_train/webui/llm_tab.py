@@ -106,15 +106,18 @@ def build_llm_tab(host: Host, runner: JobRunner, python_fallback: str | None = N
                                 info="A Hugging Face model folder, a .gguf file, or a hub id")
         data = gr.Textbox(label="Training data", elem_id="lora_train_llm_data",
                           info=".jsonl / .json (alpaca, chat messages or ShareGPT rows) or a .txt of raw text")
+        ids = {key: f"lora_train_llm_{key}" for key in SETTINGS}
         with gr.Row():
-            widgets = [gr.Dropdown(list(TEMPLATES), value="auto", label="Template"),
-                       gr.Number(8, precision=0, label="LoRA rank"), gr.Number(16, label="LoRA alpha"),
-                       gr.Number(2e-4, label="Learning rate"), gr.Number(3, precision=0, label="Epochs"),
-                       gr.Number(4, precision=0, label="Batch size"), gr.Number(1024, precision=0, label="cutoff_len"),
-                       gr.Number(0.0, label="val_size"), gr.Checkbox(False, label="load_in_4bit (GPU)"),
-                       gr.Textbox("my_llm_lora", label="Adapter name")]
-        for key, widget in zip(SETTINGS, widgets):
-            widget.elem_id = f"lora_train_llm_{key}"
+            widgets = [gr.Dropdown(list(TEMPLATES), value="auto", label="Template", elem_id=ids["template"]),
+                       gr.Number(8, precision=0, label="LoRA rank", elem_id=ids["lora_rank"]),
+                       gr.Number(16, label="LoRA alpha", elem_id=ids["lora_alpha"]),
+                       gr.Number(2e-4, label="Learning rate", elem_id=ids["learning_rate"]),
+                       gr.Number(3, precision=0, label="Epochs", elem_id=ids["epochs"]),
+                       gr.Number(4, precision=0, label="Batch size", elem_id=ids["batch_size"]),
+                       gr.Number(1024, precision=0, label="cutoff_len", elem_id=ids["cutoff_len"]),
+                       gr.Number(0.0, label="val_size", elem_id=ids["val_size"]),
+                       gr.Checkbox(False, label="load_in_4bit (GPU)", elem_id=ids["load_in_4bit"]),
+                       gr.Textbox("my_llm_lora", label="Adapter name", elem_id=ids["output_name"])]
         with gr.Row():
             preview_button = gr.Button("Preview data", elem_id="lora_train_llm_preview_button")
             start_button = gr.Button("Start", variant="primary", elem_id="lora_train_llm_start")
