@@ -82,8 +82,7 @@ class ImageLoop:
             if self._train_epoch(epoch):
                 return self.finish(interrupted=True)
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-            self.report.event("epoch", step=progress.step, total=schedule.total_steps, epoch=epoch + 1,
-                              epochs=schedule.epochs, loss_avg=round(self.meter.loss_avg, 6))
+            self.report.epoch_done(progress.step, schedule.total_steps, epoch + 1, schedule.epochs, self.meter.loss_avg)
             if progress.step >= schedule.total_steps:
                 break
             if _every(schedule.save_every_n_epochs, epoch + 1):
@@ -125,9 +124,7 @@ class ImageLoop:
             return path
         self.writer.write_card(path, preview[0] if preview else None)
         if interrupted:
-            self.report.event("done", step=step, total=total, path=str(path), interrupted=True,
-                              message=f"Stopped at step {step}; the LoRA trained so far is saved. "
-                                      "Resume continues from here.")
+            self.report.stopped(step, total, path, "LoRA")
         else:
             self.report.event("done", step=step, total=total, path=str(path),
                               peak_vram_mb=peak_vram_mb(self.accelerator.device),

@@ -40,15 +40,18 @@ def remove_partial_saves(folder: Path, name: str) -> list[str]:
     """Delete the partial saves an interrupted job named `name` left in `folder`; return their names.
 
     Only the temporary files of write_new_file for this name's files (`name`, `name_v2`,
-    `name-000004`; .safetensors, .json, .preview.png) and save_checkpoint's staging folders match,
-    so another program's temporary files in a shared folder (the WebUI's Lora folder) are left alone.
+    `name-000004`; .safetensors, .json, .preview.png), write_new_folder's staging folders for this
+    name (PEFT adapters) and save_checkpoint's staging folders match, so another program's temporary
+    files in a shared folder (the WebUI's Lora folder) are left alone.
     """
     partial_file = temporary_name_pattern(owned_names_pattern(name))
+    adapter_folder = temporary_name_pattern(rf"{re.escape(name)}(_v\d+)?")
+    partial_folder = re.compile(rf"{adapter_folder.pattern}|{_PARTIAL_CHECKPOINT.pattern}")
     removed = []
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and partial_file.fullmatch(entry.name):
             entry.unlink(missing_ok=True)
-        elif entry.is_dir() and not entry.is_symlink() and _PARTIAL_CHECKPOINT.fullmatch(entry.name):
+        elif entry.is_dir() and not entry.is_symlink() and partial_folder.fullmatch(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
         else:
             continue
