@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from lora_train.webui.host import StandaloneHost, TabSettings
+from lora_train.webui.host import TabSettings
+from lora_train.webui.standalone_host import StandaloneHost
 from lora_train.webui.llm_tab import SETTINGS, LlmTab
 from lora_train.webui.paths import PathPolicy
 from lora_train.webui.runner import JobRunner
