@@ -2,7 +2,8 @@
 
 - The WebUI side (`lora_train.webui.*`), the core and the torch-free data modules import without
   torch, diffusers, transformers, peft or accelerate, and bring in no engine package: the WebUI
-  side may use only the core, the config and the torch-free data modules.
+  side may use only the core, the config (the text engine's `text.schema` included) and the
+  torch-free data modules.
 - `data/` and `config/` never import the kohya file format or the trainer.
 
 Each check imports the modules in a fresh interpreter and reads its `sys.modules`.
@@ -21,7 +22,9 @@ import lora_train
 ROOT = Path(lora_train.__file__).resolve().parent
 TORCH_STACK = ("torch", "diffusers", "transformers", "peft", "accelerate")
 TORCH_FREE_DATA = ("buckets", "captions", "images", "messages", "metadata_csv", "plan", "scan")
-ENGINE = ("lora_train.adapters", "lora_train.kohya", "lora_train.models", "lora_train.train", "lora_train.tools")
+ENGINE = ("lora_train.adapters", "lora_train.kohya", "lora_train.models", "lora_train.text", "lora_train.train",
+          "lora_train.tools")
+ENGINE_CONFIG = ("lora_train.text", "lora_train.text.schema")  # the text engine's config, torch-free
 
 # Imports each module named on the command line; blocks the torch stack when asked, noting which
 # lora_train file asked for it. Prints, per module, the error (if any), the blocked imports that came
@@ -79,7 +82,7 @@ def test_the_webui_side_and_the_core_import_without_torch_and_without_the_engine
             problems.append(f"{module} does not import without torch: {found['error']} ({found['asked']})")
         elif found["asked"]:
             problems.append(f"{module} asks for the torch stack: {found['asked']}")
-        engine = [name for name in found["loaded"] if name.startswith(ENGINE)]
+        engine = [name for name in found["loaded"] if name.startswith(ENGINE) and name not in ENGINE_CONFIG]
         torch_data = [name for name in found["loaded"] if name.startswith("lora_train.data.")
                       and name.split(".")[2] not in TORCH_FREE_DATA]
         if engine or torch_data:
