@@ -1,4 +1,4 @@
-"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize}`.
+"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize,bake}`.
 
 Each subcommand parses its arguments and calls the engine; a `UserError` is printed as one
 clear line (and sent as an `error` event), never as a traceback.
@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from .core.errors import UserError
+from .tools.commands import COMMANDS as TOOL_COMMANDS, add_parsers as tool_parsers
 
 NOT_BUILT = {
     "caption": "Batch captioning (BLIP / WD14 tagger / CoCa, `--input DIR --output DIR/metadata.csv`) is not built "
@@ -21,9 +22,6 @@ NOT_BUILT = {
                "metadata.csv (filename,prompt).",
     "llm": "Text (LLM) LoRA training is not built yet; it comes with the LLM LoRA issue (task_type: "
            "text-generation).",
-    "merge": "Merging LoRAs into each other or into a checkpoint is not built yet; it comes with the LoRA tools "
-             "issue.",
-    "resize": "Resizing a LoRA to a lower rank is not built yet; it comes with the LoRA tools issue.",
 }
 
 
@@ -54,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ui", help="serve the Train LoRA tab in a browser without a WebUI", add_help=False)
     demo = sub.add_parser("demo", help="build the tiny demo model and train a LoRA on the bundled dataset")
     demo.add_argument("--out", default="demo_output", help="folder for the tiny model and the LoRA")
+    tool_parsers(sub)
     for name, text in NOT_BUILT.items():
         sub.add_parser(name, help=f"(not built yet) {text.split(' is not built')[0].lower()}", add_help=False)
     return parser
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in ("train", "demo"):
+    if args.command in ("train", "demo", *TOOL_COMMANDS):
         quiet_libraries()
     try:
         if args.command == "train":
@@ -93,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             return _config(args)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command in TOOL_COMMANDS:
+            from .tools.commands import run as run_tool
+
+            return run_tool(args)
         if args.command == "demo":
             from .demo import run_demo
 
