@@ -58,6 +58,15 @@ def block_of(name: str) -> str | None:
     return f"OUT{3 * level + (2 if kind == 'upsamplers' else index):02d}"
 
 
+def block_order(block: str) -> tuple[int, int]:
+    """Sort key: BASE, IN00 ... IN11, M00, OUT00 ... OUT11, then anything else."""
+    for rank, prefix in enumerate(("BASE", "IN", "M", "OUT")):
+        if block.startswith(prefix):
+            digits = block[len(prefix):]
+            return rank, int(digits) if digits.isdigit() else 0
+    return 4, 0
+
+
 def parse_block_weights(text: str, arch: str | None) -> dict[str, float]:
     """Block id -> weight from a preset name or a comma-separated list of 17 (SD1/SD2) or 12 (SDXL) numbers."""
     layout = _layout(arch)
