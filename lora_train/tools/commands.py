@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..core.errors import UserError
 from .blocks import PRESETS
 
-COMMANDS = ("merge", "resize", "bake")
+COMMANDS = ("merge", "resize", "bake", "grid")
 
 
 def add_parsers(sub) -> None:
@@ -20,6 +21,9 @@ def add_parsers(sub) -> None:
     merge.add_argument("--out", required=True, help="the new .safetensors (never overwritten)")
     merge.add_argument("--rank", type=int, help="SVD mode: the output rank of Linear / 1x1 layers")
     merge.add_argument("--conv-rank", type=int, help="SVD mode: the output rank of LoCon's 3x3 convolutions")
+    merge.add_argument("--card", action="store_true",
+                       help="also write the WebUI card (<name>.json: sd version, trigger words) beside it")
+    merge.add_argument("--preview", help="an image to save beside it as <name>.preview.png")
     merge.add_argument("--block-weights", nargs="+", metavar="PRESET_OR_LIST",
                        help=f"per-block weights: a preset ({', '.join(PRESETS)}) or 17 (SD1/SD2) / 12 (SDXL) "
                             "comma-separated numbers; once for all files or once per file")
@@ -40,6 +44,23 @@ def add_parsers(sub) -> None:
     bake.add_argument("files", nargs="+", help="the LoRA files")
     bake.add_argument("--weights", nargs="+", type=float, help="one weight per LoRA (default 1 each)")
     bake.add_argument("--out", required=True, help="the new checkpoint .safetensors (never overwritten)")
+    _add_grid(sub)
+
+
+def _add_grid(sub) -> None:
+    grid = sub.add_parser("grid", help="render a strength grid of one or two LoRAs (rows x columns of weights)",
+                          description="Render the same prompt and seed at every combination of the LoRAs' weights "
+                                      "(0 is always included) and save one labelled image and its parameters.")
+    grid.add_argument("base", help="the base checkpoint or diffusers folder")
+    grid.add_argument("files", nargs="+", help="one or two LoRA files")
+    grid.add_argument("--weights", nargs="+", required=True, help='one list per LoRA, e.g. "0.5,1" "0.3,0.6"')
+    grid.add_argument("--prompt", required=True)
+    grid.add_argument("--negative", default="")
+    grid.add_argument("--seed", type=int, default=1234)
+    grid.add_argument("--width", type=int, default=512)
+    grid.add_argument("--height", type=int, default=512)
+    grid.add_argument("--steps", type=int, default=20)
+    grid.add_argument("--out-dir", required=True, help="where the grid image and its parameters go")
 
 
 def _layer_lines(rows: list[tuple[str, str]], verbose: bool) -> list[str]:
@@ -62,6 +83,12 @@ def _merge(args: argparse.Namespace) -> None:
         print(f"SVD error: mean {result.mean_error:.4%}, max {result.max_error:.4%} (relative Frobenius, per layer)")
     else:
         print("Exact merge: applying it at strength 1 equals applying the inputs together at their weights.")
+    if args.card or args.preview:
+        from .card import write_card
+
+        for path in write_card(result.path, args.files, args.weights, args.preview if args.preview else None,
+                               card=args.card):
+            print(f"Saved {path}")
 
 
 def _resize(args: argparse.Namespace) -> None:
@@ -85,7 +112,23 @@ def _bake(args: argparse.Namespace) -> None:
         print(f"  {line}")
 
 
+def _grid(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from .grid import render_grid
+    from .grid_image import GridSpec, parse_weights
+
+    if len(args.files) > 2 or len(args.weights) != len(args.files):
+        raise UserError("Give one or two LoRAs and one --weights list for each.")
+    spec = GridSpec([Path(file).stem for file in args.files],
+                    [parse_weights(text, Path(file).name) for text, file in zip(args.weights, args.files)],
+                    args.prompt, args.negative, args.seed, args.width, args.height, args.steps, str(args.base))
+    image, params = render_grid(spec, [Path(file) for file in args.files], Path(args.out_dir))
+    print(json.dumps({"image": str(image), "params": str(params)}))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed subcommand; UserErrors propagate to the CLI, which prints them."""
-    {"merge": _merge, "resize": _resize, "bake": _bake}[args.command](args)
+    {"merge": _merge, "resize": _resize, "bake": _bake, "grid": _grid}[args.command](args)
     return 0
