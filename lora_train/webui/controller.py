@@ -84,6 +84,10 @@ class TabController:
                 return Path(model.path)
         return self.host.path_policy().resolve(choice or "", what)
 
+    def base_model_path(self, choice: str | None) -> Path:
+        """The file (or folder) of the base model chosen in the tab."""
+        return self._model_path(choice, self.host.checkpoints(), "Base model")
+
     def base_model_arch(self, choice: str | None) -> str | None:
         current = self.host.current_model()
         if current and choice == current.title:

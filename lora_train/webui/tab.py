@@ -22,6 +22,7 @@ from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .presets import CHOICES as PRESET_CHOICES
 from .runner import JobRunner, JobState
+from .stack_section import build_stack_section
 
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
 RUNNER = JobRunner()
@@ -167,6 +168,7 @@ class TabView:
                     test = gr.Button("Test now: without / with the LoRA", elem_id="lora_train_test")
                 test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
                                          visible=host.can_render, elem_id="lora_train_test_images")
+            build_stack_section(ctl, base_model, _guarded)
             view = gr.State(None)
             seen_model = gr.State({"loaded": ctl.loaded_title(), "followed": default_model})
 
