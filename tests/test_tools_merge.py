@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from test_export_support import fresh, pipeline, text_outputs, unet_inputs, unet_output
 from tools_support import lora_file, max_difference
 
 from lora_train.adapters.spec import LoraSpec
 from lora_train.core.errors import UserError
+from lora_train.tools.bake import bake_loras
 from lora_train.tools.blocks import block_of
 from lora_train.tools.lora_file import read_any_lora
 from lora_train.tools.merge import merge_loras
@@ -124,8 +126,21 @@ def test_mismatched_base_models_are_refused_naming_both(sd1_pair, tmp_path):
 
 def test_dora_merge_without_a_base_is_refused_with_the_reason(sd1_pair, tmp_path):
     dora, _ = lora_file(tmp_path, "dora", "sd1", LoraSpec(rank=2, alpha=2.0, use_dora=True))
-    with pytest.raises(UserError, match="DoRA.*base model"):
+    with pytest.raises(UserError, match="DoRA.*base model.*--base"):
         merge_loras([sd1_pair[0], dora], [0.5, 0.5], tmp_path / "no.safetensors")
+
+
+def test_dora_merge_on_the_base_equals_baking_the_inputs(sd1_pair, tiny_sd1_file, tmp_path):
+    dora, _ = lora_file(tmp_path, "dora", "sd1", LoraSpec(rank=2, alpha=2.0, use_dora=True), seed=5)
+    result = merge_loras([sd1_pair[0], dora], [0.7, 0.5], tmp_path / "mix.safetensors", base=tiny_sd1_file)
+    assert result.max_error < 1e-5 and not read_any_lora(result.path).has_dora  # a plain LoRA, all values kept
+    both = bake_loras(tiny_sd1_file, [sd1_pair[0], dora], [0.7, 0.5], tmp_path / "both.safetensors")
+    single = bake_loras(tiny_sd1_file, [result.path], [1.0], tmp_path / "single.safetensors")
+    expected, got, original = load_file(both.path), load_file(single.path), load_file(tiny_sd1_file)
+    changed = [key for key in expected if not torch.equal(expected[key], original[key])]
+    assert len(changed) > 50
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
 
 
 def test_a_file_that_is_not_a_lora_is_refused(tiny_sd1_file, tmp_path):

@@ -115,7 +115,13 @@ def _diffusers_base(folder: Path) -> BaseWeights:
     return BaseWeights(state, {}, model.arch, dict(model.unet.config), "diffusers folder -> single-file")
 
 
-def _check_family(base: BaseWeights, loras: list[LoraFile], base_path: Path) -> None:
+def load_base_weights(path: Path) -> BaseWeights:
+    """A single-file checkpoint or a diffusers folder as original-layout tensors."""
+    return _diffusers_base(path) if path.is_dir() else _single_file_base(path)
+
+
+def check_base_family(base: BaseWeights, loras: list[LoraFile], base_path: Path) -> None:
+    """UserError when a LoRA was made for another model family than the base."""
     for lora in loras:
         if lora.arch and lora.arch != base.arch:
             raise UserError(f"{lora.path.name} is a LoRA for {lora.label} but the base {base_path.name} is "
@@ -159,8 +165,8 @@ def bake_loras(base_path: str | Path, files: list[str | Path], weights: list[flo
                         "name.")
     loras = [read_any_lora(file) for file in files]
     check_same_family(loras)
-    base = _diffusers_base(base_path) if base_path.is_dir() else _single_file_base(base_path)
-    _check_family(base, loras, base_path)
+    base = load_base_weights(base_path)
+    check_base_family(base, loras, base_path)
     dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in base.state.values() if v.is_floating_point()})
     result = BakeResult(out, base.layout, "/".join(dtypes))
     for key, change in _changes(base, loras, weights, result).items():

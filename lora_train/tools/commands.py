@@ -21,6 +21,8 @@ def add_parsers(sub) -> None:
     merge.add_argument("--out", required=True, help="the new .safetensors (never overwritten)")
     merge.add_argument("--rank", type=int, help="SVD mode: the output rank of Linear / 1x1 layers")
     merge.add_argument("--conv-rank", type=int, help="SVD mode: the output rank of LoCon's 3x3 convolutions")
+    merge.add_argument("--base", help="the base checkpoint (single file or diffusers folder): needed to merge DoRA "
+                                      "LoRAs, whose effect depends on the base weights")
     merge.add_argument("--card", action="store_true",
                        help="also write the WebUI card (<name>.json: sd version, trigger words) beside it")
     merge.add_argument("--preview", help="an image to save beside it as <name>.preview.png")
@@ -73,16 +75,17 @@ def _merge(args: argparse.Namespace) -> None:
     from .merge import merge_loras
 
     result = merge_loras(args.files, args.weights, args.out, rank=args.rank, conv_rank=args.conv_rank,
-                         block_weights=args.block_weights)
+                         block_weights=args.block_weights, base=args.base)
     ranks = sorted({layer.rank for layer in result.layers})
     print(f"Saved {result.path} ({len(result.layers)} modules, rank {', '.join(map(str, ranks))})")
-    if args.rank or args.conv_rank:
+    if args.rank or args.conv_rank or args.base:
         rows = [(layer.name, f"rank {layer.full_rank} -> {layer.rank}, relative error {layer.error:.4%}")
                 for layer in result.layers]
         print("\n".join(_layer_lines(rows, False)))
         print(f"SVD error: mean {result.mean_error:.4%}, max {result.max_error:.4%} (relative Frobenius, per layer)")
-    else:
-        print("Exact merge: applying it at strength 1 equals applying the inputs together at their weights.")
+    if not (args.rank or args.conv_rank):
+        where = f" on {args.base}" if args.base else ""
+        print(f"Exact merge: applying it at strength 1 equals applying the inputs together at their weights{where}.")
     if args.card or args.preview:
         from .card import write_card
 

@@ -3,6 +3,7 @@
 - `stack`: several modules at weights as one exact module by rank concatenation
   (up = [c_i up_i], down = [sign(w_i) c_i down_i], c_i = sqrt(|w_i| alpha_i / rank_i), alpha = total rank),
   so its delta is exactly sum_i w_i alpha_i / rank_i up_i @ down_i.
+- `factorize`: a full weight change (DoRA computed on the base weights) as a LoRA module by SVD.
 - `truncate`: the best rank-k approximation of a module's product by SVD, keeping its strength
   (new alpha = alpha / rank * k), with the relative Frobenius error it makes. The SVD is of the small
   core R_up R_down^T after QR of the two factors, so it costs O(rank^2 (in + out)), not a full matrix SVD.
@@ -80,18 +81,33 @@ def dynamic_rank(s: torch.Tensor, method: str, value: float) -> int:
     return int((reached < value - 1e-7).sum()) + 1
 
 
+def _cut(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, keep: int, like: LoraModule, alpha_per_rank: float
+         ) -> Truncated:
+    """The module of the first `keep` singular triplets, shaped like `like`, with alpha = alpha_per_rank * keep."""
+    keep = max(1, min(keep, s.numel()))
+    root = s[:keep].sqrt()
+    up = (u[:, :keep] * root).reshape(like.up.shape[0], keep, *like.up.shape[2:])
+    down = (root[:, None] * vh[:keep]).reshape(keep, *like.down.shape[1:])
+    total = float(s.square().sum())
+    kept = float(s[:keep].square().sum())
+    error = math.sqrt(max(total - kept, 0.0) / total) if total > 0 else 0.0
+    retained = math.sqrt(kept / total) if total > 0 else 1.0
+    return Truncated(LoraModule(down, up, alpha_per_rank * keep, like.dora_scale), keep, like.rank, error, retained)
+
+
 def truncate(module: LoraModule, rank: int | None = None, method: str | None = None, value: float = 0.0
              ) -> Truncated:
     """Cut to `rank`, or to a dynamic rank (`method`, `value`) no higher than `rank` when given."""
     u, s, vh = singular_values(module)
     keep = dynamic_rank(s, method, value) if method else (rank or s.numel())
-    keep = max(1, min(keep, rank or keep, s.numel()))
-    root = s[:keep].sqrt()
-    up = (u[:, :keep] * root).reshape(module.up.shape[0], keep, *module.up.shape[2:])
-    down = (root[:, None] * vh[:keep]).reshape(keep, *module.down.shape[1:])
-    total = float(s.square().sum())
-    kept = float(s[:keep].square().sum())
-    error = math.sqrt(max(total - kept, 0.0) / total) if total > 0 else 0.0
-    retained = math.sqrt(kept / total) if total > 0 else 1.0
-    alpha = module.alpha / module.rank * keep
-    return Truncated(LoraModule(down, up, alpha, module.dora_scale), keep, module.rank, error, retained)
+    return _cut(u, s, vh, min(keep, rank or keep), module, module.alpha / module.rank)
+
+
+def factorize(change: torch.Tensor, rank: int | None = None) -> Truncated:
+    """A full weight change (out, in[, kh, kw]) as a LoRA module at strength 1: all its non-zero singular
+    values (exact) or the first `rank`. `full` in the result is the change's numerical rank."""
+    u, s, vh = torch.linalg.svd(change.float().flatten(1), full_matrices=False)
+    nonzero = max(1, int((s > s[0] * 1e-6).sum())) if s.numel() and float(s[0]) > 0 else 1
+    like = LoraModule(torch.empty(nonzero, *change.shape[1:]), torch.empty(change.shape[0], nonzero,
+                                                                          *[1] * (change.ndim - 2)), 1.0)
+    return _cut(u[:, :nonzero], s[:nonzero], vh[:nonzero], min(rank or nonzero, nonzero), like, 1.0)
