@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import torch
 
 from ..core.errors import UserError
+from ..export.kohya_names import group_by_module
 from ..models.unet_layout import block_prefixes, to_original
 
 _KOHYA = re.compile(r"^lora_(unet|te|te1|te2)_")
@@ -28,14 +29,6 @@ _COMPONENTS = ("text_encoder_2", "text_encoder", "unet", "base_model.model")
 _SDXL_UNET_LAYOUT = {"layers_per_block": 2,
                      "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
                      "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
-
-
-def _group(tensors: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    grouped: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        name, _, suffix = key.partition(".")
-        grouped.setdefault(name, {})[suffix] = value
-    return grouped
 
 
 def _split_peft_key(key: str) -> tuple[str, str, str] | None:
@@ -106,6 +99,6 @@ def kohya_style(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
                 ) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
     """The tensors grouped by kohya module name, and the key style found (kohya | diffusers)."""
     if any(_KOHYA.match(key) for key in tensors):
-        return _group({key: value for key, value in tensors.items() if _KOHYA.match(key)}), "kohya"
+        return group_by_module({key: value for key, value in tensors.items() if _KOHYA.match(key)}), "kohya"
     converted = _from_peft(tensors, metadata)
     return converted, "diffusers" if converted else "kohya"

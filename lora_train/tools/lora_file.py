@@ -17,10 +17,11 @@ import torch
 
 from ..core.errors import UserError
 from ..export.file_arch import ARCH_LABELS, detect_arch
+from ..export.kohya_names import ALPHA, DORA_SCALE, DOWN, UP
 from ..export.read import read_lora_file
 from .key_styles import kohya_style
 
-DOWN, UP, ALPHA, DORA_SCALE, SCALAR = "lora_down.weight", "lora_up.weight", "alpha", "dora_scale", "scalar"
+SCALAR = "scalar"
 _OTHER_FORMS = {"hada_w1_a": "LoHa", "lokr_w1": "LoKr", "lokr_w1_a": "LoKr", "lora_mid.weight": "Tucker LoCon",
                 "oft_blocks": "OFT", "oft_diag": "OFT", "diff": "full-weight diff", "w_norm": "norm",
                 "b_norm": "norm", "ia3": "IA3", "weight": "IA3 / full"}
