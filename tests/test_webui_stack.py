@@ -28,7 +28,9 @@ class RenderingHost(StandaloneHost):
 
     def render(self, prompt, negative, seed, steps, width, height):
         self.prompts.append((prompt, negative, seed, steps, width, height))
-        return Image.new("RGB", (width, height), (len(self.prompts) * 20 % 255, 100, 100))
+        image = Image.new("RGB", (width, height), (len(self.prompts) * 20 % 255, 100, 100))
+        image.info["parameters"] = f"{prompt}\nSteps: {steps}"  # what the WebUI's txt2img attaches
+        return image
 
 
 @pytest.fixture
@@ -60,6 +62,7 @@ def test_inside_the_webui_each_cell_is_a_txt2img_with_lora_tags(section):
         assert grid.size == (LABEL_WIDTH + 2 * 64, LABEL_HEIGHT + 2 * 48)
     params = json.loads((tmp_path / "runs" / "grids" / (image.rsplit("/", 1)[1].replace(".png", ".json"))).read_text())
     assert params["weights"] == [[0.0, 1.0], [0.0, 0.5]] and params["base_model"] == "model.safetensors"
+    assert params["infotexts"][3] == "a cat <lora:ink:1> <lora:watercolor:0.5>\nSteps: 3"
     assert "Saved the grid" in note and last == image
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -43,6 +43,7 @@ class GridSpec:
     height: int = 512
     steps: int = 20
     base_model: str = ""
+    infotexts: list[str] = field(default_factory=list)  # the WebUI's generation parameters of each cell
 
     def cells(self) -> list[tuple[float, float | None]]:
         """(row weight, column weight or None) in row-major order."""

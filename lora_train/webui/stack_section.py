@@ -103,6 +103,7 @@ class StackSection:
             images = [self.ctl.host.render(spec.prompt_for(row, column), spec.negative_prompt, spec.seed, spec.steps,
                                            spec.width, spec.height) for row, column in spec.cells()]
             spec.base_model = base_model or ""
+            spec.infotexts = [str(image.info.get("parameters", "")) for image in images]  # "Lora hashes: ..."
             image, params = save_grid(out_dir, spec, compose_grid(spec, images))
         else:
             base = self.ctl.base_model_path(base_model)
