@@ -1,4 +1,4 @@
-"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize,bake}`.
+"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize,bake,grid}`.
 
 Each subcommand parses its arguments and calls the engine; a `UserError` is printed as one
 clear line (and sent as an `error` event), never as a traceback.

@@ -112,3 +112,14 @@ def test_refusals(tiny_sd1_file, tmp_path):
     with pytest.raises(UserError, match="is not a LoRA"):
         bake_loras(tiny_sd1_file, [tiny_sd1_file], [1.0], tmp_path / "no.safetensors")
     assert not (tmp_path / "no.safetensors").exists()
+
+
+def test_cli_bakes_and_prints_what_it_did(tiny_sd1_file, tmp_path, capsys):
+    from lora_train.cli import main
+
+    lora, _ = lora_file(tmp_path, "lora", "sd1", LoraSpec(rank=2, alpha=2.0))
+    assert main(["bake", str(tiny_sd1_file), str(lora), "--weights", "0.8", "--out", str(tmp_path / "new.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert "single-file layout, float32" in printed and "Copied the model config" in printed
+    assert main(["bake", str(tiny_sd1_file), str(lora), "--out", str(tmp_path / "new.safetensors")]) == 2
+    assert "already exists and is never overwritten" in capsys.readouterr().err

@@ -85,6 +85,18 @@ def test_svd_merge_reports_its_error_and_stays_within_it(sd1_pair, tmp_path):
         assert actual <= layer.error + 1e-4 and actual == pytest.approx(layer.error, abs=1e-3)
 
 
+def test_sdxl_exact_merge_and_its_block_names(tmp_path):
+    first, _ = lora_file(tmp_path, "xl_a", "sdxl", LoraSpec(rank=3, alpha=5.0, conv_rank=2, conv_alpha=1.0), seed=0)
+    second, _ = lora_file(tmp_path, "xl_b", "sdxl", LoraSpec(rank=2, alpha=2.0), seed=1)
+    files = [read_any_lora(first), read_any_lora(second)]
+    merged = read_any_lora(merge_loras([first, second], [0.3, 1.2], tmp_path / "xl.safetensors").path)
+    assert merged.arch == "sdxl" and merged.metadata["ss_base_model_version"] == "sdxl_base_v1-0"
+    for name, module in merged.modules.items():
+        torch.testing.assert_close(module.delta(), _expected_delta(name, zip(files, (0.3, 1.2))), rtol=1e-5, atol=1e-6)
+    assert {block_of(name) for name in merged.modules} >= {"BASE", "IN04", "M00", "OUT00"}
+    assert block_of("lora_unet_output_blocks_2_1_transformer_blocks_0_attn1_to_q") == "OUT02"
+
+
 def test_block_weights_scale_whole_blocks(sd1_pair, tmp_path):
     first = read_any_lora(sd1_pair[0])
     result = merge_loras([sd1_pair[0]], [1.0], tmp_path / "outd.safetensors", block_weights=["OUTD"])

@@ -64,11 +64,13 @@ def webui(tmp_path_factory, tiny_checkpoints, training_images, free_port, runnin
     shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
     shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
     env = dict(os.environ, LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_LOCK_DIR=str(root), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1")
+               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     command = [python, "launch.py", *COMMON_FLAGS, *_cpu_flags(checkout), "--port", str(free_port),
                "--data-dir", str(root), "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")]
     url = f"http://127.0.0.1:{free_port}"
-    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600):
+    # A1111 adds its API after the page is served; polling the API before that breaks its start (starlette 0.26)
+    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600,
+                        ready_log="Startup time:"):
         yield url, root, _is_forge(checkout)
 
 
