@@ -81,5 +81,7 @@ def resize_lora(path: str | Path, out: str | Path, *, rank: int | None = None, d
     provenance = [{"file": source.path.name, "resize": how,
                    "sshs_model_hash": source.metadata.get("sshs_model_hash")}]
     metadata = {**source.metadata, **derived_metadata([source], modules, result.path, comment.strip(), provenance)}
+    if "ss_tag_frequency" in source.metadata:  # one input: its own table, folder names unchanged
+        metadata["ss_tag_frequency"] = source.metadata["ss_tag_frequency"]
     save_lora(result.path, module_tensors(modules, storage_dtype([source])), metadata)
     return result

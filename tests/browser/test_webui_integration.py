@@ -88,6 +88,7 @@ def _render(url: str, prompt: str, forge: bool) -> bytes:
 
 def _render_strength_grid(page) -> None:
     """The Stack & test section renders a grid through the WebUI's own txt2img."""
+    page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # the insert switched to txt2img
     page.locator("#lora_train_stack_section").get_by_text("6. Stack & test").first.click()
     page.click("#lora_train_stack_refresh")
     for elem_id, value in (("lora_train_stack_lora_1", "webui_lora"), ("lora_train_stack_weights_1", "1"),
