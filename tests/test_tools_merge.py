@@ -166,3 +166,17 @@ def test_output_is_never_overwritten(sd1_pair, tmp_path):
     with pytest.raises(UserError, match="never overwritten"):
         merge_loras(list(sd1_pair), [1.0, 1.0], target)
     assert target.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("style", ["peft", "attention-processor"])
+def test_older_diffusers_key_styles_get_kohya_names(tmp_path, style):
+    from safetensors.torch import save_file
+
+    path = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1"
+    keys = ({"A": f"{path}.to_q.lora_A.weight", "B": f"{path}.to_q.lora_B.weight"} if style == "peft" else
+            {"A": f"{path}.processor.to_q_lora.down.weight", "B": f"{path}.processor.to_q_lora.up.weight"})
+    save_file({keys["A"]: torch.ones(2, 32), keys["B"]: torch.ones(32, 2), f"{path}.to_q.alpha": torch.tensor(1.0)},
+              str(tmp_path / "old.safetensors"))
+    lora = read_any_lora(tmp_path / "old.safetensors")
+    module = lora.modules["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"]
+    assert lora.source == "diffusers" and module.rank == 2 and module.alpha == 1.0

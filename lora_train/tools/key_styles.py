@@ -4,7 +4,7 @@ kohya and LyCORIS files already use kohya names. diffusers / PEFT files name mod
 path in the pipeline component (`unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`,
 `text_encoder.text_model.encoder.layers.0.self_attn.q_proj`, `text_encoder_2....`, or PEFT's
 `base_model.model.<path>` for a UNet adapter) with `lora_A` / `lora_B` (or diffusers' older
-`lora.down` / `lora.up`). Their alpha is the `.alpha` key (diffusers' network alphas), the
+attention-processor keys, `attn1.processor.to_q_lora.down.weight`). Their alpha is the `.alpha` key (diffusers' network alphas), the
 `lora_adapter_metadata` header diffusers writes, or the rank (scale 1). The UNet of SDXL is
 named by its original (sgm) blocks in kohya's form, using the block layout of SDXL base.
 """
@@ -36,10 +36,10 @@ def _split_peft_key(key: str) -> tuple[str, str, str] | None:
     component = next((c for c in _COMPONENTS if key.startswith(c + ".")), None)
     if component is None:
         return None
-    rest = key[len(component) + 1:]
+    rest = key[len(component) + 1:].replace("_lora.down.", ".lora.down.").replace("_lora.up.", ".lora.up.")
     for suffix, kohya in (*_PEFT_PARTS.items(), ("alpha", "alpha")):
         if rest.endswith("." + suffix):
-            path = rest[:-len(suffix) - 1].replace(".processor.", ".").removesuffix("_lora")
+            path = rest[:-len(suffix) - 1].replace(".processor.", ".")
             return ("unet" if component == "base_model.model" else component), path, kohya
     if rest.endswith("lora_magnitude_vector") or ".lora_magnitude_vector." in rest:
         raise UserError(f"{key}: this diffusers / PEFT file holds DoRA magnitudes per output channel, a form the "
