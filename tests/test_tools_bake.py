@@ -42,7 +42,8 @@ def test_baked_checkpoint_equals_base_plus_lora(case, tiny_checkpoints, tmp_path
     baked = load_base_model(result.path)  # the yaml was copied beside it, as the WebUI needs
     _assert_same_model(baked, model)
     base = load_base_model(files.single_file)
-    assert max_difference(unet_output(base.unet, unet_inputs(model)), unet_output(baked.unet, unet_inputs(model))) > 1e-2
+    inputs = unet_inputs(model)
+    assert max_difference(unet_output(base.unet, inputs), unet_output(baked.unet, inputs)) > 1e-2
     assert load_file(result.path).keys() == load_file(files.single_file).keys()  # the same layout, extras kept
 
 
@@ -105,7 +106,7 @@ def test_inpainting_input_conv_gets_the_change_on_its_latent_channels(copy_tiny_
 
 def test_refusals(tiny_sd1_file, tmp_path):
     xl, _ = lora_file(tmp_path, "xl", "sdxl", LoraSpec(rank=2, alpha=2.0), metadata=False)
-    with pytest.raises(UserError, match="xl.safetensors is a LoRA for SDXL but the base tiny-sd1.safetensors is SD 1.x"):
+    with pytest.raises(UserError, match="xl.safetensors is a LoRA for SDXL but the base tiny-sd1.safetensors is SD 1"):
         bake_loras(tiny_sd1_file, [xl], [1.0], tmp_path / "no.safetensors")
     with pytest.raises(UserError, match="never overwritten"):
         bake_loras(tiny_sd1_file, [xl], [1.0], tiny_sd1_file)
@@ -118,7 +119,8 @@ def test_cli_bakes_and_prints_what_it_did(tiny_sd1_file, tmp_path, capsys):
     from lora_train.cli import main
 
     lora, _ = lora_file(tmp_path, "lora", "sd1", LoraSpec(rank=2, alpha=2.0))
-    assert main(["bake", str(tiny_sd1_file), str(lora), "--weights", "0.8", "--out", str(tmp_path / "new.safetensors")]) == 0
+    out = str(tmp_path / "new.safetensors")
+    assert main(["bake", str(tiny_sd1_file), str(lora), "--weights", "0.8", "--out", out]) == 0
     printed = capsys.readouterr().out
     assert "single-file layout, float32" in printed and "Copied the model config" in printed
     assert main(["bake", str(tiny_sd1_file), str(lora), "--out", str(tmp_path / "new.safetensors")]) == 2

@@ -72,8 +72,9 @@ def module_change(name: str, module: LoraModule, weight: torch.Tensor) -> torch.
     if delta.shape != weight.shape:
         if delta.numel() == weight.numel():  # Linear <-> 1x1 conv
             delta = delta.reshape(weight.shape)
-        elif (delta.ndim == weight.ndim == 4 and delta.shape[0] == weight.shape[0] and delta.shape[2:] == weight.shape[2:]
-              and delta.shape[1] < weight.shape[1]):  # inpainting: latent channels first, then mask and image
+        elif (delta.ndim == weight.ndim == 4 and delta.shape[0] == weight.shape[0]
+              and delta.shape[2:] == weight.shape[2:] and delta.shape[1] < weight.shape[1]):
+            # inpainting: the latent channels come first, then the mask and the masked image
             delta = torch.cat([delta, delta.new_zeros(weight.shape[0], weight.shape[1] - delta.shape[1],
                                                       *weight.shape[2:])], dim=1)
         else:
@@ -111,7 +112,8 @@ def _diffusers_base(folder: Path) -> BaseWeights:
     model = load_base_model(folder, dtype=torch.float32)
     parts = types.SimpleNamespace(arch=model.arch, unet=model.unet, vae=model.vae, text_encoders=model.text_encoders,
                                   scheduler=model.noise_scheduler)
-    state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in ldm_state_dict(parts).items()}
+    state = {key: value.to(dtype) if value.is_floating_point() else value
+             for key, value in ldm_state_dict(parts).items()}
     return BaseWeights(state, {}, model.arch, dict(model.unet.config), "diffusers folder -> single-file")
 
 

@@ -80,8 +80,9 @@ def parse_block_weights(text: str, arch: str | None) -> dict[str, float]:
     except ValueError:
         values = []
     if len(values) != len(blocks):
-        raise UserError(f"Block weights {text!r}: give a preset ({', '.join(PRESETS)}) or {len(blocks)} comma-separated "
-                        f"numbers for {'SDXL' if layout == 'sdxl' else 'SD1 / SD2'} ({', '.join(blocks)}).")
+        family = "SDXL" if layout == "sdxl" else "SD1 / SD2"
+        raise UserError(f"Block weights {text!r}: give a preset ({', '.join(PRESETS)}) or {len(blocks)} "
+                        f"comma-separated numbers for {family} ({', '.join(blocks)}).")
     return dict(zip(blocks, values))
 
 

@@ -4,9 +4,10 @@ kohya and LyCORIS files already use kohya names. diffusers / PEFT files name mod
 path in the pipeline component (`unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`,
 `text_encoder.text_model.encoder.layers.0.self_attn.q_proj`, `text_encoder_2....`, or PEFT's
 `base_model.model.<path>` for a UNet adapter) with `lora_A` / `lora_B` (or diffusers' older
-attention-processor keys, `attn1.processor.to_q_lora.down.weight`). Their alpha is the `.alpha` key (diffusers' network alphas), the
-`lora_adapter_metadata` header diffusers writes, or the rank (scale 1). The UNet of SDXL is
-named by its original (sgm) blocks in kohya's form, using the block layout of SDXL base.
+attention-processor keys, `attn1.processor.to_q_lora.down.weight`). Their alpha is the `.alpha`
+key (diffusers' network alphas), the `lora_adapter_metadata` header diffusers writes, or the rank
+(scale 1). The UNet of SDXL is named by its original (sgm) blocks in kohya's form, using the
+block layout of SDXL base.
 """
 
 from __future__ import annotations

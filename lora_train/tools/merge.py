@@ -151,7 +151,8 @@ def merge_loras(paths: list[str | Path], weights: list[float], out: str | Path, 
     mode = f"SVD to rank {rank or '-'} / conv rank {conv_rank or rank or '-'}" if rank or conv_rank else "exact"
     if base is not None:
         mode += f", computed on {Path(base).name}"
-    comment = f"merge ({mode}) of " + " + ".join(f"{file.path.name} x {weight:g}" for file, weight in zip(files, weights))
+    recipe = " + ".join(f"{file.path.name} x {weight:g}" for file, weight in zip(files, weights))
+    comment = f"merge ({mode}) of {recipe}"
     metadata = derived_metadata(files, modules, result.path, comment, provenance)
     save_lora(result.path, module_tensors(modules, storage_dtype(files)), metadata)
     return result

@@ -66,8 +66,9 @@ def resize_lora(path: str | Path, out: str | Path, *, rank: int | None = None, d
     highest = max(module.rank for module in source.modules.values())
     for asked, label in ((rank, "--rank"), (conv_rank, "--conv-rank")):
         if asked is not None and (asked < 1 or asked > highest):
-            raise UserError(f"{label} {asked} is not possible for {source.path.name}: its highest rank is {highest} and "
-                            "resize only lowers ranks (a higher rank adds nothing: the extra singular values are 0). "
+            raise UserError(f"{label} {asked} is not possible for {source.path.name}: its highest rank is {highest} "
+                            "and resize only lowers ranks (a higher rank adds nothing: the extra singular values "
+                            "are 0). "
                             f"Choose a rank from 1 to {highest}.")
     result = ResizeResult(Path(out))
     for name, module in source.modules.items():
