@@ -1,0 +1,64 @@
+"""Where a captioning model comes from: a local file or folder, or a hub repo id downloaded once.
+
+A repo id (`owner/name`) is looked up in the captioners folder (`<captioners>/owner--name`); when
+the files are not there yet they are downloaded with huggingface_hub (its progress bars on a
+terminal), once, and reused after. Offline or failing downloads end in one message naming the
+repo, the files needed and the folder to put them in, so the user can copy them by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lora_train.core.errors import UserError
+from lora_train.core.events import EventSink, make_event
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What a method needs from a repo: files that must be there, and patterns of what to download."""
+
+    required: tuple[str, ...]  # each entry may list alternatives: "a.safetensors|a.bin"
+    download: tuple[str, ...]
+
+    def missing(self, folder: Path) -> list[str]:
+        return [need for need in self.required if not any((folder / alt).is_file() for alt in need.split("|"))]
+
+    def described(self) -> str:
+        return ", ".join(need.replace("|", " or ") for need in self.required)
+
+
+def resolve_model(spec: str, files: ModelFiles, captioners_dir: Path, emit: EventSink) -> Path:
+    """The local path of the model `spec` names (downloading a repo id once)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    if not _REPO_ID.match(spec):
+        raise UserError(f"Model {spec!r} not found: give a model file or folder that exists, or a Hugging Face "
+                        f"repo id (owner/name).")
+    target = captioners_dir / spec.replace("/", "--")
+    if target.is_dir() and not files.missing(target):
+        return target
+    emit(make_event("log", level="info", message=f"Downloading {spec} into {target} (once)"))
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(spec, local_dir=str(target), allow_patterns=list(files.download))
+    except Exception as exc:  # offline, unknown repo, gated repo, disk: all end in the same advice
+        raise _download_error(spec, files, target, exc) from None
+    missing = files.missing(target)
+    if missing:
+        raise UserError(f"{spec} was downloaded into {target} but lacks {', '.join(missing)}: it is not a model "
+                        f"for this method. Choose another model.")
+    return target
+
+
+def _download_error(spec: str, files: ModelFiles, target: Path, exc: Exception) -> UserError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(f"Could not download the model {spec} from the Hugging Face hub ({type(exc).__name__}: "
+                     f"{reason[:200]}). Download {files.described()} from https://huggingface.co/{spec} yourself "
+                     f"and put them in {target}, or give --model a local folder.")
