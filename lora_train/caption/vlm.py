@@ -48,10 +48,10 @@ class VlmCaptioner:
     """A loaded image-text model: `captions(images, contexts)` gives one caption per image."""
 
     def __init__(self, folder: Path, options: VlmOptions, device: str):
+        config = _config(folder)
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        config = _config(folder)
         self.options = options
         self.device = _device(device, torch)
         dtype = _dtype(options.dtype, self.device, torch)
