@@ -21,7 +21,7 @@ from lora_train.core.errors import UserError
 from lora_train.core.events import EventSink
 
 METHODS = ("tagger", "vlm", "clip")
-DEFAULT_MODELS = {"tagger": "SmilingWolf/wd-eva02-large-tagger-v3",
+DEFAULT_MODELS = {"tagger": "SmilingWolf/wd-vit-tagger-v3",
                   "vlm": "Salesforce/blip-image-captioning-large",
                   "clip": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
 FILES: dict[str, ModelFiles] = {"tagger": TAGGER_FILES, "vlm": VLM_FILES, "clip": CLIP_FILES}

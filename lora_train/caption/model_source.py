@@ -1,14 +1,16 @@
 """Where a captioning model comes from: a local file or folder, or a hub repo id downloaded once.
 
 A repo id (`owner/name`) is looked up in the captioners folder (`<captioners>/owner--name`); when
-the files are not there yet they are downloaded with huggingface_hub (its progress bars on a
-terminal), once, and reused after. Offline or failing downloads end in one message naming the
+the files are not there yet they are downloaded with huggingface_hub, once, and reused after; the
+download's progress goes out as `log` events. Offline or failing downloads end in one message naming the
 repo, the files needed and the folder to put them in, so the user can copy them by hand.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +49,8 @@ def resolve_model(spec: str, files: ModelFiles, captioners_dir: Path, emit: Even
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(spec, local_dir=str(target), allow_patterns=list(files.download))
+        snapshot_download(spec, local_dir=str(target), allow_patterns=list(files.download),
+                          tqdm_class=download_progress(spec, emit))
     except Exception as exc:  # offline, unknown repo, gated repo, disk: all end in the same advice
         raise _download_error(spec, files, target, exc) from None
     missing = files.missing(target)
@@ -55,6 +58,29 @@ def resolve_model(spec: str, files: ModelFiles, captioners_dir: Path, emit: Even
         raise UserError(f"{spec} was downloaded into {target} but lacks {', '.join(missing)}: it is not a model "
                         f"for this method. Choose another model.")
     return target
+
+
+def download_progress(spec: str, emit: EventSink, every_s: float = 2.0):
+    """A tqdm class for huggingface_hub whose byte counts become `log` events (at most one per `every_s`)."""
+    from tqdm import tqdm
+
+    last = [0.0]
+
+    class EventBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            super().__init__(*args, **{**kwargs, "file": io.StringIO()})  # shown as events, not drawn
+
+        def update(self, n=1):
+            shown = super().update(n)
+            now = time.monotonic()
+            if self.unit == "B" and self.total and (now - last[0] >= every_s or self.n >= self.total):
+                last[0] = now
+                emit(make_event("log", level="info", message=f"Downloading {spec}: {self.n / 1e6:,.1f} of "
+                                                            f"{self.total / 1e6:,.1f} MB"))
+            return shown
+
+    return EventBar
 
 
 def _download_error(spec: str, files: ModelFiles, target: Path, exc: Exception) -> UserError:

@@ -5,7 +5,7 @@ The model loads with `AutoModelForImageTextToText` + `AutoProcessor`, never with
 folder whose config asks for it is refused with advice). The prompt may hold `{trigger}`, `{tags}`
 (the WD tagger's tags, as taggui does) and `{name}` (the file name). Chat models get the prompt
 through the processor's chat template; BLIP-style models take it as the caption's beginning, which
-is kept, while other models' echoed prompt is cut off. fp16/bf16 on a GPU, fp32 on the CPU unless told.
+is kept, while decoder-only models' echoed prompt is cut off. fp16/bf16 on a GPU, fp32 on the CPU unless told.
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class VlmCaptioner:
                             f"({str(exc).splitlines()[0][:200]}). Give a folder with config.json, the weights and "
                             "the processor/tokenizer files.") from None
         self.model.to(self.device).eval()
-        self.model_type = config.get("model_type", "")
+        # decoder-only models echo the prompt before the caption; encoder-decoders (Florence-2) do not
+        self.echoes_prompt = not getattr(self.model.config, "is_encoder_decoder", False) and \
+            config.get("model_type", "") not in PREFIX_MODELS
         self.chat = bool(getattr(self.processor, "chat_template", None))
 
     def captions(self, images: list[Image.Image], contexts: list[PromptContext]) -> list[str]:
@@ -79,7 +81,7 @@ class VlmCaptioner:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.options.max_new_tokens, do_sample=False)
-        if "input_ids" in inputs and self.model_type not in PREFIX_MODELS:
+        if "input_ids" in inputs and self.echoes_prompt:
             output = output[:, inputs["input_ids"].shape[1]:]
         texts = self.processor.batch_decode(output, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
