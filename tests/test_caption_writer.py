@@ -82,8 +82,8 @@ def test_restore_puts_the_backup_back_and_saves_what_it_replaces(tmp_path):
     restored, previous = restore_backup(folder, "latest", SECOND)
     assert sorted(restored) == ["a.txt", "b.txt"]
     assert (text(folder, "a"), text(folder, "b")) == ("original", "second")
-    assert (previous / "a.txt").read_text() == "tagged\n" and list_backups(folder) == ["20260102-030405",
-                                                                                       "20260102-030406"]
+    assert (previous / "a.txt").read_text() == "tagged\n"
+    assert list_backups(folder) == ["20260102-030405", "20260102-030406-before-restore"]
     with pytest.raises(UserError, match="No caption backup 'nope'"):
         restore_backup(folder, "nope", SECOND)
 

@@ -8,6 +8,7 @@ the lora-scripts form `caption --input DIR --output DIR/metadata.csv` writes the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -71,6 +72,8 @@ def add_caption_parser(sub) -> None:
     backups = parser.add_argument_group("backups")
     backups.add_argument("--restore", metavar="NAME", help="put a caption backup back ('latest' or its name)")
     backups.add_argument("--list-backups", action="store_true")
+    parser.add_argument("--check-length", action="store_true",
+                        help="print (JSON) the captions longer than the text encoder's 75 tokens, then exit")
     add_event_options(parser)
 
 
@@ -105,6 +108,11 @@ def _run(args, emit, stop) -> int:
     if args.list_backups:
         print("\n".join(list_backups(folder)) or f"No caption backups in {folder}.")
         return 0
+    if args.check_length:
+        from lora_train.caption.review import TOKEN_LIMIT, long_captions
+
+        print(json.dumps({"limit": TOKEN_LIMIT, "long": long_captions(folder, _extension(args))}))
+        return 0
     if args.restore:
         restored, previous = restore_backup(folder, args.restore, datetime.now())
         note = f"; the files it replaced are in {previous}" if previous else ""
@@ -137,7 +145,7 @@ def build_job(args, folder: Path):
     csv_path = args.output or args.metadata_csv
     if csv_path and not str(csv_path).lower().endswith(".csv"):
         raise UserError(f"--output {csv_path} must be a .csv file (filename,prompt), e.g. {folder}/metadata.csv.")
-    extension = args.caption_extension if args.caption_extension.startswith(".") else f".{args.caption_extension}"
+    extension = _extension(args)
     tags = TagOptions(general_threshold=args.general_threshold, character_threshold=args.character_threshold,
                       general_mcut=args.mcut, character_mcut=args.character_mcut, include_rating=args.rating,
                       exclude=_split(args.exclude_tags), always_first=_split(args.always_first),
@@ -150,6 +158,10 @@ def build_job(args, folder: Path):
     write = WriteOptions(mode=args.mode, extension=extension, write_txt=not args.output or args.txt,
                          metadata_csv=Path(csv_path) if csv_path else None, trigger_word=args.trigger_word)
     return CaptionJob(folder, methods, write, args.batch_size, not args.no_recursive)
+
+
+def _extension(args) -> str:
+    return args.caption_extension if args.caption_extension.startswith(".") else f".{args.caption_extension}"
 
 
 def _split(text: str) -> tuple[str, ...]:

@@ -130,9 +130,9 @@ class CaptionWriter:
 class Backups:
     """The run's backup folder, created when the first file is saved into it."""
 
-    def __init__(self, folder: Path, started: datetime):
+    def __init__(self, folder: Path, started: datetime, suffix: str = ""):
         self.root = folder
-        self.folder = folder / BACKUP_FOLDER / backup_name(started)
+        self.folder = folder / BACKUP_FOLDER / (backup_name(started) + suffix)
         self.used = False
 
     def save(self, path: Path) -> None:
@@ -159,7 +159,7 @@ def restore_backup(folder: Path, name: str, started: datetime) -> tuple[list[str
     source = folder / BACKUP_FOLDER / name
     if name not in names:
         raise UserError(f"No caption backup {name!r} in {folder / BACKUP_FOLDER}; there are: {', '.join(names)}.")
-    backups = Backups(folder, started)
+    backups = Backups(folder, started, suffix="-before-restore")
     if backups.folder == source:
         raise UserError(f"Backup {name} was made this second; wait a second and restore again.")
     restored = []
