@@ -198,15 +198,15 @@ class CaptionSection:
             gallery.append((image, f"{item.name}: {item.caption or '(no caption)'}"[:300]))
         names = [item.name for item in items]
         backups = list_backups(folder)
-        return (gallery, gr.update(choices=names, value=None), _counts_html(tag_counts(items), len(items)),
+        return (gallery, gr.update(choices=names), _counts_html(tag_counts(items), len(items)),
                 gr.update(choices=backups, value=backups[-1] if backups else None), note)
 
     def caption_of(self, data_dir: str, name: str | None):
         if not name:
-            return "", ""
+            return gr.update(), gr.update()
         folder = self.folder(data_dir)
         caption = next((item.caption for item in read_captions(folder) if item.name == name), "")
-        return caption, ""
+        return caption, gr.update()
 
     def save(self, data_dir: str, name: str | None, text: str):
         if not name:
@@ -266,11 +266,19 @@ class CaptionSection:
             return [gr.update()] + unchanged + [view]
         bar = render.progress(state.status, state.step, state.total, None, None, state.its, state.eta_s, None)
         outputs = [bar] + unchanged
-        outputs[5] = render.messages(state.messages[-5:])
+        outputs[5] = note = _job_note(state)
         if state.ended and view.get("listed") != state.number and data_dir:
-            outputs[1:6] = self.listing(data_dir, render.messages(state.messages[-5:]))
+            outputs[1:6] = self.listing(data_dir, note)
             view = {**view, "listed": state.number}
         return outputs + [{**view, "key": key}]
+
+
+def _job_note(state: JobState) -> str:
+    """The job's warnings and errors, and its summary once it is done."""
+    items = list(state.messages[-5:])
+    if state.status in ("done", "interrupted") and state.log:
+        items.append((state.log[-1].removeprefix("done: "), "success"))
+    return render.messages(items)
 
 
 def _counts_html(counts: list[tuple[str, int]], images: int) -> str:
