@@ -66,7 +66,7 @@ class CaptionSection:
     # --- paths ------------------------------------------------------------------------------
     def captioners_dir(self) -> Path:
         settings = self.ctl.host.settings()
-        return getattr(settings, "captioners_dir", None) or settings.lora_dir.parent / "lora_train" / "captioners"
+        return settings.captioners_dir or settings.lora_dir.parent / "lora_train" / "captioners"
 
     def folder(self, text: str) -> Path:
         return self.ctl.host.path_policy().resolve(text, "Dataset folder")
