@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caption_support import BLIP_WORDS, build_blip, build_not_a_tagger, build_open_clip, build_tagger, image_folder
 from test_data_helpers import png_header_only
 from train_support import DATASET
+
+from lora_train.fixtures.captioners import (BLIP_WORDS, build_blip, build_not_a_tagger, build_open_clip, build_tagger,
+                                            image_folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caption_support import build_open_clip
+from lora_train.fixtures.captioners import build_open_clip
 from lora_train.caption.clip_ranker import OPENAI_MEAN, OPENAI_STD, ClipOptions, ClipRanker, Preprocess, preprocess, \
     read_vocabulary
 from lora_train.caption.model_source import ModelFiles, resolve_model

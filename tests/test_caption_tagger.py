@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caption_support import TAGGER_SIZE, build_not_a_tagger, build_tagger, expected_probabilities
+from lora_train.fixtures.captioners import TAGGER_SIZE, build_not_a_tagger, build_tagger, expected_probabilities
 from lora_train.caption.tagger import WdTagger, prepare
 from lora_train.caption.tags import TagList, TagOptions, format_tag, mcut_threshold, read_selected_tags, select
 from lora_train.core.errors import UserError

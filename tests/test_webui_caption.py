@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from caption_support import build_tagger, image_folder
+from lora_train.fixtures.captioners import build_tagger, image_folder
 from lora_train.core.errors import UserError
 from lora_train.webui.caption_section import CaptionSection
 from lora_train.webui.controller import TabController

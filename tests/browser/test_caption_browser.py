@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from caption_support import build_tagger, image_folder
+from lora_train.fixtures.captioners import build_tagger, image_folder
 from test_tab_browser import choose, field, fill, messages, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
