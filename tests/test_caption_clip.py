@@ -93,3 +93,24 @@ def test_download_progress_becomes_events():
     bar.update(3_000_000)
     assert [e["message"] for e in events] == ["Downloading owner/model: 1.0 of 4.0 MB",
                                               "Downloading owner/model: 4.0 of 4.0 MB"]
+
+
+def test_coca_without_a_vocabulary_writes_greedy_captions(tmp_path):
+    import torch
+
+    from lora_train.caption.coca import greedy_tokens
+
+    ranker = ClipRanker(build_open_clip(tmp_path / "coca", coca=True), ClipOptions(max_new_tokens=6), "cpu")
+    assert ranker.generates
+    images = [Image.new("RGB", (40, 40), (200, 30, 30)), Image.new("RGB", (40, 40), (20, 30, 230))]
+    captions = ranker.captions(images)
+    assert len(captions) == 2 and all(isinstance(text, str) for text in captions)
+    pixels = ranker._pixels(images)
+    start, end = ranker.tokenizer.bos_token_id, ranker.tokenizer.eos_token_id
+    rows = greedy_tokens(ranker.model, pixels, start, end, 6)
+    assert all(rows) and all(len(row) <= 6 for row in rows)
+    for image, row in enumerate(rows):  # each chosen token is the decoder's most likely one after the ones before
+        text = torch.tensor([[start] + row])
+        with torch.no_grad():
+            logits = ranker.model(pixels[image:image + 1], text, output_labels=False)["logits"][0]
+        assert logits[:-1].argmax(-1).tolist() == row

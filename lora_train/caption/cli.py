@@ -65,7 +65,8 @@ def add_caption_parser(sub) -> None:
     vlm.add_argument("--max-new-tokens", type=int, default=60)
     vlm.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     clip = parser.add_argument_group("CLIP ranking (--method clip)")
-    clip.add_argument("--vocabulary", type=Path, help="text file: one tag or phrase per line")
+    clip.add_argument("--vocabulary", type=Path, help="text file: one tag or phrase per line (a CoCa model without "
+                                                       "one writes captions, up to --max-new-tokens)")
     clip.add_argument("--top-k", type=int, default=5)
     clip.add_argument("--min-score", type=float, default=0.2, help="lowest cosine similarity kept")
     clip.add_argument("--clip-arch", default="", help="open_clip architecture of a bare weights file (ViT-B-32)")
@@ -154,7 +155,8 @@ def build_job(args, folder: Path):
                             captioners_dir=args.captioners_dir or default_captioners_dir(), device=args.device,
                             trigger_word=args.trigger_word, tags=tags,
                             vlm=VlmOptions(args.prompt, args.max_new_tokens, args.dtype),
-                            clip=ClipOptions(args.vocabulary, args.top_k, args.min_score, args.clip_arch))
+                            clip=ClipOptions(args.vocabulary, args.top_k, args.min_score, args.clip_arch,
+                                             args.max_new_tokens))
     write = WriteOptions(mode=args.mode, extension=extension, write_txt=not args.output or args.txt,
                          metadata_csv=Path(csv_path) if csv_path else None, trigger_word=args.trigger_word)
     return CaptionJob(folder, methods, write, args.batch_size, not args.no_recursive)

@@ -1,5 +1,6 @@
 """CLIP ranking with open_clip (the lora-scripts auto-label approach): each image's top-k phrases from a
-vocabulary file, kept when their cosine similarity reaches a score.
+vocabulary file, kept when their cosine similarity reaches a score. A CoCa model (which has a text
+decoder) given no vocabulary writes captions instead (`coca.greedy_captions`).
 
 A model is an open_clip hub folder (`open_clip_config.json` with `model_cfg` and `preprocess_cfg`,
 and `open_clip_model.safetensors` or `open_clip_pytorch_model.bin`), or a weights file plus an
@@ -35,6 +36,7 @@ class ClipOptions:
     top_k: int = 5
     min_score: float = 0.2
     arch: str = ""  # open_clip architecture name, for a bare weights file
+    max_new_tokens: int = 30  # CoCa captions
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Preprocess:
 def read_vocabulary(path: Path | None) -> list[str]:
     """Phrases, one per line (blank lines and # comments skipped), each once."""
     if path is None:
-        raise UserError("CLIP ranking needs a vocabulary: --vocabulary FILE with one tag or phrase per line.")
+        raise UserError("CLIP ranking needs a vocabulary: --vocabulary FILE with one tag or phrase per line (only a "
+                        "CoCa model writes captions without one).")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
@@ -74,22 +77,42 @@ def preprocess(image: Image.Image, spec: Preprocess) -> np.ndarray:
 
 
 class ClipRanker:
-    """A loaded CLIP model and the encoded vocabulary: `phrases(images)` ranks it per image."""
+    """A loaded CLIP model and the encoded vocabulary: `captions(images)` ranks it per image (or, for a CoCa
+    model without a vocabulary, generates a caption)."""
 
     def __init__(self, model: Path, options: ClipOptions, device: str):
         import torch
+
+        from lora_train.models.clip_tokenizer import load_clip_tokenizer
 
         self.options = options
         self.device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
         model_cfg, self.spec = _config(model, options.arch)
         self.model = _build(model_cfg, _weights(model)).to(self.device).eval()
-        self.vocabulary = read_vocabulary(options.vocabulary)
-        self.text_features = self._encode_text(self.vocabulary, model_cfg.get("text_cfg", {}).get("context_length", 77))
+        self.context_length = model_cfg.get("text_cfg", {}).get("context_length", 77)
+        self.tokenizer = load_clip_tokenizer()
+        self.generates = options.vocabulary is None and "multimodal_cfg" in model_cfg
+        if not self.generates:
+            self.vocabulary = read_vocabulary(options.vocabulary)
+            self.text_features = self._encode_text(self.vocabulary)
+
+    def captions(self, images: list[Image.Image]) -> list[str]:
+        if self.generates:
+            from lora_train.caption.coca import greedy_captions
+
+            return greedy_captions(self.model, self._pixels(images), self.tokenizer, self.options.max_new_tokens,
+                                   self.context_length)
+        return [", ".join(phrases) for phrases in self.phrases(images)]
+
+    def _pixels(self, images: list[Image.Image]):
+        import torch
+
+        return torch.from_numpy(np.stack([preprocess(image, self.spec) for image in images])).to(self.device)
 
     def phrases(self, images: list[Image.Image]) -> list[list[str]]:
         import torch
 
-        pixels = torch.from_numpy(np.stack([preprocess(image, self.spec) for image in images])).to(self.device)
+        pixels = self._pixels(images)
         with torch.inference_mode():
             features = torch.nn.functional.normalize(self.model.encode_image(pixels).float(), dim=-1)
         scores = (features @ self.text_features.T).cpu().numpy()
@@ -99,14 +122,11 @@ class ClipRanker:
         order = np.argsort(-scores, kind="stable")[: self.options.top_k]
         return [self.vocabulary[i] for i in order if scores[i] >= self.options.min_score]
 
-    def _encode_text(self, phrases: list[str], context_length: int):
+    def _encode_text(self, phrases: list[str]):
         import torch
 
-        from lora_train.models.clip_tokenizer import load_clip_tokenizer
-
-        tokenizer = load_clip_tokenizer()
-        tokens = np.zeros((len(phrases), context_length), dtype=np.int64)  # open_clip pads with 0
-        for row, ids in enumerate(tokenizer(phrases, truncation=True, max_length=context_length)["input_ids"]):
+        tokens = np.zeros((len(phrases), self.context_length), dtype=np.int64)  # open_clip pads with 0
+        for row, ids in enumerate(self.tokenizer(phrases, truncation=True, max_length=self.context_length)["input_ids"]):
             tokens[row, : len(ids)] = ids
         with torch.inference_mode():
             features = self.model.encode_text(torch.from_numpy(tokens).to(self.device)).float()

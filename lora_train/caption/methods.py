@@ -56,7 +56,7 @@ def build_captioner(options: MethodOptions, emit: EventSink) -> Captioner:
         from lora_train.caption.clip_ranker import ClipRanker
 
         ranker = ClipRanker(model, options.clip, options.device)
-        return lambda batch: [", ".join(phrases) for phrases in ranker.phrases([item.image for item in batch])]
+        return lambda batch: ranker.captions([item.image for item in batch])
     return _vlm(model, options, emit)
 
 
