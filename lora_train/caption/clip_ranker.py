@@ -24,7 +24,8 @@ from lora_train.caption.open_clip_import import open_clip_modules, open_clip_pac
 from lora_train.core.errors import UserError
 
 CLIP_FILES = ModelFiles(required=("open_clip_config.json", "open_clip_model.safetensors|open_clip_pytorch_model.bin"),
-                        download=("open_clip_config.json", "open_clip_model.safetensors"))
+                        download=("open_clip_config.json", "open_clip_model.safetensors"),
+                        fallback=("open_clip_pytorch_model.bin",))
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

@@ -26,6 +26,7 @@ class ModelFiles:
 
     required: tuple[str, ...]  # each entry may list alternatives: "a.safetensors|a.bin"
     download: tuple[str, ...]
+    fallback: tuple[str, ...] = ()  # downloaded only when `download` left something required missing
 
     def missing(self, folder: Path) -> list[str]:
         return [need for need in self.required if not any((folder / alt).is_file() for alt in need.split("|"))]
@@ -49,8 +50,10 @@ def resolve_model(spec: str, files: ModelFiles, captioners_dir: Path, emit: Even
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot_download(spec, local_dir=str(target), allow_patterns=list(files.download),
-                          tqdm_class=download_progress(spec, emit))
+        progress = download_progress(spec, emit)
+        snapshot_download(spec, local_dir=str(target), allow_patterns=list(files.download), tqdm_class=progress)
+        if files.fallback and files.missing(target):  # e.g. an older repo with .bin weights only
+            snapshot_download(spec, local_dir=str(target), allow_patterns=list(files.fallback), tqdm_class=progress)
     except Exception as exc:  # offline, unknown repo, gated repo, disk: all end in the same advice
         raise _download_error(spec, files, target, exc) from None
     missing = files.missing(target)
