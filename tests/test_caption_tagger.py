@@ -125,3 +125,14 @@ def test_a_csv_that_is_not_a_tag_list_is_refused(tmp_path):
     path.write_text("filename,prompt\na.png,x\n")
     with pytest.raises(UserError, match="not a WD tagger tag list"):
         read_selected_tags(path)
+
+
+def test_cuda_asked_for_without_it_says_why_as_a_warning(tagger_dir):
+    events = []
+    WdTagger(tagger_dir, TagOptions(), "cuda", events.append)
+    notes = [e for e in events if "runs on the" in e["message"]]
+    assert len(notes) == 1
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert notes[0]["level"] == "warning" and "CPU" in notes[0]["message"] and "onnxruntime-gpu" in notes[0]["message"]

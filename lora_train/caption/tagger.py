@@ -43,9 +43,8 @@ class WdTagger:
         onnx_path, csv_path = _files(model)
         self.options = options
         self.tag_list: TagList = read_selected_tags(csv_path)
-        self.session, provider_note = _session(onnx_path, device)
-        emit(make_event("log", level="warning" if "CPU" in provider_note and device == "cuda" else "info",
-                        message=provider_note))
+        self.session, provider_note, fell_back = _session(onnx_path, device)
+        emit(make_event("log", level="warning" if fell_back else "info", message=provider_note))
         self.input_name, self.size = _input_spec(self.session, onnx_path)
         outputs = self.session.get_outputs()[0].shape[-1]
         if isinstance(outputs, int) and outputs != len(self.tag_list.names):
@@ -72,6 +71,7 @@ def _files(model: Path) -> tuple[Path, Path]:
 
 
 def _session(onnx_path: Path, device: str):
+    """(session, which provider runs and why, whether that is a fall-back from the GPU)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -86,9 +86,11 @@ def _session(onnx_path: Path, device: str):
         raise UserError(f"{onnx_path} is not an ONNX model onnxruntime can load ({str(exc).splitlines()[0][:200]}). "
                         "Download the tagger's model.onnx again.") from None
     if session.get_providers()[0] == _CUDA:
-        return session, "WD tagger runs on the GPU (onnxruntime CUDAExecutionProvider)"
+        return session, "WD tagger runs on the GPU (onnxruntime CUDAExecutionProvider)", False
     why = _no_cuda_reason(ort) if want_cuda else "asked for the CPU"
-    return session, f"WD tagger runs on the CPU ({why})"
+    # a fall-back is a warning when the GPU was asked for, or when the CUDA provider exists but failed to load
+    fell_back = device == "cuda" or _CUDA in providers
+    return session, f"WD tagger runs on the CPU ({why})", fell_back
 
 
 def _no_cuda_reason(ort) -> str:
