@@ -10,7 +10,6 @@ together, or CUDA libraries that failed to load).
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from lora_train.caption.model_source import ModelFiles
 from lora_train.caption.tags import TagList, TagOptions, read_selected_tags, select
 from lora_train.core.errors import UserError
 from lora_train.core.events import EventSink, make_event
+from lora_train.core.packages import installed
 
 TAGGER_FILES = ModelFiles(required=("model.onnx", "selected_tags.csv"), download=("model.onnx", "selected_tags.csv"))
 _CUDA = "CUDAExecutionProvider"
@@ -94,23 +94,15 @@ def _session(onnx_path: Path, device: str):
 
 
 def _no_cuda_reason(ort) -> str:
-    installed = {name for name in ("onnxruntime", "onnxruntime-gpu") if _installed(name)}
-    if installed == {"onnxruntime", "onnxruntime-gpu"}:
+    present = {name for name in ("onnxruntime", "onnxruntime-gpu") if installed(name)}
+    if present == {"onnxruntime", "onnxruntime-gpu"}:
         return ("onnxruntime and onnxruntime-gpu are both installed and the CPU one hides the GPU: uninstall both, "
                 "then install onnxruntime-gpu alone")
     if _CUDA in ort.get_available_providers():
         return "the CUDA provider failed to load: the CUDA/cuDNN libraries this onnxruntime-gpu needs were not found"
-    if "onnxruntime-gpu" not in installed:
+    if "onnxruntime-gpu" not in present:
         return "the onnxruntime package is the CPU build; install onnxruntime-gpu instead of it for a GPU"
     return "onnxruntime-gpu found no CUDA device"
-
-
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def _input_spec(session, onnx_path: Path) -> tuple[str, int]:
