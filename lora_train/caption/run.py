@@ -58,7 +58,7 @@ def run_caption(job: CaptionJob, emit: EventSink, stop: Callable[[], bool] = lam
     report = writer.finish()
     for line in grouped(skipped):
         emit(make_event("log", level="warning", message=f"Skipped {line}"))
-    emit(make_event("done", path=str(job.folder), message=_summary(report, skipped)))
+    emit(make_event("done", message=f"{job.folder}: {_summary(report, skipped)}"))
     return report
 
 

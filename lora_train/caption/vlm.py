@@ -67,6 +67,9 @@ class VlmCaptioner:
         self.echoes_prompt = not getattr(self.model.config, "is_encoder_decoder", False) and \
             config.get("model_type", "") not in PREFIX_MODELS
         self.chat = bool(getattr(self.processor, "chat_template", None))
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if self.echoes_prompt and tokenizer is not None:
+            tokenizer.padding_side = "left"  # batched prompts of different lengths must end where generation starts
 
     def captions(self, images: list[Image.Image], contexts: list[PromptContext]) -> list[str]:
         import torch

@@ -277,7 +277,7 @@ def _job_note(state: JobState) -> str:
     """The job's warnings and errors, and its summary once it is done."""
     items = list(state.messages[-5:])
     if state.status in ("done", "interrupted") and state.log:
-        items.append((state.log[-1].removeprefix("done: "), "success"))
+        items.append((state.log[-1].removeprefix("done: ").split(": ", 1)[-1], "success"))
     return render.messages(items)
 
 
