@@ -21,9 +21,14 @@ from lora_train.core.errors import UserError
 from lora_train.core.events import EventSink
 
 METHODS = ("tagger", "vlm", "clip")
-DEFAULT_MODELS = {"tagger": "SmilingWolf/wd-vit-tagger-v3",
-                  "vlm": "Salesforce/blip-image-captioning-large",
-                  "clip": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
+# Hub models offered by the tab (licences in docs/captioning.md); the first of each is the default.
+SUGGESTED_MODELS = {"tagger": ["SmilingWolf/wd-vit-tagger-v3", "SmilingWolf/wd-swinv2-tagger-v3",
+                               "SmilingWolf/wd-convnext-tagger-v3", "SmilingWolf/wd-eva02-large-tagger-v3"],
+                    "vlm": ["Salesforce/blip-image-captioning-large", "Salesforce/blip2-opt-2.7b",
+                            "florence-community/Florence-2-large", "Qwen/Qwen2.5-VL-7B-Instruct"],
+                    "clip": ["laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+                             "laion/CoCa-ViT-L-14-laion2B-s13B-b90k"]}
+DEFAULT_MODELS = {method: models[0] for method, models in SUGGESTED_MODELS.items()}
 FILES: dict[str, ModelFiles] = {"tagger": TAGGER_FILES, "vlm": VLM_FILES, "clip": CLIP_FILES}
 
 Captioner = Callable[[list[LoadedImage]], list[str]]

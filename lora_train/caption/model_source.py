@@ -35,12 +35,17 @@ class ModelFiles:
         return ", ".join(need.replace("|", " or ") for need in self.required)
 
 
+def is_repo_id(spec: str) -> bool:
+    """`owner/name` as the Hugging Face hub spells repo ids (a local path may look the same: check it first)."""
+    return bool(_REPO_ID.match(spec))
+
+
 def resolve_model(spec: str, files: ModelFiles, captioners_dir: Path, emit: EventSink) -> Path:
     """The local path of the model `spec` names (downloading a repo id once)."""
     path = Path(spec).expanduser()
     if path.exists():
         return path
-    if not _REPO_ID.match(spec):
+    if not is_repo_id(spec):
         raise UserError(f"Model {spec!r} not found: give a model file or folder that exists, or a Hugging Face "
                         f"repo id (owner/name).")
     target = captioners_dir / spec.replace("/", "--")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +23,8 @@ import gradio as gr
 from PIL import Image
 
 from ..caption.edit import bulk_edit, read_captions, save_caption, tag_counts
-from ..caption.methods import DEFAULT_MODELS, METHODS
+from ..caption.methods import DEFAULT_MODELS, METHODS, SUGGESTED_MODELS
+from ..caption.model_source import is_repo_id
 from ..caption.writer import MODES, list_backups, restore_backup
 from ..core.errors import UserError
 from ..data.images import load_rgb
@@ -34,14 +34,9 @@ from .runner import JobRunner, JobSpec, JobState
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
 RUNNER = JobRunner()  # captioning jobs, one at a time, apart from training's
-SUGGESTED = {"tagger": ["SmilingWolf/wd-vit-tagger-v3", "SmilingWolf/wd-swinv2-tagger-v3",
-                        "SmilingWolf/wd-eva02-large-tagger-v3"],
-             "vlm": ["Salesforce/blip-image-captioning-large", "florence-community/Florence-2-large"],
-             "clip": ["laion/CLIP-ViT-B-32-laion2B-s34B-b79K"]}
 THUMBNAIL = 160
 GALLERY_LIMIT = 60
 COUNTS_SHOWN = 40
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -76,11 +71,11 @@ class CaptionSection:
         root = self.captioners_dir()
         local = sorted(p.name.replace("--", "/", 1) if "--" in p.name else str(p)
                        for p in (root.iterdir() if root.is_dir() else []) if p.is_dir())
-        return list(dict.fromkeys(local + SUGGESTED.get(method, [])))
+        return list(dict.fromkeys(local + SUGGESTED_MODELS.get(method, [])))
 
     def _model(self, text: str, method: str) -> str:
         text = (text or "").strip() or DEFAULT_MODELS[method]
-        if _REPO_ID.match(text) and not Path(text).exists():
+        if is_repo_id(text) and not Path(text).exists():
             return text
         return str(self.ctl.host.path_policy().resolve(text, "Captioning model"))
 
