@@ -80,7 +80,7 @@ def _caption_all(todo, job: CaptionJob, captioner, writer: CaptionWriter, emit: 
             writer.write(item.path, caption)
         done = min(start + job.batch_size, len(todo))
         rate = done / max(time.perf_counter() - began, 1e-9)
-        emit(make_event("step", step=done, total=len(todo), its=round(rate, 3),
+        emit(make_event("step", step=done, total=len(todo), unit="image", its=round(rate, 3),
                         eta_s=round((len(todo) - done) / rate, 1)))
         if stop() and done < len(todo):
             emit(make_event("log", level="warning", message=f"Stopped after {done} of {len(todo)} images; the "
