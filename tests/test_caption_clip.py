@@ -95,6 +95,7 @@ def test_download_progress_becomes_events():
                                               "Downloading owner/model: 4.0 of 4.0 MB"]
 
 
+@pytest.mark.slow
 def test_coca_without_a_vocabulary_writes_greedy_captions(tmp_path):
     import torch
 
