@@ -92,7 +92,7 @@ def download_progress(spec: str, emit: EventSink, every_s: float = 2.0):
 
 
 def _download_error(spec: str, files: ModelFiles, target: Path, exc: Exception) -> UserError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else "no detail"
     return UserError(f"Could not download the model {spec} from the Hugging Face hub ({type(exc).__name__}: "
-                     f"{reason[:200]}). Download {files.described()} from https://huggingface.co/{spec} yourself "
+                     f"{reason}). Download {files.described()} from https://huggingface.co/{spec} yourself "
                      f"and put them in {target}, or give --model a local folder.")
