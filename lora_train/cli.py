@@ -15,10 +15,9 @@ from pathlib import Path
 
 from .caption.cli import add_caption_parser, run_caption_command
 from .core.errors import UserError
+from .text.cli import add_llm_parser, run_llm
 
 NOT_BUILT = {
-    "llm": "Text (LLM) LoRA training is not built yet; it comes with the LLM LoRA issue (task_type: "
-           "text-generation).",
     "merge": "Merging LoRAs into each other or into a checkpoint is not built yet; it comes with the LoRA tools "
              "issue.",
     "resize": "Resizing a LoRA to a lower rank is not built yet; it comes with the LoRA tools issue.",
@@ -27,8 +26,12 @@ NOT_BUILT = {
 
 def _add_train(sub) -> None:
     parser = sub.add_parser("train", help="train a LoRA from a YAML config",
-                            description="Train a LoRA. Every config key is described in docs/config.md "
-                                        "(or `python -m lora_train config`).")
+                            description="Train a LoRA (task_type image or text-generation). Every config key is "
+                                        "described in docs/config.md (or `python -m lora_train config`).")
+    _add_job_arguments(parser)
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="the YAML config file (keys: see docs/config.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set lora_rank=8 (repeatable)")
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the WebUI (A1111 / Forge), ComfyUI and diffusers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
+    add_llm_parser(sub, _add_job_arguments)
     config = sub.add_parser("config", help="print the reference of every config key")
     config.add_argument("--markdown", action="store_true", help="print docs/config.md exactly")
     inspect = sub.add_parser("inspect", help="show what is inside a LoRA file (architecture, rank, metadata)")
@@ -88,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in ("train", "demo", "caption"):
+    if args.command in ("train", "demo", "llm", "caption"):
         quiet_libraries()
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "llm":
+            return run_llm(args, _train)
         if args.command == "caption":
             return run_caption_command(args)
         if args.command == "config":
@@ -143,7 +149,7 @@ def event_sink(args):
     return sink
 
 
-def _train(args) -> int:
+def _train(args, forced: dict | None = None) -> int:
     from .config import load_config, parse_overrides
     from .core.events import make_event
     from .train.job import run_job
@@ -158,7 +164,7 @@ def _train(args) -> int:
     stop = StopRequest(args.stop_file)
     stop.install_signal_handlers()
     try:
-        config = load_config(args.config, parse_overrides(args.overrides))
+        config = load_config(args.config, {**parse_overrides(args.overrides), **(forced or {})})
         run_job(config, emit, stop)
     except UserError as exc:
         emit(make_event("error", message=str(exc)))
