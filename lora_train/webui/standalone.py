@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import compat
     from .llm_tab import build_llm_tab
+    from .caption_section import RUNNER as CAPTION_RUNNER
     from .tab import RUNNER, build_tab
 
     args = build_parser().parse_args(argv)
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if RUNNER.busy():
-            print(RUNNER.stop(), flush=True)
-            RUNNER.wait(120)
+        for runner in (RUNNER, CAPTION_RUNNER):
+            if runner.busy():
+                print(runner.stop(), flush=True)
+                runner.wait(120)
     return 0
