@@ -3,6 +3,7 @@ replace a tag everywhere, restore a backup; the files on disk follow each step."
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,16 @@ def test_caption_edit_bulk_replace_and_restore(page, workspace):
     wait_for(lambda: page.locator("#lora_train_caption_gallery img").count() >= 3, "the caption gallery", 30, page)
     assert "hatsune miku" in page.inner_text("#lora_train_caption_counts")
 
-    choose(page, "lora_train_caption_image", "red.png")
-    wait_for(lambda: field(page, "lora_train_caption_text").input_value() == "zq, red background, ^_^",
-             "the chosen caption", 30, page)
+    def pick_red() -> bool:  # a list update from the page's 1 s tick may land while typing: choose again then
+        choose(page, "lora_train_caption_image", "red.png")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if field(page, "lora_train_caption_text").input_value() == "zq, red background, ^_^":
+                return True
+            time.sleep(0.25)
+        return False
+
+    wait_for(pick_red, "the chosen caption", 60, page)
     fill(page, "lora_train_caption_text", "zq, a red square")
     page.click("#lora_train_caption_save")
     wait_for(lambda: "Saved the caption of red.png" in messages(page, "lora_train_caption_note"), "the save", 30, page)
