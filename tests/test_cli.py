@@ -36,12 +36,6 @@ def test_help_lists_every_subcommand():
     assert "--config" in cli("train", "--help").stdout
 
 
-@pytest.mark.parametrize("command, words", [("caption", "captioning issue")])
-def test_unbuilt_commands_say_which_issue_brings_them(command, words):
-    result = cli(command, "--input", "x")
-    assert result.returncode == 2 and "not built yet" in result.stderr and words in result.stderr
-
-
 def test_config_reference_is_printed():
     result = cli("config")
     assert result.returncode == 0 and "`learning_rate`" in result.stdout and "`train_data_dir`" in result.stdout
