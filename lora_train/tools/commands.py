@@ -1,4 +1,4 @@
-"""The `merge`, `resize` and `bake` subcommands: their arguments and what they print."""
+"""The `merge`, `resize`, `bake` and `grid` subcommands: their arguments and what they print."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ COMMANDS = ("merge", "resize", "bake", "grid")
 
 
 def add_parsers(sub) -> None:
-    """Register the three subcommands on the CLI's subparsers."""
+    """Register merge, resize, bake and grid on the CLI's subparsers."""
     merge = sub.add_parser("merge", help="merge LoRAs at weights into one LoRA (exact, or SVD to a rank)",
                            description="Merge several LoRAs at weights into one LoRA. Exact by default (ranks add "
                                        "up; the result equals applying the inputs together); --rank cuts it by SVD "
