@@ -113,12 +113,12 @@ class Worker:
     # --- the model ------------------------------------------------------------------------
     def op_load(self, base_model: str, dtype: str = "auto", load_in_4bit: bool = False,
                 trust_remote_code: bool = False) -> dict[str, Any]:
-        self.op_unload()
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = resolve_dtype(dtype, device)
-        source = classify_base_model(base_model)
+        source = classify_base_model(base_model)  # a wrong path or file keeps the model that is loaded
         tokenizer = load_tokenizer(source, trust_remote_code)
         quantization = quantization_config(load_in_4bit, False, torch_dtype, device)
+        self.op_unload()
         model = load_model(source, torch_dtype, quantization, trust_remote_code, device)
         if quantization is None:
             model.to(device)

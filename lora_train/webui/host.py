@@ -26,6 +26,8 @@ class TabSettings:
     defaults_file: str = ""  # a YAML config whose values fill the form at start
     worker_python: str = ""  # empty: the worker venv (WebUI) or this interpreter (standalone)
     dataset_roots: list[str] = field(default_factory=list)
+    llm_models_dir: Path | None = None  # the LLM tab's base models (folders with config.json, .gguf files)
+    llm_lora_dir: Path | None = None  # where the LLM tab's adapters go (never the image Lora folder)
 
 
 class Host(Protocol):
