@@ -77,11 +77,8 @@ def _weighted(item: str) -> tuple[Path, float]:
 
 
 def list_modules(model_path: str, trust_remote_code: bool = False) -> str:
-    """The `--list-modules` report of a model (loaded in fp32 on the CPU)."""
-    import torch
-
-    from .model import classify_base_model, load_model
+    """The `--list-modules` report of a model (built without its weights)."""
+    from .model import classify_base_model, load_model_skeleton
     from .targets import describe_modules
 
-    return describe_modules(load_model(classify_base_model(model_path), torch.float32,
-                                       trust_remote_code=trust_remote_code))
+    return describe_modules(load_model_skeleton(classify_base_model(model_path), trust_remote_code))

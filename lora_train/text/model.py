@@ -155,3 +155,21 @@ def load_model(source: ModelSource, dtype: torch.dtype, quantization=None, trust
         raise _explain(exc, source) from None
     model.requires_grad_(False)
     return model
+
+
+def load_model_skeleton(source: ModelSource, trust_remote_code: bool = False):
+    """The model's modules without weights (on the meta device: instant, no memory), for listing its layers.
+    A .gguf file holds no separate config, so it is loaded in full."""
+    if source.gguf_file:
+        return load_model(source, torch.float32, trust_remote_code=trust_remote_code)
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _check_remote_code(source, trust_remote_code)
+    location, kwargs = _pretrained_args(source, trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(location, **kwargs)
+        with init_empty_weights():
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise _explain(exc, source) from None

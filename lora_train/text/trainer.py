@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from ..core.errors import UserError
 from ..core.events import Fanout, LogFileSink, make_event
 from ..train.checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                                 restore_rng, save_checkpoint, trainable_state)
@@ -42,6 +44,9 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     accelerator = Accelerator()
+    if accelerator.num_processes > 1:
+        raise UserError("Text LoRA training runs in one process for now: start it with `python -m lora_train`, "
+                        "not `accelerate launch` on several GPUs.")
     main = accelerator.is_main_process
     output_dir = prepare_output_dir(config.output_dir)
     if main:
@@ -75,9 +80,11 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     targets = choose_targets(model, config.target_modules)
-    model = get_peft_model(model, LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, bias="none",
-        target_modules=targets.names, fan_in_fan_out=targets.fan_in_fan_out, task_type="CAUSAL_LM"))
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for the user to do
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing.*", FutureWarning)
+        model = get_peft_model(model, LoraConfig(
+            r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, bias="none",
+            target_modules=targets.names, fan_in_fan_out=targets.fan_in_fan_out, task_type="CAUSAL_LM"))
     trainable = [p for p in model.parameters() if p.requires_grad]
     say(f"LoRA on {', '.join(targets.names)}: {sum(p.numel() for p in trainable):,} trainable parameters")
 
@@ -136,20 +143,16 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
                 progress.batch_in_epoch += len(chunk)
                 report.step(progress.step, total_steps, epoch + 1, epochs, loss, meter.update(progress.step, loss),
                             optimizer.param_groups)
-                if config.save_steps and progress.step % config.save_steps == 0:
+                stopping = bool(stop)  # a stop saves the state to resume from, and the adapter so far
+                if stopping or (config.save_steps and progress.step % config.save_steps == 0):
                     save_state()
-                if bool(stop):
-                    save_state()
-                    path = save_final()
-                    emit(make_event("done", step=progress.step, total=total_steps, path=str(path), interrupted=True,
-                                    message=f"Stopped at step {progress.step}; the adapter trained so far is saved. "
-                                            "Resume continues from here."))
+                if stopping:
+                    report.stopped(progress.step, total_steps, path := save_final(), "adapter")
                     return path
                 if progress.step >= total_steps:
                     break
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-            emit(make_event("epoch", step=progress.step, total=total_steps, epoch=epoch + 1, epochs=epochs,
-                            loss_avg=round(meter.loss_avg, 6)))
+            report.epoch_done(progress.step, total_steps, epoch + 1, epochs, meter.loss_avg)
             if data.val:
                 _report_eval(report, wrapped, data, config.batch_size, pad_id, device, progress.step, epoch + 1)
             if progress.step >= total_steps:
@@ -203,3 +206,14 @@ def _report_eval(report: Reporter, model, data: TextData, batch_size: int, pad_i
     if report.writer is not None:
         report.writer.add_scalar("eval/loss", loss, step)
         report.writer.add_scalar("eval/perplexity", perplexity, step)
+
+
+def out_of_memory_advice(config: TextConfig) -> UserError:
+    steps = [f"lower batch_size (now {config.batch_size}) and raise gradient_accumulation_steps",
+             f"lower cutoff_len (now {config.cutoff_len})"]
+    if not config.gradient_checkpointing:
+        steps.append("set gradient_checkpointing: true")
+    if not (config.load_in_4bit or config.load_in_8bit):
+        steps.append("set load_in_4bit: true (QLoRA)")
+    return UserError(f"Out of GPU memory while training the text LoRA. Try to {', or '.join(steps)}. Close other "
+                     "programs using the GPU. Checkpoints saved so far are kept (resume_from_checkpoint: latest).")

@@ -28,9 +28,12 @@ def run_job(config: TrainConfig | TextConfig, emit: Fanout, stop: StopRequest) -
         import torch
 
         if isinstance(config, TextConfig):
-            from ..text.trainer import train_text_lora
+            from ..text.trainer import out_of_memory_advice, train_text_lora
 
-            return train_text_lora(config, emit, stop)
+            try:
+                return train_text_lora(config, emit, stop)
+            except torch.cuda.OutOfMemoryError:
+                raise out_of_memory_advice(config) from None
         from .image_trainer import train_image_lora
 
         try:

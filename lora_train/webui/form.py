@@ -23,7 +23,6 @@ from ..core.errors import UserError
 MANAGED_KEYS = ("task_type", "base_model", "vae", "train_data_dir", "trigger_word", "output_name", "output_dir",
                 "lora_output_dir", "resume_from_checkpoint")
 BASIC_KEYS = ("lora_rank", "lora_alpha", "learning_rate", "text_encoder_lr", "epochs", "resolution", "batch_size")
-SKIPPED_GROUPS = ("Text (LLM)",)
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,13 @@ def _kind(hint: Any, choices: tuple | None) -> tuple[str, bool]:
     return {bool: "bool", int: "int", float: "float"}.get(hint, "text"), optional
 
 
-def field_specs(schema: type = TrainConfig, managed: tuple[str, ...] = MANAGED_KEYS,
-                skipped_groups: tuple[str, ...] = SKIPPED_GROUPS) -> list[FieldSpec]:
-    """The form fields: every key of `schema` except the managed ones and the skipped groups."""
+def field_specs(schema: type = TrainConfig, managed: tuple[str, ...] = MANAGED_KEYS) -> list[FieldSpec]:
+    """The form fields: every key of `schema` (the image one unless told) except the managed ones."""
     hints = typing.get_type_hints(schema)
     specs = []
     for spec in fields(schema):
         meta = spec.metadata
-        if spec.name in managed or meta["group"] in skipped_groups:
+        if spec.name in managed:
             continue
         kind, optional = _kind(hints[spec.name], meta["choices"])
         specs.append(FieldSpec(spec.name, kind, optional, default_value(spec.name, schema), meta["help"],

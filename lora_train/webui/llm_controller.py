@@ -102,7 +102,7 @@ class LLMController:
         self.worker = worker
         self.other_runners = other_runners  # the image tab's: one training job at a time
         self.python_fallback = python_fallback
-        self.specs = form.field_specs(TextConfig, MANAGED_KEYS, ())
+        self.specs = form.field_specs(TextConfig, MANAGED_KEYS)
 
     # --- base model -------------------------------------------------------------------------
     def model_choices(self) -> list[str]:
