@@ -2,10 +2,9 @@
 
 Each pinned gradio lives in its own venv, `.venv-gradio3` / `.venv-gradio4` (requirements/gradio3.txt,
 gradio4.txt), created here on first use; the test is skipped, saying why, only when pip cannot
-reach a package index. The same
-probe runs in both interpreters: it builds the tabs (Train LoRA and LLM LoRA) for the standalone host and for a WebUI-like
-host (test renders and prompt insertion shown), and reports the components and events, and
-that no training library (torch, diffusers...) was imported into the UI's process.
+reach a package index. The same probe runs in both interpreters: it builds the tabs (Train LoRA
+and LLM LoRA) for the standalone host and for a WebUI-like host (test renders and prompt insertion
+shown), and reports the components and events, and that no training library (torch, diffusers...) was imported into the UI's process.
 """
 
 from __future__ import annotations

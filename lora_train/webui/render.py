@@ -65,7 +65,8 @@ def loss_chart(points: list[tuple[int, float]], eval_points: list[tuple[int, flo
     width, height = CHART_WIDTH - 2 * CHART_PAD, CHART_HEIGHT - 2 * CHART_PAD
 
     def xy(step: int, loss: float) -> tuple[str, str]:
-        return f"{CHART_PAD + (step - first) / span_x * width:.1f}", f"{CHART_PAD + (high - loss) / span_y * height:.1f}"
+        return (f"{CHART_PAD + (step - first) / span_x * width:.1f}",
+                f"{CHART_PAD + (high - loss) / span_y * height:.1f}")
 
     coords = " ".join(",".join(xy(step, loss)) for step, loss in points)
     dots = "".join('<circle class="lora-train-eval" cx="{}" cy="{}" r="4" fill="none" stroke="currentColor" '

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_tab_browser import field, fill, messages, progress_step, text, wait_for
+from test_tab_browser import field, fill, messages, text, wait_for
 from text_support import SEED, seed_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -23,31 +23,19 @@ JOB_TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
-def llm_server(workspace, running_server, tiny_llm, free_port):
-    """The standalone server with a tiny Llama in models/LLM and the seed alpaca rows in data-llm/."""
-    import os
-    import sys
-
+def llm_files(workspace, tiny_llm) -> Path:
+    """A tiny Llama in models/LLM and the seed alpaca rows in data-llm/, before the server starts."""
     shutil.copytree(tiny_llm("llama"), workspace / "models" / "LLM" / "tiny-llama")
     (workspace / "data-llm").mkdir()
     shutil.copy(SEED, workspace / "data-llm" / "qa.jsonl")
     (workspace / "old-ggml.bin").write_bytes(b"tjgg" + bytes(64))
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(root))
-    env.pop("LORA_TRAIN_PYTHON", None)
-    command = [sys.executable, "-m", "lora_train", "ui", "--python", sys.executable, "--port", str(free_port),
-               "--models-dir", str(workspace / "models"), "--lora-dir", str(workspace / "loras"),
-               "--work-dir", str(workspace / "runs")]
-    url = f"http://127.0.0.1:{free_port}/"
-    with running_server(command, workspace, env, workspace / "llm-server.log", url, 90):
-        yield url
+    return workspace
 
 
 @pytest.fixture
-def llm_page(browser, llm_server):
+def llm_page(llm_files, browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(llm_server)
+    page.goto(server)
     page.get_by_role("tab", name="LLM LoRA").click()
     page.wait_for_selector(f"#{ID}start", timeout=30_000)
     yield page
