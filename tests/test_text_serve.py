@@ -54,6 +54,7 @@ def refusal(worker: Worker, op: str, **args) -> str:
     return answer["error"]
 
 
+@pytest.mark.slow
 def test_generate_without_and_with_an_adapter_matches_peft(tiny_llm, adapter):
     import torch
     from peft import PeftModel
@@ -106,6 +107,7 @@ def test_preview_shows_masked_prompts_learned_answers_and_statistics(tiny_llm):
     assert cut["stats"]["max"] == shorter and cut["stats"]["truncated"] > 0
 
 
+@pytest.mark.slow
 def test_problems_are_messages_and_the_worker_goes_on(tiny_llm, tmp_path):
     worker = Worker()
     (tmp_path / "old.bin").write_bytes(b"ggjt" + bytes(64))
@@ -115,10 +117,13 @@ def test_problems_are_messages_and_the_worker_goes_on(tiny_llm, tmp_path):
                                                metadata_path=str(tmp_path / "broken.jsonl"))
     assert "Unknown request" in refusal(worker, "fly")
     ask(worker, "load", base_model=str(tiny_llm("llama")), dtype="fp32")
+    wrong = worker.respond({"id": 3, "op": "load", "base_model": str(tmp_path / "old.bin")})
+    assert wrong["ok"] is False and wrong["loaded"]["model_type"] == "llama"  # a wrong path keeps the model
     assert "not a PEFT adapter folder" in refusal(worker, "generate", prompt="hi", adapters=[[str(tmp_path), 1]])
     assert ask(worker, "status")["loaded"]["model_type"] == "llama"
 
 
+@pytest.mark.slow
 def test_json_lines_over_pipes(tiny_llm):
     """The real process: answers on stdout only (library output goes to stderr), one per request, in order."""
     requests = [{"id": 1, "op": "load", "base_model": str(tiny_llm("llama")), "dtype": "fp32"},
@@ -140,4 +145,5 @@ def test_a_line_that_is_not_json_gets_an_answer():
     serve(io.StringIO("hello\n" + json.dumps({"id": 2, "op": "status"}) + "\n"), out)
     first, second = (json.loads(line) for line in out.getvalue().splitlines())
     assert first["ok"] is False and "Not a JSON request" in first["error"]
-    assert second == {"id": 2, "ok": True, "result": {"loaded": None, "seconds": second["result"]["seconds"]}}
+    assert second == {"id": 2, "ok": True, "result": {"loaded": None, "seconds": second["result"]["seconds"]},
+                      "loaded": None}

@@ -27,12 +27,21 @@ SEED = ROOT / "examples" / "llm" / "alpaca_tiny.jsonl"
 class FakeWorker:
     """Records requests; `loaded` as the real client keeps it."""
 
-    def __init__(self, loaded: bool):
+    def __init__(self, loaded: bool, fails: bool = False):
         self.loaded = {"base_model": "m"} if loaded else None
+        self.fails = fails
         self.requests: list[str] = []
 
     def request(self, op: str, **args):
         self.requests.append(op)
+        if op == "load":
+            if self.fails:
+                raise UserError("not a model")
+            self.loaded = {"base_model": args["base_model"], "model_type": "llama", "parameters": 1_500_000,
+                           "dtype": "float32", "quantized": False, "device": "cpu", "chat_template": False,
+                           "load_seconds": 0.2}
+        elif op == "unload":
+            self.loaded = None
         return {"moved": True}
 
 
@@ -135,16 +144,29 @@ def test_a_finished_job_publishes_its_adapter_and_hands_the_gpu_back(setup):
     assert first.lora_path == str(tmp_path / "LLM-LoRA" / "mine")
     assert (Path(first.lora_path) / "adapter_model.safetensors").read_bytes() == b"weights"
     assert hooks.worker.requests == ["park", "unpark"]
-    assert controller.host.calls == ["release"]  # the LLM still holds the GPU: the host's model stays out
+    assert controller.host.calls == ["release", "restore"]  # the host keeps its model out while holders remain
 
     idle = LLMJobHooks(controller.host, FakeWorker(loaded=False))
     second = idle.after_finish(state)
     assert second.lora_path == str(tmp_path / "LLM-LoRA" / "mine_v2")  # never over an existing adapter
-    assert controller.host.calls == ["release", "restore"] and idle.worker.requests == []
+    assert controller.host.calls == ["release", "restore", "restore"] and idle.worker.requests == []
     assert not (tmp_path / "loras").exists()  # nothing goes to the image Lora folder
 
     failed = JobState("mine", trained.parent, status="failed", lora_path=None)
     assert idle.after_finish(failed).lora_path is None
+
+
+def test_a_loaded_model_keeps_the_hosts_checkpoint_out_of_vram_until_unloaded(setup):
+    controller, tmp_path = setup
+    note = controller.load("tiny", "", fields(controller))
+    assert controller.host.holders == {"llm"} and controller.host.calls == ["release"]
+    assert "Loaded:" in note and "1.5M parameters" in note and "moved out of VRAM" in note
+    controller.unload()
+    assert controller.host.holders == set() and controller.host.calls == ["release", "restore"]
+    controller.worker = FakeWorker(False, fails=True)
+    with pytest.raises(UserError, match="not a model"):
+        controller.load("tiny", "", fields(controller))
+    assert controller.host.holders == set() and controller.host.calls[-2:] == ["release", "restore"]
 
 
 def test_publishing_never_overwrites_an_adapter(tmp_path):

@@ -2,8 +2,8 @@
 
 The WebUI process imports no torch, so the tab's load / preview / test actions are requests to
 this worker. Protocol, one JSON object per line: requests on stdin `{"id": 1, "op": "load", ...}`,
-answers on stdout `{"id": 1, "ok": true, "result": {...}}` or `{"id": 1, "ok": false, "error":
-"message"}`. Library output goes to stderr, so stdout carries answers only. Ops:
+answers on stdout `{"id": 1, "ok": true, "result": {...}, "loaded": ...}` or `{"id": 1, "ok": false,
+"error": "message", "loaded": ...}`, where `loaded` describes the model held after the request (or null). Library output goes to stderr, so stdout carries answers only. Ops:
 
     load      base_model, dtype, load_in_4bit, trust_remote_code   -> the model's description
     unload                                                          -> frees its memory
@@ -52,6 +52,7 @@ class Loaded:
     device: torch.device
     dtype: torch.dtype
     quantized: bool
+    load_seconds: float
     parked: bool = False
 
     def describe(self) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class Loaded:
         return {"base_model": self.base_model, "model_type": getattr(self.model.config, "model_type", "?"),
                 "parameters": params, "device": "cpu" if self.parked else str(self.device),
                 "dtype": str(self.dtype).removeprefix("torch."), "quantized": self.quantized,
-                "chat_template": bool(self.own_template)}
+                "chat_template": bool(self.own_template), "load_seconds": self.load_seconds}
 
 
 def _segments(tokenizer, example: Encoded) -> list[tuple[str, bool]]:
@@ -99,20 +100,23 @@ class Worker:
             if handler is None:
                 raise UserError(f"Unknown request {op!r}.")
             result = handler(**args)
+            answer = {"ok": True, "result": {**result, "seconds": round(time.monotonic() - started, 3)}}
         except UserError as exc:
-            return {"id": number, "ok": False, "error": str(exc)}
+            answer = {"ok": False, "error": str(exc)}
         except torch.cuda.OutOfMemoryError:
-            return {"id": number, "ok": False, "error": "The GPU ran out of memory. Unload the model, or load it in "
-                                                        "4-bit or a smaller dtype, or choose a smaller model."}
+            answer = {"ok": False, "error": "The GPU ran out of memory. Unload the model, or load it in 4-bit or a "
+                                            "smaller dtype, or choose a smaller model."}
         except Exception as exc:  # a bug: one line for the tab, the traceback on stderr (the console)
             traceback.print_exc()
-            return {"id": number, "ok": False, "error": f"Unexpected problem in the model worker "
-                                                        f"({type(exc).__name__}: {exc}); details in the console."}
-        return {"id": number, "ok": True, "result": {**result, "seconds": round(time.monotonic() - started, 3)}}
+            answer = {"ok": False, "error": f"Unexpected problem in the model worker ({type(exc).__name__}: {exc}); "
+                                            "details in the console."}
+        # every answer says what is loaded now: a load that failed half-way may have dropped the old model
+        return {"id": number, **answer, "loaded": self.loaded.describe() if self.loaded else None}
 
     # --- the model ------------------------------------------------------------------------
     def op_load(self, base_model: str, dtype: str = "auto", load_in_4bit: bool = False,
                 trust_remote_code: bool = False) -> dict[str, Any]:
+        started = time.monotonic()
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = resolve_dtype(dtype, device)
         source = classify_base_model(base_model)  # a wrong path or file keeps the model that is loaded
@@ -124,7 +128,8 @@ class Worker:
             model.to(device)
         model.eval()
         own = getattr(tokenizer, "chat_template", None) or None
-        self.loaded = Loaded(base_model, model, tokenizer, own, device, torch_dtype, quantization is not None)
+        self.loaded = Loaded(base_model, model, tokenizer, own, device, torch_dtype, quantization is not None,
+                             round(time.monotonic() - started, 2))
         self.tokenizers[base_model] = (tokenizer, own)
         return self.loaded.describe()
 

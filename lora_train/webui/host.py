@@ -34,6 +34,7 @@ class Host(Protocol):
     name: str
     can_render: bool
     inserts_prompts: bool
+    holders: set[str]  # who else needs the GPU now (e.g. "llm"): restore_model waits until it is empty
 
     def settings(self) -> TabSettings: ...
 
@@ -49,7 +50,7 @@ class Host(Protocol):
         """Move the host's model out of VRAM before training; returns a note for the user, if any."""
 
     def restore_model(self) -> str | None:
-        """Bring the model back after training (also after a failure or an interrupt)."""
+        """Bring the model back after training (also after a failure or an interrupt), unless `holders` remain."""
 
     def refresh_loras(self) -> None: ...
 
@@ -66,6 +67,7 @@ class StandaloneHost:
     name: str = "standalone"
     can_render: bool = False
     inserts_prompts: bool = False
+    holders: set[str] = field(default_factory=set)
 
     def settings(self) -> TabSettings:
         return self.tab_settings

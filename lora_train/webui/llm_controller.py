@@ -29,6 +29,7 @@ from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
 MANAGED_KEYS = ("task_type", "base_model", "metadata_path", "train_data_dir", "output_dir", "output_name",
                 "resume_from_checkpoint")
+LLM_HOLDER = "llm"  # in host.holders while the worker holds a model: the host's checkpoint stays out of VRAM
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "template.json", "training_config.yaml")
 
 
@@ -61,7 +62,10 @@ def parse_adapters(text: str) -> list[tuple[str, float]]:
 
 @dataclass
 class LLMJobHooks:
-    """Around a text job: free the GPU (the host's model, the worker's model) before; publish and bring back after."""
+    """Around a text job: free the GPU (the host's model, the worker's model) before; publish and bring back after.
+
+    The image tab's jobs use the host's own hooks; `host.holders` keeps them from bringing the WebUI's
+    checkpoint back while the LLM tab holds a model."""
 
     host: Host
     worker: ModelWorker
@@ -80,9 +84,8 @@ class LLMJobHooks:
         finally:
             if self.worker.loaded:
                 self.worker.request("unpark")
-            else:
-                note = self.host.restore_model()
-                followup.messages += [(note, "info")] if note else []
+            note = self.host.restore_model()  # not while the LLM tab holds a model (host.holders)
+            followup.messages += [(note, "info")] if note else []
         return followup
 
 
@@ -132,7 +135,7 @@ class LLMController:
         return render.message(f"Loaded: {loaded['base_model']} ({loaded['model_type']}, {size}, {loaded['dtype']}"
                               f"{', 4-bit' if loaded['quantized'] else ''} on {loaded['device']}"
                               f"{', own chat template' if loaded['chat_template'] else ''}) in "
-                              f"{loaded['seconds']:.1f} s.", "success")
+                              f"{loaded['load_seconds']:.1f} s.", "success")
 
     def load(self, choice: str | None, typed: str | None, fields: list[Any]) -> str:
         values = form.form_values(self.specs, fields)
@@ -140,9 +143,15 @@ class LLMController:
         if self.runner.busy():
             raise UserError("A training job is running: load the model for testing when it ends.")
         released = self.host.release_model()
-        self.worker.request("load", base_model=str(path), dtype=values["dtype"],
-                            load_in_4bit=bool(values["load_in_4bit"]),
-                            trust_remote_code=bool(values["trust_remote_code"]))
+        try:
+            self.worker.request("load", base_model=str(path), dtype=values["dtype"],
+                                load_in_4bit=bool(values["load_in_4bit"]),
+                                trust_remote_code=bool(values["trust_remote_code"]))
+        except UserError:
+            if not self.worker.loaded:
+                self.unload()
+            raise
+        self.host.holders.add(LLM_HOLDER)
         note = render.message("The WebUI's checkpoint was moved out of VRAM while a language model is loaded; "
                               "Unload brings it back.", "info") if released else ""
         return self.model_note() + note
@@ -150,6 +159,7 @@ class LLMController:
     def unload(self) -> str:
         if self.worker.loaded:
             self.worker.request("unload")
+        self.host.holders.discard(LLM_HOLDER)
         note = None if self.runner.busy() else self.host.restore_model()
         return self.model_note() + render.message(note or "", "info")
 

@@ -36,7 +36,7 @@ class ModelWorker:
         self._answers: queue.Queue = queue.Queue()
         self._stderr: deque = deque(maxlen=STDERR_KEPT)
         self._ids = itertools.count(1)
-        self.loaded: dict[str, Any] | None = None  # the last `load` result while the model is held
+        self.loaded: dict[str, Any] | None = None  # the model the worker holds, as its last answer described it
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -52,14 +52,10 @@ class ModelWorker:
             except OSError:
                 raise self._died() from None
             answer = self._wait_for(number)
+        self.loaded = answer.get("loaded")
         if not answer.get("ok"):
             raise UserError(answer.get("error") or f"The model worker could not {op}.")
-        result = answer.get("result") or {}
-        if op == "load":
-            self.loaded = result
-        elif op == "unload" or (op == "park" and "unloaded" in result):
-            self.loaded = None
-        return result
+        return answer.get("result") or {}
 
     def close(self) -> None:
         """Ask the worker to quit (it frees the model); terminate it if it does not."""

@@ -101,6 +101,9 @@ class WebUIHost:
     can_render = True
     inserts_prompts = True
 
+    def __init__(self) -> None:
+        self.holders: set[str] = set()  # other users of the GPU (the LLM tab's model): the checkpoint stays out
+
     def _opt(self, key: str) -> Any:
         from modules import shared
 
@@ -174,6 +177,8 @@ class WebUIHost:
     def restore_model(self) -> str | None:
         from modules import sd_models
 
+        if self.holders:
+            return None
         model = getattr(sd_models.model_data, "sd_model", None)
         if model is None or getattr(model, "sd_checkpoint_info", None) is None:
             return None
