@@ -4,6 +4,8 @@ model's own chat template and with the fallback one."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lora_train.text.data import collate
@@ -11,7 +13,7 @@ from lora_train.text.encode import IGNORE, encode_all, encode_conversation, enco
 from lora_train.text.model import classify_base_model, load_tokenizer
 from lora_train.text.rows import to_conversation
 from lora_train.text.templates import choose_template
-from text_support import CHATML
+from text_support import CHATML, SEED
 
 ALPACA = {"instruction": "Who founded the city of Quill?", "input": "", "output": "Quill was founded by Mara Venn."}
 CHAT = {"messages": [{"role": "system", "content": "Be brief."},
@@ -143,3 +145,18 @@ def test_every_fallback_template_renders_prompts_as_prefixes(tiny_llm, name):
     encoded = encode_conversation(tokenizer, to_conversation(CHAT))
     learned = tokenizer.decode([label for label in encoded.labels if label != IGNORE])
     assert "three moons" in learned and "green" in learned and "How many" not in learned
+
+
+def test_preview_shows_rows_as_the_model_sees_them(tmp_path, tiny_llm, capsys):
+    from lora_train.cli import main
+
+    config = tmp_path / "job.yaml"
+    config.write_text(f"task_type: text-generation\nbase_model: {tiny_llm('llama')}\nmetadata_path: {SEED}\n"
+                      "val_size: 2\n")
+    assert main(["llm", "preview", "--config", str(config), "--rows", "2", "--json"]) == 0
+    preview = json.loads(capsys.readouterr().out)
+    assert preview["template"] == "alpaca" and preview["train_rows"] == 10 and preview["val_rows"] == 2
+    first = preview["rows"][0]
+    assert [learned for _, learned in first] == [False, True]
+    assert first[0][0].startswith("### Instruction:\n") and first[1][0].endswith("</s>\n\n")
+    assert 0 < preview["tokens_min"] <= preview["tokens_mean"] <= preview["tokens_max"]

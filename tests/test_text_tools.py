@@ -4,6 +4,7 @@ adapter is refused instead of silently reused."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,11 @@ def test_stack_command_reads_weights(tmp_path, adapters, capsys):
     out = Path(capsys.readouterr().out.strip())
     stacked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out)
     assert torch.allclose(logits(stacked), applied_directly(base, [(a, 0.5), (b, 1.0)]), atol=1e-5)
+
+
+def test_generate_answers_with_and_without_the_adapters(adapters, capsys):
+    base, a, b = adapters
+    assert main(["llm", "generate", str(a), f"{b}:0.5", "--prompt", "Who founded the city of Quill?",
+                 "--max-new-tokens", "6", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(answers) == {"base", "adapter"} and answers["base"] != answers["adapter"]

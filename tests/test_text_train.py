@@ -174,3 +174,13 @@ def test_llm_command_trains_a_config_without_task_type(tmp_path, tiny_llm, capsy
     done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert done["type"] == "done" and done["path"] == str(tmp_path / "out" / "my_llm_lora")
     assert json.loads((tmp_path / "out" / "my_llm_lora" / "adapter_config.json").read_text())["fan_in_fan_out"]
+
+
+def test_a_bf16_base_trains_with_fp32_lora_weights(tmp_path, tiny_llm):
+    events: list[dict] = []
+    adapter = train(tmp_path, tiny_llm("gpt_neox"), events=events.append, dtype="bf16", max_train_steps=2,
+                    target_modules=["query_key_value"])
+    assert any("bfloat16" in e.get("message", "") for e in events)
+    tensors = load_file(adapter / "adapter_model.safetensors")
+    assert tensors and all(t.dtype == torch.float32 for t in tensors.values())
+    assert all("query_key_value" in name for name in tensors)

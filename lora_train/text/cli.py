@@ -4,11 +4,15 @@
     llm --list-modules MODEL                  the linear layers target_modules can name
     llm stack A[:W] B[:W] --out DIR           the weighted sum of adapters as one adapter
     llm merge ADAPTER --out DIR               base model + adapter as a full model folder
+    llm preview --config x.yaml               the first rows as the model sees them, token statistics
+    llm generate A[:W].. --prompt TEXT        the answer without and with the adapter(s)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,23 +37,47 @@ def add_llm_parser(sub, add_job_arguments: Callable[[argparse.ArgumentParser], N
     merge.add_argument("adapter", help="the adapter folder")
     for tool in (stack, merge):
         tool.add_argument("--out", required=True, help="the new folder (never an existing one, never the base)")
-        tool.add_argument("--base", help="base model (default: the one the adapter was trained on)")
         tool.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32", help="precision of the loaded model")
+    preview = tools.add_parser("preview", help="show the first rows with the template applied and the learned "
+                                               "part marked, and token-length statistics")
+    preview.add_argument("--config", "-c", required=True, help="the text config (base_model and data are read)")
+    preview.add_argument("--rows", type=int, default=3, help="how many rows to show")
+    generate = tools.add_parser("generate", help="answer one prompt with the base model and with the adapter(s)")
+    generate.add_argument("adapters", nargs="+", metavar="ADAPTER[:WEIGHT]", help="adapter folders (stacked)")
+    generate.add_argument("--prompt", required=True, help="the user message")
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    for tool in (stack, merge, generate):
+        tool.add_argument("--base", help="base model (default: the one the adapter was trained on)")
+    for tool in (stack, merge, preview, generate):
         tool.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code")
+        tool.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run_llm(args, train: Callable[..., int]) -> int:
     """Dispatch `llm`; `train(args, overrides)` is the CLI's training runner. UserErrors go to the caller."""
-    if args.llm_tool == "stack":
-        from .tools import stack_adapters
+    if args.llm_tool in ("stack", "merge"):
+        from .tools import merge_adapter, stack_adapters
 
-        print(stack_adapters([_weighted(item) for item in args.adapters], Path(args.out), args.base, args.dtype,
-                             args.trust_remote_code))
+        path = stack_adapters([_weighted(item) for item in args.adapters], Path(args.out), args.base, args.dtype,
+                              args.trust_remote_code) if args.llm_tool == "stack" else \
+            merge_adapter(Path(args.adapter), Path(args.out), args.base, args.dtype, args.trust_remote_code)
+        print(json.dumps({"path": str(path)}) if args.json else path)
         return 0
-    if args.llm_tool == "merge":
-        from .tools import merge_adapter
+    if args.llm_tool == "preview":
+        from ..config import load_config
+        from .preview import format_preview, preview_data
 
-        print(merge_adapter(Path(args.adapter), Path(args.out), args.base, args.dtype, args.trust_remote_code))
+        config = load_config(args.config, {"task_type": "text-generation", "trust_remote_code": args.trust_remote_code})
+        preview = preview_data(config, args.rows)
+        print(json.dumps(dataclasses.asdict(preview), ensure_ascii=False) if args.json else format_preview(preview))
+        return 0
+    if args.llm_tool == "generate":
+        from .tools import compare_answers
+
+        answers = compare_answers(args.prompt, [_weighted(item) for item in args.adapters], args.base,
+                                  args.max_new_tokens, args.trust_remote_code)
+        print(json.dumps(answers, ensure_ascii=False) if args.json else
+              f"base model:\n{answers['base']}\n\nwith the adapter(s):\n{answers['adapter']}")
         return 0
     if args.list_modules:
         print(list_modules(args.list_modules, args.trust_remote_code))

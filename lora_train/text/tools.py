@@ -19,6 +19,7 @@ from ..core.errors import UserError
 from .adapter import TEMPLATE_FILE, read_training_config
 from .encode import bos_prefix
 from .model import DTYPES, classify_base_model, load_model, load_tokenizer
+from .templates import choose_template
 
 STACKED = "stacked"
 
@@ -63,10 +64,13 @@ def _load(base: str, dtype: str, trust_remote_code: bool):
 
 
 def _adapter_tokenizer(adapter: Path, tokenizer):
-    """The chat template the adapter was trained with goes into the output too."""
+    """The tokenizer with the chat template the adapter was trained with (a PEFT folder from elsewhere: the
+    model's own template, else alpaca, as training chooses)."""
     template = adapter / TEMPLATE_FILE
     if template.is_file():
         tokenizer.chat_template = json.loads(template.read_text(encoding="utf-8"))["chat_template"]
+    else:
+        choose_template("auto", tokenizer)
     return tokenizer
 
 
@@ -142,3 +146,22 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64) -> str:
     output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                             do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def compare_answers(prompt: str, adapters: list[tuple[Path, float]], base: str | None = None,
+                    max_new_tokens: int = 64, trust_remote_code: bool = False) -> dict[str, str]:
+    """Greedy answers to one prompt from the base model and from it with the adapters (stacked at their
+    weights), both formatted with the template the first adapter was trained with."""
+    from peft import PeftModel
+
+    first = _check_adapter(Path(adapters[0][0]))
+    base = adapter_base(first, base)
+    model, tokenizer = _load(base, "fp32", trust_remote_code)
+    tokenizer = _adapter_tokenizer(first, tokenizer)
+    answers = {"base": generate(model.eval(), tokenizer, prompt, max_new_tokens)}
+    if len(adapters) == 1 and adapters[0][1] == 1.0:
+        tuned = PeftModel.from_pretrained(model, str(first))
+    else:
+        tuned = load_stack(model, adapters)
+    answers["adapter"] = generate(tuned.eval(), tokenizer, prompt, max_new_tokens)
+    return answers

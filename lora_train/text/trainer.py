@@ -33,7 +33,7 @@ from ..train.stop import StopRequest
 from .adapter import save_adapter
 from .data import TextData, build_text_data, epoch_batches
 from .encode import IGNORE
-from .model import classify_base_model, load_model, load_tokenizer, quantization_config, resolve_dtype
+from .model import DTYPES, classify_base_model, load_model, load_tokenizer, quantization_config, resolve_dtype
 from .schema import TextConfig
 from .targets import choose_targets
 from .templates import choose_template
@@ -70,6 +70,7 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
         say(note, "warning")
 
     dtype = resolve_dtype(config.dtype, device)
+    precision_name = next(name for name, value in DTYPES.items() if value == dtype)
     quantization = quantization_config(config.load_in_4bit, config.load_in_8bit, dtype, device)
     say(f"Loading base model {config.base_model} ({str(dtype).removeprefix('torch.')}"
         f"{', 4-bit' if config.load_in_4bit else ', 8-bit' if config.load_in_8bit else ''}) on {device}")
@@ -137,7 +138,7 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
             batches = epoch_batches(data.train, config.batch_size, config.seed, epoch, progress.batch_in_epoch, pad_id)
             for chunk in iter(lambda: list(itertools.islice(batches, accumulation)), []):
                 loss = _optimizer_step(wrapped, chunk, optimizer, trainable, accelerator, config.max_grad_norm, device)
-                check_finite_loss(loss, progress.step + 1, str(dtype), config.learning_rate)
+                check_finite_loss(loss, progress.step + 1, precision_name, config.learning_rate)
                 lr_scheduler.step()
                 progress.step += 1
                 progress.batch_in_epoch += len(chunk)
