@@ -89,22 +89,22 @@ def test_generate_without_and_with_an_adapter_matches_peft(tiny_llm, adapter):
     assert "Load a base model first" in refusal(worker, "generate", prompt=QUESTION)
 
 
-def test_preview_shows_masked_prompts_learned_answers_and_statistics(tiny_llm):
+def test_preview_shows_masked_prompts_learned_answers_and_statistics(tiny_llm, tmp_path):
     worker = Worker()
-    result = ask(worker, "preview", base_model=str(tiny_llm("llama")), metadata_path=str(SEED), rows=2,
-                 cutoff_len=256)
-    assert result["template"] == "alpaca"  # the tiny model has no chat template of its own
+    config = {"base_model": str(tiny_llm("llama")), "metadata_path": str(SEED), "cutoff_len": 256, "val_size": 2, "text_overlap": 0,
+              "output_dir": str(tmp_path)}
+    result = ask(worker, "preview", config=config, rows=2)
+    assert result["template"] == "alpaca" and len(result["rows"]) == 2  # the tiny model has no chat template
     first = result["rows"][0]
     prompt = "".join(text for text, learned in first if not learned)
     answer = "".join(text for text, learned in first if learned)
-    assert "### Instruction:" in prompt and seed_rows()[0]["instruction"] in prompt
-    assert answer.startswith(seed_rows()[0]["output"] + "</s>")  # the EOS is learned
-    stats = result["stats"]
-    assert stats["sequences"] == stats["conversations"] == len(seed_rows())
-    assert stats["min"] <= stats["median"] <= stats["max"] and stats["truncated"] == 0
-    shorter = stats["max"] - 2
-    cut = ask(worker, "preview", base_model=str(tiny_llm("llama")), metadata_path=str(SEED), cutoff_len=shorter)
-    assert cut["stats"]["max"] == shorter and cut["stats"]["truncated"] > 0
+    assert "### Instruction:" in prompt and "### Response:" in prompt
+    assert answer.endswith("</s>\n\n") and answer[:-6] not in prompt  # the answer and its EOS are learned
+    assert (result["train_rows"], result["val_rows"]) == (len(seed_rows()) - 2, 2)
+    assert result["tokens_min"] <= result["tokens_mean"] <= result["tokens_max"] and not result["notes"]
+    cut = ask(worker, "preview", config={**config, "cutoff_len": result["tokens_max"] - 2})
+    assert cut["tokens_max"] == result["tokens_max"] - 2 and "cutoff_len" in " ".join(cut["notes"])
+    assert "cutoff_len" in refusal(worker, "preview", config={**config, "cutoff_len": 2})
 
 
 @pytest.mark.slow
@@ -113,8 +113,9 @@ def test_problems_are_messages_and_the_worker_goes_on(tiny_llm, tmp_path):
     (tmp_path / "old.bin").write_bytes(b"ggjt" + bytes(64))
     assert "legacy GGML" in refusal(worker, "load", base_model=str(tmp_path / "old.bin"))
     (tmp_path / "broken.jsonl").write_text("{not json\n")
-    assert "No usable training row" in refusal(worker, "preview", base_model=str(tiny_llm("llama")),
-                                               metadata_path=str(tmp_path / "broken.jsonl"))
+    assert "No usable training row" in refusal(worker, "preview", config={
+        "base_model": str(tiny_llm("llama")), "metadata_path": str(tmp_path / "broken.jsonl"),
+        "output_dir": str(tmp_path)})
     assert "Unknown request" in refusal(worker, "fly")
     ask(worker, "load", base_model=str(tiny_llm("llama")), dtype="fp32")
     wrong = worker.respond({"id": 3, "op": "load", "base_model": str(tmp_path / "old.bin")})

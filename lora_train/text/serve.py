@@ -7,9 +7,8 @@ answers on stdout `{"id": 1, "ok": true, "result": {...}, "loaded": ...}` or `{"
 
     load      base_model, dtype, load_in_4bit, trust_remote_code   -> the model's description
     unload                                                          -> frees its memory
-    preview   base_model, metadata_path | train_data_dir, template, cutoff_len, text_overlap,
-              train_on_inputs, rows                                 -> the first rows as the model sees
-              them (learned / masked spans) and token-length statistics (needs only the tokenizer)
+    preview   config (text config keys), rows                       -> the engine's preview: the first rows
+              as the model sees them (learned / masked runs) and token statistics (tokenizer only)
     generate  prompt, adapters [[folder, weight], ...], template, max_new_tokens
                                                                     -> the answer without and with them
     park / unpark                                                   -> move the model off the GPU while a
@@ -21,8 +20,8 @@ Every step calls the engine's own functions (model loading, templates, encoding,
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import statistics
 import sys
 import time
 import traceback
@@ -32,11 +31,12 @@ from typing import Any, TextIO
 
 import torch
 
+from ..config.load import build_config
 from ..core.errors import UserError
 from .adapter import read_training_config
-from .encode import IGNORE, Encoded, encode_all
 from .model import classify_base_model, load_model, load_tokenizer, quantization_config, resolve_dtype
-from .rows import data_files, read_rows
+from .preview import preview_data
+from .schema import TextConfig, check_text_config
 from .templates import choose_template
 from .tools import _adapter_tokenizer, generate, load_stack
 
@@ -63,32 +63,11 @@ class Loaded:
                 "chat_template": bool(self.own_template), "load_seconds": self.load_seconds}
 
 
-def _segments(tokenizer, example: Encoded) -> list[tuple[str, bool]]:
-    """The example's tokens decoded in runs of learned / masked tokens, as the model sees them."""
-    runs: list[tuple[list[int], bool]] = []
-    for token, label in zip(example.input_ids, example.labels):
-        learned = label != IGNORE
-        if runs and runs[-1][1] == learned:
-            runs[-1][0].append(token)
-        else:
-            runs.append(([token], learned))
-    return [(tokenizer.decode(ids, skip_special_tokens=False), learned) for ids, learned in runs]
-
-
-def _length_stats(examples: list[Encoded]) -> dict[str, Any]:
-    lengths = [len(example) for example in examples]
-    learned = sum(sum(1 for label in example.labels if label != IGNORE) for example in examples)
-    return {"sequences": len(lengths), "min": min(lengths), "max": max(lengths),
-            "mean": round(statistics.fmean(lengths), 1), "median": statistics.median(lengths),
-            "tokens": sum(lengths), "learned_tokens": learned}
-
-
 class Worker:
-    """The state between requests: at most one loaded model, and tokenizers read for previews."""
+    """The state between requests: at most one loaded model."""
 
     def __init__(self) -> None:
         self.loaded: Loaded | None = None
-        self.tokenizers: dict[str, tuple[Any, str | None]] = {}
 
     def respond(self, request: dict[str, Any]) -> dict[str, Any]:
         """The answer to one request; problems become `ok: false` with a message, never a crash."""
@@ -130,7 +109,6 @@ class Worker:
         own = getattr(tokenizer, "chat_template", None) or None
         self.loaded = Loaded(base_model, model, tokenizer, own, device, torch_dtype, quantization is not None,
                              round(time.monotonic() - started, 2))
-        self.tokenizers[base_model] = (tokenizer, own)
         return self.loaded.describe()
 
     def op_unload(self) -> dict[str, Any]:
@@ -164,32 +142,11 @@ class Worker:
         return {}
 
     # --- data and tests -------------------------------------------------------------------
-    def _tokenizer(self, base_model: str, template: str, trust_remote_code: bool = False):
-        """The base model's tokenizer with `template` applied as the trainer applies it."""
-        if base_model not in self.tokenizers:
-            tokenizer = load_tokenizer(classify_base_model(base_model), trust_remote_code)
-            self.tokenizers[base_model] = (tokenizer, getattr(tokenizer, "chat_template", None) or None)
-        tokenizer, own = self.tokenizers[base_model]
-        tokenizer.chat_template = own  # a fallback chosen by an earlier request is not the model's own
-        return tokenizer, choose_template(template, tokenizer)
-
-    def op_preview(self, base_model: str, template: str = "auto", metadata_path: str | None = None,
-                   train_data_dir: str | None = None, cutoff_len: int = 1024, text_overlap: int = 128,
-                   train_on_inputs: bool = False, rows: int = 5, trust_remote_code: bool = False) -> dict[str, Any]:
-        tokenizer, chosen = self._tokenizer(base_model, template, trust_remote_code)
-        files = data_files(metadata_path, train_data_dir)
-        data = read_rows(files)
-        examples, report = encode_all(tokenizer, data.conversations, data.documents, int(cutoff_len),
-                                      int(text_overlap), bool(train_on_inputs))
-        if not examples:
-            raise UserError(f"No usable row in {', '.join(map(str, files))} once the template is applied: "
-                            + "; ".join(report.dropped[:5]))
-        return {"template": chosen.name, "files": [str(path) for path in files],
-                "rows": [_segments(tokenizer, example) for example in examples[:int(rows)]],
-                "stats": {**_length_stats(examples), "conversations": len(data.conversations),
-                          "documents": len(data.documents), "truncated": report.truncated,
-                          "cutoff_len": int(cutoff_len)},
-                "problems": data.problems[:20] + report.dropped[:20]}
+    def op_preview(self, config: dict[str, Any], rows: int = 3) -> dict[str, Any]:
+        """The engine's preview of a text config (its base model's tokenizer and its data)."""
+        values = {**config, "task_type": "text-generation"}
+        checked = build_config(values, "the preview's settings", True, TextConfig, check_text_config)
+        return dataclasses.asdict(preview_data(checked, int(rows)))
 
     def op_generate(self, prompt: str, adapters: list[list[Any]] | None = None, template: str = "auto",
                     max_new_tokens: int = 64) -> dict[str, Any]:
@@ -200,9 +157,12 @@ class Worker:
         if not (prompt or "").strip():
             raise UserError("Type a prompt to test.")
         stack = [(Path(path), float(weight)) for path, weight in adapters or []]
-        tokenizer, _ = self._tokenizer(self.loaded.base_model, template)
+        tokenizer = self.loaded.tokenizer
+        tokenizer.chat_template = self.loaded.own_template  # not a fallback an earlier request set
         if stack:  # the prompt format the (first) adapter was trained with, for both answers
             tokenizer = _adapter_tokenizer(stack[0][0], tokenizer)
+        else:
+            choose_template(template, tokenizer)
         loaded, count = self.loaded, int(max_new_tokens)
         result: dict[str, Any] = {"without": generate(loaded.model, tokenizer, prompt, count)}
         if stack:

@@ -174,15 +174,10 @@ class LLMController:
 
     def preview(self, choice: str | None, typed: str | None, data_path: str | None, fields: list[Any],
                 rows: int) -> tuple[str, str]:
-        """(token statistics, the first rows as the model reads them), as HTML."""
-        values = form.form_values(self.specs, fields)
-        result = self.worker.request(
-            "preview", base_model=str(self.base_model(choice, typed)), **self.data_keys(data_path),
-            template=values["template"], cutoff_len=values["cutoff_len"], text_overlap=values["text_overlap"],
-            train_on_inputs=bool(values["train_on_inputs"]), rows=int(rows or 3),
-            trust_remote_code=bool(values["trust_remote_code"]))
-        return (llm_render.preview_stats(result["stats"], result["problems"]),
-                llm_render.preview_rows(result["rows"], result["template"]))
+        """(token statistics, the first rows as the model reads them), as HTML: the engine's preview."""
+        config = self.job_config(choice, typed, data_path, "preview", fields)
+        result = self.worker.request("preview", config=form.changed_values(config), rows=int(rows or 3))
+        return llm_render.preview_stats(result), llm_render.preview_rows(result["rows"], result["template"])
 
     def preset(self, name: str) -> dict[str, Any]:
         return preset_values(name)

@@ -23,20 +23,11 @@ def preview_rows(rows: list[list[tuple[str, bool]]], template: str) -> str:
     return f'<div class="lora-train-llm-preview">{legend}{"".join(shown)}</div>'
 
 
-def preview_stats(stats: dict[str, Any], problems: list[str]) -> str:
-    """Token lengths, how many rows were cut at cutoff_len, and the rows that cannot be used."""
-    counts = f"{stats['conversations']} conversation row(s)" + (
-        f" and {stats['documents']} text file(s)" if stats["documents"] else "")
-    text = (f"{counts} -> {stats['sequences']} training sequence(s). Tokens per sequence: min {stats['min']}, "
-            f"median {stats['median']:g}, mean {stats['mean']:g}, max {stats['max']}; {stats['tokens']:,} tokens "
-            f"in all, {stats['learned_tokens']:,} of them learned.")
-    items = [message(text, "success")]
-    if stats["truncated"]:
-        items.append(message(f"{stats['truncated']} row(s) are longer than cutoff_len ({stats['cutoff_len']}) and "
-                             "will be cut: their end is not learned. Raise cutoff_len to keep them whole.", "warning"))
-    if problems:
-        items.append(message("Rows that will be skipped:\n" + "\n".join(problems), "warning"))
-    return "".join(items)
+def preview_stats(preview: dict[str, Any]) -> str:
+    """The engine's counts and token lengths, and its notes (rows skipped, rows cut at cutoff_len)."""
+    text = (f"{preview['train_rows']} training sequence(s), {preview['val_rows']} for eval. Tokens per sequence: "
+            f"min {preview['tokens_min']}, mean {preview['tokens_mean']:g}, max {preview['tokens_max']}.")
+    return message(text, "success") + "".join(message(note, "warning") for note in preview["notes"])
 
 
 def adapter_result(path: str, files: list[tuple[str, bool]], interrupted: bool) -> str:

@@ -75,7 +75,7 @@ def test_load_preview_train_and_compare_answers(llm_page, workspace):
     assert learned.startswith(answer + "</s>")  # the answer and its end token are learned
     assert page.locator(f"#{ID}preview_html .lora-train-llm-row").count() == 3
     stats = messages(page, f"{ID}preview_stats")
-    assert f"{len(seed_rows())} conversation row(s) -> {len(seed_rows())} training sequence(s)" in stats
+    assert f"{len(seed_rows())} training sequence(s), 0 for eval. Tokens per sequence: min" in stats
 
     fill(page, f"{ID}output_name", "zorblax")
     fill(page, f"{ID}epochs", 15)
