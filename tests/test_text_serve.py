@@ -24,20 +24,24 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTION = seed_rows()[0]["instruction"]
 
 
-@pytest.fixture(scope="module")
-def adapter(tiny_llm, tmp_path_factory) -> Path:
-    """A PEFT adapter with non-zero weights on the tiny Llama (saved as peft saves one)."""
+def random_adapter(base: Path, targets: list[str], folder: Path) -> Path:
+    """A PEFT adapter with non-zero weights on `base` (saved as peft saves one)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llm("llama"))
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
-                                                  init_lora_weights=False, task_type="CAUSAL_LM"))
-    folder = tmp_path_factory.mktemp("adapter") / "random_lora"
+    model = AutoModelForCausalLM.from_pretrained(base)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False,
+                                                  task_type="CAUSAL_LM"))
     peft_model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_llm, tmp_path_factory) -> Path:
+    return random_adapter(tiny_llm("llama"), ["q_proj", "v_proj", "down_proj"],
+                          tmp_path_factory.mktemp("adapter") / "random_lora")
 
 
 def ask(worker: Worker, op: str, **args) -> dict:
@@ -108,7 +112,7 @@ def test_preview_shows_masked_prompts_learned_answers_and_statistics(tiny_llm, t
 
 
 @pytest.mark.slow
-def test_problems_are_messages_and_the_worker_goes_on(tiny_llm, tmp_path):
+def test_problems_are_messages_and_the_worker_goes_on(tiny_llm, adapter, tmp_path):
     worker = Worker()
     (tmp_path / "old.bin").write_bytes(b"ggjt" + bytes(64))
     assert "legacy GGML" in refusal(worker, "load", base_model=str(tmp_path / "old.bin"))
@@ -122,6 +126,9 @@ def test_problems_are_messages_and_the_worker_goes_on(tiny_llm, tmp_path):
     assert wrong["ok"] is False and wrong["loaded"]["model_type"] == "llama"  # a wrong path keeps the model
     assert "not a PEFT adapter folder" in refusal(worker, "generate", prompt="hi", adapters=[[str(tmp_path), 1]])
     assert ask(worker, "status")["loaded"]["model_type"] == "llama"
+    other = random_adapter(tiny_llm("gpt_neox"), ["query_key_value"], tmp_path / "neox_lora")
+    error = refusal(worker, "generate", prompt="hi", adapters=[[str(adapter), 1], [str(other), 1]])
+    assert "half-changed" in error and ask(worker, "status")["loaded"] is None  # never a silently changed base
 
 
 @pytest.mark.slow

@@ -166,7 +166,15 @@ class Worker:
         loaded, count = self.loaded, int(max_new_tokens)
         result: dict[str, Any] = {"without": generate(loaded.model, tokenizer, prompt, count)}
         if stack:
-            peft_model = load_stack(loaded.model, stack)
+            try:
+                peft_model = load_stack(loaded.model, stack)
+            except Exception as exc:
+                if any(type(module).__module__.startswith("peft.") for module in loaded.model.modules()):
+                    self.op_unload()  # half-applied adapters: the base answers would be wrong from now on
+                    raise UserError(f"The adapters could not be applied ({exc}). The model was left half-changed, "
+                                    "so it was unloaded: load it again, with adapters trained on this base "
+                                    "model.") from None
+                raise
             try:
                 result["with"] = generate(peft_model, tokenizer, prompt, count)
             finally:
