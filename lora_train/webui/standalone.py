@@ -21,7 +21,8 @@ from .worker_env import EXTENSION_ROOT
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lora_train ui",
-                                     description="Serve the Train LoRA tab with plain gradio (no WebUI needed).")
+                                     description="Serve the Train LoRA and LLM LoRA tabs with plain gradio (no WebUI "
+                                                 "needed).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                         "machine only; any other address confines paths to the folders below)")
     parser.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
