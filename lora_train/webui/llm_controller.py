@@ -82,8 +82,11 @@ class LLMJobHooks:
             if state.status in ("done", "interrupted") and state.lora_path and Path(state.lora_path).is_dir():
                 followup.lora_path = str(publish_adapter(Path(state.lora_path), adapters_dir(self.host)))
         finally:
-            if self.worker.loaded:
-                self.worker.request("unpark")
+            try:
+                if self.worker.loaded:
+                    self.worker.request("unpark")
+            except UserError as exc:  # the worker died meanwhile: say so, and still give the GPU back
+                followup.messages.append((str(exc), "warning"))
             note = self.host.restore_model()  # not while the LLM tab holds a model (host.holders)
             followup.messages += [(note, "info")] if note else []
         return followup
