@@ -23,6 +23,7 @@ from ..core.errors import UserError
 
 STDERR_KEPT = 20
 POLL_SECONDS = 0.5
+STDERR_WAIT_SECONDS = 5
 
 
 class ModelWorker:
@@ -36,6 +37,7 @@ class ModelWorker:
         self._answers: queue.Queue = queue.Queue()
         self._stderr: deque = deque(maxlen=STDERR_KEPT)
         self._ids = itertools.count(1)
+        self._stderr_reader: threading.Thread | None = None
         self.loaded: dict[str, Any] | None = None  # the model the worker holds, as its last answer described it
 
     def alive(self) -> bool:
@@ -87,7 +89,8 @@ class ModelWorker:
         self._answers = queue.Queue()
         self._stderr.clear()
         threading.Thread(target=self._read_answers, args=(self._process, self._answers), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True)
+        self._stderr_reader.start()
 
     def _read_answers(self, process: subprocess.Popen, answers: queue.Queue) -> None:
         for line in process.stdout:
@@ -114,6 +117,8 @@ class ModelWorker:
 
     def _died(self) -> UserError:
         code = self._process.poll() if self._process else None
+        if code is not None and self._stderr_reader is not None:
+            self._stderr_reader.join(STDERR_WAIT_SECONDS)  # its last lines say why
         self.loaded = None
         tail = "\n".join(line for line in self._stderr if line.strip())[-1500:]
         return UserError(f"The model worker stopped (exit code {code}); the model is no longer loaded. Its last "
