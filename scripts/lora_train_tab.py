@@ -23,7 +23,8 @@ from lora_train.webui.webui_host import WebUIHost, register_settings  # noqa: E4
 
 def on_ui_tabs():
     host = WebUIHost()
-    return [(build_tab(host), "Train LoRA", "lora_train"), (build_llm_tab(host, [RUNNER]), "LLM LoRA", "lora_train_llm")]
+    return [(build_tab(host), "Train LoRA", "lora_train"),
+            (build_llm_tab(host, [RUNNER]), "LLM LoRA", "lora_train_llm")]
 
 
 script_callbacks.on_ui_tabs(on_ui_tabs)

@@ -111,3 +111,10 @@ def test_a_json_file_that_is_not_a_list(tmp_path):
     data.write_text('{"instruction": "a", "output": "b"}')
     with pytest.raises(UserError, match="must hold a list of rows"):
         read_rows([Path(data)])
+
+
+def test_a_gguf_of_an_architecture_transformers_cannot_read_names_it(tmp_path, capsys, tiny_llm):
+    from lora_train.fixtures.tiny_llm import write_tiny_gguf
+
+    gguf = write_tiny_gguf(tiny_llm("llama"), tmp_path / "odd.gguf", architecture="zorblaxlm")
+    refused(tmp_path, capsys, "zorblaxlm", "Hugging Face model folder", base_model=str(gguf))

@@ -35,8 +35,8 @@ class TrainConfig:
                          "or `text-generation` (a LoRA on a causal language model).", "Model",
                          choices=("image", "image-to-image", "text-generation"))
     base_model: Optional[str] = opt(None, "The base model: a single-file checkpoint (.safetensors / .ckpt, SD1, SD2 "
-                                    "or SDXL, as in the WebUI's models/Stable-diffusion) or a diffusers folder.", "Model",
-                                    path="file_or_dir")
+                                    "or SDXL, as in the WebUI's models/Stable-diffusion) or a diffusers folder.",
+                                    "Model", path="file_or_dir")
     vae: Optional[str] = opt(None, "A separate VAE file (.safetensors / .pt) to use instead of the checkpoint's own.",
                              "Model", path="file")
     prediction_type: str = opt("auto", "Noise target of the base model. `auto` reads it from the checkpoint or the "

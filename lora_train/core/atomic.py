@@ -6,7 +6,8 @@ name with a hard link, which fails instead of replacing a file that appeared mea
 systems without hard links: a rename after an existence check). A failure at any point removes
 the temporary file, so a full disk or a killed process never leaves a partial LoRA behind.
 Disk errors become UserErrors naming the folder. `write_new_folder` does the same for a whole folder
-(a PEFT adapter). `replace_file` (for cache entries, which may be rewritten) publishes with a rename over the old file instead and leaves errors to its caller.
+(a PEFT adapter). `replace_file` (for cache entries, which may be rewritten) publishes with a
+rename over the old file instead and leaves errors to its caller.
 """
 
 from __future__ import annotations

@@ -112,10 +112,14 @@ def _explain(exc: Exception, source: ModelSource) -> UserError:
     if source.kind == "hub":
         return UserError(f"Could not get {source.location} from the Hugging Face hub ({text}). This machine may be "
                          "offline or the id may be wrong: download the model elsewhere (e.g. `hf download "
-                         f"{source.location} --local-dir DIR`) and give that folder as base_model.")
+                         f"{source.location} --local-dir DIR`) and give that folder as base_model. (If you meant a "
+                         f"local folder: {Path(source.location).resolve()} does not exist.)")
     if source.gguf_file and "architecture" in text:
-        return UserError(f"{source.gguf_file}: {text} transformers can load GGUF files of these architectures only; "
-                         "give the original Hugging Face model folder instead.")
+        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+        readable = sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {"general", "tokenizer"})
+        return UserError(f"{source.gguf_file}: {text} transformers reads GGUF files of these architectures only: "
+                         f"{', '.join(readable)}. Give the original Hugging Face model folder instead.")
     if "trust_remote_code" in text:
         return UserError(f"The model in {source.location} needs its own Python code: set trust_remote_code: true if "
                          "you trust it.")
