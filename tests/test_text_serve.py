@@ -95,8 +95,8 @@ def test_generate_without_and_with_an_adapter_matches_peft(tiny_llm, adapter):
 
 def test_preview_shows_masked_prompts_learned_answers_and_statistics(tiny_llm, tmp_path):
     worker = Worker()
-    config = {"base_model": str(tiny_llm("llama")), "metadata_path": str(SEED), "cutoff_len": 256, "val_size": 2, "text_overlap": 0,
-              "output_dir": str(tmp_path)}
+    config = {"base_model": str(tiny_llm("llama")), "metadata_path": str(SEED), "cutoff_len": 256, "val_size": 2,
+              "text_overlap": 0, "output_dir": str(tmp_path)}
     result = ask(worker, "preview", config=config, rows=2)
     assert result["template"] == "alpaca" and len(result["rows"]) == 2  # the tiny model has no chat template
     first = result["rows"][0]

@@ -3,7 +3,8 @@
 The WebUI process imports no torch, so the tab's load / preview / test actions are requests to
 this worker. Protocol, one JSON object per line: requests on stdin `{"id": 1, "op": "load", ...}`,
 answers on stdout `{"id": 1, "ok": true, "result": {...}, "loaded": ...}` or `{"id": 1, "ok": false,
-"error": "message", "loaded": ...}`, where `loaded` describes the model held after the request (or null). Library output goes to stderr, so stdout carries answers only. Ops:
+"error": "message", "loaded": ...}`, where `loaded` describes the model held after the request (or
+null). Library output goes to stderr, so stdout carries answers only. Ops:
 
     load      base_model, dtype, load_in_4bit, trust_remote_code   -> the model's description
     unload                                                          -> frees its memory
