@@ -28,6 +28,7 @@ class TabSettings:
     dataset_roots: list[str] = field(default_factory=list)
     llm_models_dir: Path | None = None  # the LLM tab's base models (folders with config.json, .gguf files)
     llm_lora_dir: Path | None = None  # where the LLM tab's adapters go (never the image Lora folder)
+    captioners_dir: Path | None = None  # captioning models (hub downloads); None: <lora_dir>/../lora_train/captioners
 
 
 class Host(Protocol):

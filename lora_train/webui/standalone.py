@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="samples, logs and checkpoints of each job (default: <lora-dir>/../lora_train_runs)")
     parser.add_argument("--dataset-root", action="append", default=[], type=Path,
                         help="a folder the tab may read datasets from when confined (repeatable)")
+    parser.add_argument("--captioners-dir", type=Path, default=None,
+                        help="captioning models and hub downloads (default: <lora-dir>/../lora_train/captioners)")
     parser.add_argument("--python", default=None, help="interpreter that runs training (default: this one)")
     parser.add_argument("--preset", choices=PRESET_CHOICES, default=DEFAULT_PRESET, help="preset the tab starts with")
     parser.add_argument("--defaults-file", default="", help="a YAML config whose values fill the tab at start")
@@ -49,8 +51,10 @@ def make_host(args: argparse.Namespace) -> StandaloneHost:
     llm_models = (args.llm_models_dir or (args.models_dir or Path("models")) / "LLM").resolve()
     llm_loras = (args.llm_lora_dir or lora_dir.parent / "LLM-LoRA").resolve()
     settings = TabSettings(lora_dir, work_dir, args.preset, args.defaults_file, args.python or "",
-                           [str(root) for root in args.dataset_root], llm_models, llm_loras)
-    roots = [root for root in (args.models_dir, lora_dir, work_dir, llm_models, llm_loras, *args.dataset_root) if root]
+                           [str(root) for root in args.dataset_root], llm_models, llm_loras,
+                           args.captioners_dir.resolve() if args.captioners_dir else None)
+    roots = [root for root in (args.models_dir, lora_dir, work_dir, llm_models, llm_loras, args.captioners_dir,
+                               *args.dataset_root) if root]
     policy = PathPolicy(args.host not in LOOPBACK_HOSTS, roots, "Start the server with --dataset-root FOLDER.")
     return StandaloneHost(args.models_dir.resolve() if args.models_dir else None, settings, policy)
 
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
 
     from . import compat
+    from .caption_section import RUNNER as CAPTION_RUNNER
     from .llm_tab import LLM_RUNNER, build_llm_tab
     from .tab import RUNNER, build_tab
 
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for runner in (RUNNER, LLM_RUNNER):
+        for runner in (RUNNER, LLM_RUNNER, CAPTION_RUNNER):
             if runner.busy():
                 print(runner.stop(), flush=True)
                 runner.wait(120)

@@ -52,6 +52,8 @@ SETTINGS = (
     Setting("lora_train_dataset_roots", "", "Dataset roots",
             "folders (one per line) the tab may read when the WebUI is reachable from the network without "
             "a password"),
+    Setting("lora_train_captioners_dir", "", "Captioning models folder",
+            "captioning models, and where hub models are downloaded; empty: models/lora_train/captioners"),
 )
 
 
@@ -121,7 +123,8 @@ class WebUIHost:
                            self._opt("lora_train_defaults_file"), self._opt("lora_train_worker_python"),
                            split_roots(self._opt("lora_train_dataset_roots")),
                            Path(self._opt("lora_train_llm_models_dir") or models / "LLM"),
-                           Path(self._opt("lora_train_llm_lora_dir") or models / "LLM-LoRA"))
+                           Path(self._opt("lora_train_llm_lora_dir") or models / "LLM-LoRA"),
+                           Path(self._opt("lora_train_captioners_dir") or models / "lora_train" / "captioners"))
 
     def path_policy(self) -> PathPolicy:
         from modules import paths_internal, shared
