@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show what is inside a LoRA file (architecture, rank, metadata)")
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
-    sub.add_parser("ui", help="serve the Train LoRA tab in a browser without a WebUI", add_help=False)
+    sub.add_parser("ui", help="serve the Train LoRA and LLM LoRA tabs in a browser without a WebUI", add_help=False)
     demo = sub.add_parser("demo", help="build the tiny demo model and train a LoRA on the bundled dataset")
     demo.add_argument("--out", default="demo_output", help="folder for the tiny model and the LoRA")
     add_caption_parser(sub)

@@ -72,6 +72,8 @@ def test_settings_and_model_come_from_the_webui(webui):
     settings = host.settings()
     assert settings.lora_dir == webui.tmp_path / "models" / "Lora"
     assert settings.work_dir == webui.tmp_path / "outputs" / "lora_train"
+    assert settings.llm_models_dir == webui.tmp_path / "models" / "LLM"
+    assert settings.llm_lora_dir == webui.tmp_path / "models" / "LLM-LoRA"
     webui.opts.lora_train_lora_dir = str(webui.tmp_path / "mine")
     assert host.settings().lora_dir == webui.tmp_path / "mine"
     current = host.current_model()
@@ -99,6 +101,9 @@ def test_model_leaves_vram_and_comes_back_and_the_lora_list_refreshes(webui):
     assert "moved out of VRAM" in host.release_model()
     host.restore_model()
     host.refresh_loras()
+    assert webui.calls == ["unload", ("to_device", True), "list_loras"]
+    host.holders.add("llm")  # the LLM tab holds a language model: the checkpoint stays out after a job
+    host.restore_model()
     assert webui.calls == ["unload", ("to_device", True), "list_loras"]
 
 

@@ -128,26 +128,26 @@ class CaptionSection:
             c["view"] = gr.State(None)
 
     def wire(self, blocks: gr.Blocks, data_dir, trigger) -> None:
-        from .tab import _guarded
+        from .widgets import guarded
 
         c = self.c
         listing = [c["gallery"], c["image"], c["counts"], c["backup"]]
         run_inputs = [data_dir, trigger] + [c[k] for k in ("method", "model", "mode", "general", "character",
                                                             "prompt", "vocabulary")]
-        c["run"].click(_guarded(self.start, 1, 0), inputs=run_inputs, outputs=[c["note"]])
-        c["stop"].click(_guarded(self.interrupt, 1, 0), outputs=[c["note"]])
-        c["method"].change(_guarded(self.method_changed, 2, 1), inputs=[c["method"]], outputs=[c["model"], c["note"]])
-        c["load"].click(_guarded(self.listing, 5, 4), inputs=[data_dir], outputs=listing + [c["note"]])
-        c["image"].change(_guarded(self.caption_of, 2, 1), inputs=[data_dir, c["image"]],
+        c["run"].click(guarded(self.start, 1, 0), inputs=run_inputs, outputs=[c["note"]])
+        c["stop"].click(guarded(self.interrupt, 1, 0), outputs=[c["note"]])
+        c["method"].change(guarded(self.method_changed, 2, 1), inputs=[c["method"]], outputs=[c["model"], c["note"]])
+        c["load"].click(guarded(self.listing, 5, 4), inputs=[data_dir], outputs=listing + [c["note"]])
+        c["image"].change(guarded(self.caption_of, 2, 1), inputs=[data_dir, c["image"]],
                           outputs=[c["text"], c["note"]])
-        c["save"].click(_guarded(self.save, 5, 4), inputs=[data_dir, c["image"], c["text"]],
+        c["save"].click(guarded(self.save, 5, 4), inputs=[data_dir, c["image"], c["text"]],
                         outputs=listing + [c["note"]])
         for action in ("add", "remove", "replace"):
-            c[action].click(_guarded(getattr(self, f"bulk_{action}"), 5, 4),
+            c[action].click(guarded(getattr(self, f"bulk_{action}"), 5, 4),
                             inputs=[data_dir, c["tag"], c["replacement"]], outputs=listing + [c["note"]])
-        c["restore"].click(_guarded(self.restore, 5, 4), inputs=[data_dir, c["backup"]], outputs=listing + [c["note"]])
-        c["check"].click(_guarded(self.check_length, 1, 0), inputs=[data_dir], outputs=[c["note"]])
-        compat.every(blocks, 1.0, _guarded(self.tick, 7, 0), inputs=[data_dir, c["view"]],
+        c["restore"].click(guarded(self.restore, 5, 4), inputs=[data_dir, c["backup"]], outputs=listing + [c["note"]])
+        c["check"].click(guarded(self.check_length, 1, 0), inputs=[data_dir], outputs=[c["note"]])
+        compat.every(blocks, 1.0, guarded(self.tick, 7, 0), inputs=[data_dir, c["view"]],
                      outputs=[c["progress"]] + listing + [c["note"], c["view"]])
 
     # --- actions ------------------------------------------------------------------------------

@@ -52,22 +52,32 @@ def progress(status: str, step: int, total: int | None, epoch: int | None, epoch
             f'{html.escape(status)}: {text}</div></div>')
 
 
-def loss_chart(points: list[tuple[int, float]]) -> str:
-    """An SVG line of the loss over the steps (empty until there are two points)."""
+def loss_chart(points: list[tuple[int, float]], eval_points: list[tuple[int, float]] | None = None) -> str:
+    """An SVG line of the loss over the steps (empty until there are two points), and the eval loss as dots."""
     points = [(step, loss) for step, loss in points if math.isfinite(loss)]
+    evals = [(step, loss) for step, loss in eval_points or [] if math.isfinite(loss)]
     if len(points) < 2:
         return ""
-    first, last = points[0][0], points[-1][0]
-    low, high = min(loss for _, loss in points), max(loss for _, loss in points)
+    every = points + evals
+    first, last = min(step for step, _ in every), max(step for step, _ in every)
+    low, high = min(loss for _, loss in every), max(loss for _, loss in every)
     span_x, span_y = max(last - first, 1), max(high - low, 1e-12)
     width, height = CHART_WIDTH - 2 * CHART_PAD, CHART_HEIGHT - 2 * CHART_PAD
-    coords = " ".join(f"{CHART_PAD + (step - first) / span_x * width:.1f},"
-                      f"{CHART_PAD + (high - loss) / span_y * height:.1f}" for step, loss in points)
-    return (f'<div class="lora-train-chart"><svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" '
+
+    def xy(step: int, loss: float) -> tuple[str, str]:
+        return (f"{CHART_PAD + (step - first) / span_x * width:.1f}",
+                f"{CHART_PAD + (high - loss) / span_y * height:.1f}")
+
+    coords = " ".join(",".join(xy(step, loss)) for step, loss in points)
+    dots = "".join('<circle class="lora-train-eval" cx="{}" cy="{}" r="4" fill="none" stroke="currentColor" '
+                   'stroke-width="2"/>'.format(*xy(step, loss)) for step, loss in evals)
+    eval_text = f"; eval loss (circles) latest {evals[-1][1]:.4f}" if evals else ""
+    return (f'<div class="lora-train-chart" data-points="{len(points)}" data-eval-points="{len(evals)}">'
+            f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" '
             f'preserveAspectRatio="none" role="img" aria-label="training loss">'
-            f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{coords}"/></svg>'
+            f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{coords}"/>{dots}</svg>'
             f'<div class="lora-train-chart-legend">loss {high:.4f} → {low:.4f} (steps {first}-{last}); latest '
-            f'{points[-1][1]:.4f}</div></div>')
+            f'{points[-1][1]:.4f}{eval_text}</div></div>')
 
 
 def result(lora_path: str, files: list[tuple[str, bool]], tag: str, interrupted: bool) -> str:

@@ -8,10 +8,8 @@ unexpected) into a message in the page; nothing reaches the user as a traceback.
 
 from __future__ import annotations
 
-import functools
-import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 from PIL import Image
@@ -19,6 +17,7 @@ from PIL import Image
 from ..core.errors import UserError
 from . import compat, form, render
 from .caption_section import CaptionSection
+from .widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .presets import CHOICES as PRESET_CHOICES
@@ -30,40 +29,6 @@ RUNNER = JobRunner()
 TICK_SECONDS = 1.0
 MODEL_CHECK_SECONDS = 2.0
 LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
-
-
-def _guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
-    """Wrap a handler so that errors become a message in output `message_at`, other outputs unchanged."""
-
-    @functools.wraps(fn)
-    def handler(*args):
-        try:
-            return fn(*args)
-        except UserError as exc:
-            text = str(exc)
-        except Exception as exc:  # a bug: one line here, the traceback in the console
-            traceback.print_exc()
-            text = f"Unexpected problem ({type(exc).__name__}: {exc}). The details were printed to the console."
-        if outputs == 1:
-            return render.message(text, "error")
-        result: list[Any] = [gr.update() for _ in range(outputs)]
-        result[message_at] = render.message(text, "error")
-        return result
-
-    return handler
-
-
-def _field_widget(spec: form.FieldSpec, value: Any):
-    common = dict(label=spec.label, info=spec.help, elem_id=f"lora_train_{spec.name}")
-    if spec.kind == "bool":
-        return gr.Checkbox(value=bool(value), **common)
-    if spec.kind == "choice":
-        return gr.Dropdown(choices=list(spec.choices), value=value, **common)
-    if spec.kind == "multi":
-        return gr.CheckboxGroup(choices=list(spec.choices), value=list(value or []), **common)
-    if spec.kind in ("int", "float") and not spec.optional:
-        return gr.Number(value=value, precision=0 if spec.kind == "int" else None, **common)
-    return gr.Textbox(value=form.to_widget(spec, value), lines=3 if spec.kind == "lines" else 1, **common)
 
 
 def _load_samples(paths: list[str]) -> list[tuple[Image.Image, str]]:
@@ -127,13 +92,13 @@ class TabView:
                 with gr.Row():
                     for spec in ctl.specs:
                         if spec.name in form.BASIC_KEYS:
-                            self.widgets[spec.name] = _field_widget(spec, values[spec.name])
+                            self.widgets[spec.name] = field_widget(spec, values[spec.name])
                 with gr.Accordion("Advanced: every setting", open=False, elem_id="lora_train_advanced"):
                     for group in dict.fromkeys(spec.group for spec in ctl.specs):
                         with gr.Accordion(group, open=False):
                             for spec in ctl.specs:
                                 if spec.group == group and spec.name not in form.BASIC_KEYS:
-                                    self.widgets[spec.name] = _field_widget(spec, values[spec.name])
+                                    self.widgets[spec.name] = field_widget(spec, values[spec.name])
                 with gr.Row():
                     config_path = gr.Textbox(label="Config file (YAML, the same the CLI runs)",
                                              elem_id="lora_train_config_path",
@@ -179,24 +144,24 @@ class TabView:
             fields = [self.widgets[spec.name] for spec in ctl.specs]
             form_inputs = managed + fields
 
-            refresh.click(_guarded(self.refresh_models, 3, 2), outputs=[base_model, vae, model_note])
-            scan.click(_guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[dataset_note, gallery])
-            preset.change(_guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset, base_model],
+            refresh.click(guarded(self.refresh_models, 3, 2), outputs=[base_model, vae, model_note])
+            scan.click(guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[dataset_note, gallery])
+            preset.change(guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset, base_model],
                           outputs=fields + [action_note])
-            save.click(_guarded(self.save_config, 2, 0), inputs=[config_path] + form_inputs,
+            save.click(guarded(self.save_config, 2, 0), inputs=[config_path] + form_inputs,
                        outputs=[action_note, config_text])
-            load.click(_guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
+            load.click(guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
                        outputs=form_inputs + [action_note])
-            start.click(_guarded(self.start, 1, 0), inputs=form_inputs, outputs=[action_note])
-            resume.click(_guarded(self.resume, 1, 0), inputs=form_inputs, outputs=[action_note])
-            stop.click(_guarded(ctl.interrupt, 1, 0), outputs=[action_note])
-            weight.change(_guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
+            start.click(guarded(self.start, 1, 0), inputs=form_inputs, outputs=[action_note])
+            resume.click(guarded(self.resume, 1, 0), inputs=form_inputs, outputs=[action_note])
+            stop.click(guarded(ctl.interrupt, 1, 0), outputs=[action_note])
+            weight.change(guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
             insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
-            test.click(_guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
+            test.click(guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
                        outputs=[test_images, action_note])
-            compat.every(tab, MODEL_CHECK_SECONDS, _guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
+            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
                          outputs=[model_note, base_model, seen_model])
-            compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
+            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[view, weight],
                          outputs=[progress, chart, job_note, samples, log, result, tag, view])
             captions.wire(tab, data_dir, trigger)
         return tab

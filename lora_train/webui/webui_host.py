@@ -45,6 +45,10 @@ SETTINGS = (
             "a YAML config whose values fill the tab at start (after the preset)"),
     Setting("lora_train_worker_python", "", "Worker interpreter",
             "the Python that runs training; empty: the venv install.py made (LORA_TRAIN_PYTHON wins)"),
+    Setting("lora_train_llm_models_dir", "", "LLM base models folder",
+            "the LLM LoRA tab lists the model folders and .gguf files in it; empty: models/LLM"),
+    Setting("lora_train_llm_lora_dir", "", "LLM adapter folder",
+            "where the LLM LoRA tab's adapters go (not the Lora folder); empty: models/LLM-LoRA"),
     Setting("lora_train_dataset_roots", "", "Dataset roots",
             "folders (one per line) the tab may read when the WebUI is reachable from the network without "
             "a password"),
@@ -99,6 +103,9 @@ class WebUIHost:
     can_render = True
     inserts_prompts = True
 
+    def __init__(self) -> None:
+        self.holders: set[str] = set()  # other users of the GPU (the LLM tab's model): the checkpoint stays out
+
     def _opt(self, key: str) -> Any:
         from modules import shared
 
@@ -111,11 +118,13 @@ class WebUIHost:
         lora_dir = self._opt("lora_train_lora_dir") or getattr(shared.cmd_opts, "lora_dir", None) or \
             os.path.join(paths_internal.models_path, "Lora")
         work_dir = self._opt("lora_train_work_dir") or os.path.join(paths_internal.default_output_dir, "lora_train")
+        models = Path(paths_internal.models_path)
         return TabSettings(Path(lora_dir), Path(work_dir), self._opt("lora_train_preset") or DEFAULT_PRESET,
                            self._opt("lora_train_defaults_file"), self._opt("lora_train_worker_python"),
                            split_roots(self._opt("lora_train_dataset_roots")),
-                           Path(self._opt("lora_train_captioners_dir") or
-                                os.path.join(paths_internal.models_path, "lora_train", "captioners")))
+                           Path(self._opt("lora_train_llm_models_dir") or models / "LLM"),
+                           Path(self._opt("lora_train_llm_lora_dir") or models / "LLM-LoRA"),
+                           Path(self._opt("lora_train_captioners_dir") or models / "lora_train" / "captioners"))
 
     def path_policy(self) -> PathPolicy:
         from modules import paths_internal, shared
@@ -128,7 +137,7 @@ class WebUIHost:
         settings = self.settings()
         roots = [paths_internal.data_path, paths_internal.script_path, paths_internal.models_path,
                  getattr(opts, "ckpt_dir", None), getattr(opts, "vae_dir", None), settings.lora_dir,
-                 settings.work_dir, *settings.dataset_roots]
+                 settings.work_dir, settings.llm_models_dir, settings.llm_lora_dir, *settings.dataset_roots]
         return PathPolicy(exposed, [root for root in roots if root],
                           "Add the folder under Settings > LoRA trainer > Dataset roots, or start the WebUI with "
                           "--gradio-auth.")
@@ -171,6 +180,8 @@ class WebUIHost:
     def restore_model(self) -> str | None:
         from modules import sd_models
 
+        if self.holders:
+            return None
         model = getattr(sd_models.model_data, "sd_model", None)
         if model is None or getattr(model, "sd_checkpoint_info", None) is None:
             return None

@@ -148,6 +148,41 @@ def test_tab_trains_on_the_loaded_checkpoint_and_the_lora_works_in_txt2img(webui
     assert _render(url, "zq", forge) != _render(url, "zq <lora:webui_lora:1>", forge)
 
 
+def test_llm_tab_trains_into_its_own_folder_and_answers_with_the_adapter(webui, browser, tiny_llm):
+    """The LLM LoRA tab inside the WebUI: a model from models/LLM, the adapter in models/LLM-LoRA (never Lora)."""
+    from test_tab_browser import choose, field, fill, text, wait_for
+    from text_support import SEED, seed_rows
+
+    url, root, _ = webui
+    shutil.copytree(tiny_llm("llama"), root / "models" / "LLM" / "tiny-llama")
+    shutil.copy(SEED, root / "qa.jsonl")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.locator(".tab-nav button", has_text="LLM LoRA").first.click()
+        page.wait_for_selector("#lora_train_llm_start", timeout=60_000)
+        page.click("#lora_train_llm_refresh")
+        time.sleep(2)
+        choose(page, "lora_train_llm_model_choice", "tiny-llama")
+        page.click("#lora_train_llm_load")
+        wait_for(lambda: "Loaded:" in text(page, "lora_train_llm_model_note"), "the model to load", 300, page)
+        for elem_id, value in (("data_path", root / "qa.jsonl"), ("output_name", "webui_llm"), ("epochs", 15),
+                               ("learning_rate", 0.01)):
+            fill(page, f"lora_train_llm_{elem_id}", value)
+        page.click("#lora_train_llm_start")
+        wait_for(lambda: "Adapter saved" in text(page, "lora_train_llm_result"), "the adapter", 900, page)
+        question, answer = seed_rows()[0]["instruction"], seed_rows()[0]["output"]
+        fill(page, "lora_train_llm_prompt", question)
+        page.click("#lora_train_llm_test")
+        adapted = wait_for(lambda: field(page, "lora_train_llm_answer_adapted").input_value(), "the answers", 300,
+                           page)
+        assert adapted.strip() == answer and field(page, "lora_train_llm_answer_base").input_value() != adapted
+    finally:
+        page.close()
+    assert (root / "models" / "LLM-LoRA" / "webui_llm" / "adapter_model.safetensors").is_file()
+    assert not any("webui_llm" in path.name for path in (root / "Lora").glob("*"))
+
+
 def test_caption_section_captions_a_folder_in_the_worker(webui, browser, tmp_path):
     """The Caption section inside the WebUI: the tiny tagger runs in the worker, the captions land beside the images
     and the gallery lists them (written for A1111 1.10's gradio 3 and Forge's gradio 4)."""
