@@ -12,6 +12,7 @@ from PIL import Image
 
 from lora_train.config.load import read_yaml
 from lora_train.core.errors import UserError
+from lora_train.core.naming import free_lora_path
 from lora_train.webui import form
 from lora_train.webui.controller import AUTOMATIC_VAE, TabController
 from lora_train.webui.host import StandaloneHost, TabSettings
@@ -160,3 +161,28 @@ def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_an
     loaded[0] = ModelInfo("other.safetensors", "/m/other.safetensors", "SD1")
     note, choice, seen = view.follow_model("my pick.safetensors", seen)  # the user chose: keep the choice
     assert "other.safetensors" in note and "value" not in choice and seen["followed"] == "xl.safetensors [abc]"
+
+
+def test_a_reused_name_gets_its_own_work_folder_named_like_the_lora_it_saves(setup, monkeypatch):
+    controller, tmp_path, data = setup
+    started = []
+    monkeypatch.setattr(controller.runner, "start", lambda spec, hooks: started.append(spec))
+    loras, runs = tmp_path / "loras", tmp_path / "runs"
+    loras.mkdir()
+    (loras / "my lora.safetensors").write_bytes(b"first run")
+    (runs / "my lora").mkdir(parents=True)
+    (runs / "my lora" / "job.yaml").write_text("first run's job")
+    inputs, fields = form_inputs(controller, data)
+    assert "my lora_v2" in controller.start(inputs, fields)
+    spec = started[-1]
+    assert spec.name == spec.config["output_name"] == "my lora_v2"
+    assert spec.workspace == Path(spec.config["output_dir"]) == runs / "my lora_v2"
+    assert free_lora_path(loras, spec.name) == loras / "my lora_v2.safetensors"  # where the engine saves it
+    assert (runs / "my lora" / "job.yaml").read_text() == "first run's job"
+
+    (runs / "my lora_v2" / "checkpoint-4").mkdir(parents=True)  # that run stopped and kept its state
+    controller.start(inputs, fields, resume=True)
+    assert started[-1].workspace == runs / "my lora_v2" and started[-1].name == "my lora_v2"
+    (runs / "stale").mkdir()  # a run that saved nothing still keeps its folder to itself
+    assert controller.start(form_inputs(controller, data, output_name="stale")[0], fields) and \
+        started[-1].workspace == runs / "stale_v2"

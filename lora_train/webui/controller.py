@@ -7,12 +7,14 @@ messages by `tab.py`, never as tracebacks.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config.schema import TrainConfig
 from ..core.errors import UserError
+from ..core.naming import free_run_name, versions
 from . import form, render
 from .checkpoints import ModelInfo, sniff_arch
 from .dataset import review_dataset
@@ -128,10 +130,11 @@ class TabController:
                       trigger_word=(inputs["trigger_word"] or "").strip())
         return values
 
-    def job_config(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> TrainConfig:
-        """The validated config of the form: the same checks and messages as the CLI."""
+    def job_config(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False,
+                   name: str | None = None) -> TrainConfig:
+        """The validated config of the form (saved under `name`, default the form's): the CLI's checks and messages."""
         values = self._form(inputs, fields)
-        name = safe_name(inputs["output_name"])
+        name = name or safe_name(inputs["output_name"])
         vae = inputs["vae"]
         values.update(
             task_type="image", output_name=name, output_dir=str(self.workspace(name)),
@@ -143,6 +146,15 @@ class TabController:
 
     def workspace(self, name: str) -> Path:
         return self.host.settings().work_dir / safe_name(name)
+
+    def run_name(self, name: str, resume: bool) -> str:
+        """The name a run saves under, and so its work folder's: a new run takes the first of `name`, `name_v2`,
+        ... that no LoRA and no earlier run uses; a resumed one continues the latest run that kept its state."""
+        settings = self.host.settings()
+        if not resume:
+            return free_run_name(settings.lora_dir, settings.work_dir, name)
+        runs = itertools.takewhile(lambda run: self.workspace(run).is_dir(), versions(name))
+        return ([run for run in runs if any(self.workspace(run).glob("checkpoint-*"))] or [name])[-1]
 
     def save_config(self, path_text: str, inputs: dict[str, Any], fields: list[Any]) -> tuple[str, str]:
         path = self.host.path_policy().resolve(path_text, "Config file")
@@ -157,7 +169,7 @@ class TabController:
     # --- jobs -----------------------------------------------------------------------------
     def start(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> str:
         self.runner.ensure_idle()
-        config = self.job_config(inputs, fields, resume)
+        config = self.job_config(inputs, fields, resume, self.run_name(safe_name(inputs["output_name"]), resume))
         workspace = Path(config.output_dir)
         if resume and not any(workspace.glob("checkpoint-*")):
             raise UserError(f"Nothing to resume in {workspace}: it has no checkpoint-<step> folder. Set "
