@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from lora_train.webui.controller import AUTOMATIC_VAE, TabController
 from lora_train.webui.host import StandaloneHost, TabSettings
 from lora_train.webui.paths import PathPolicy, network_exposed, safe_name
 from lora_train.webui.presets import preset_form_values
-from lora_train.webui.runner import JobRunner
+from lora_train.webui.runner import JobRunner, JobState
+from lora_train.webui.try_lora import DEFAULT_STEPS
 
 
 def fake_checkpoint(path: Path, marker: str = "cond_stage_model.transformer.text_model.x") -> Path:
@@ -186,3 +189,80 @@ def test_a_reused_name_gets_its_own_work_folder_named_like_the_lora_it_saves(set
     (runs / "stale").mkdir()  # a run that saved nothing still keeps its folder to itself
     assert controller.start(form_inputs(controller, data, output_name="stale")[0], fields) and \
         started[-1].workspace == runs / "stale_v2"
+
+
+@dataclass
+class RenderingHost(StandaloneHost):
+    """The standalone host with a stand-in renderer that records each render and can be held mid-render."""
+
+    can_render: bool = True
+    renders: list = field(default_factory=list)
+    hold: threading.Event | None = None
+
+    def render(self, prompt, negative, seed, steps, width, height):
+        self.renders.append((prompt, seed, steps, width, height))
+        if self.hold is not None:
+            self.hold.wait(10)
+        return Image.new("RGB", (width, height))
+
+    def render_progress(self):
+        return (3, 10)
+
+    def stop_render(self):
+        if self.hold is not None:
+            self.hold.set()
+
+
+def finished_job(controller, tmp_path, **settings):
+    state = JobState("zq_style", tmp_path, settings, status="done", ended=True,
+                     lora_path=str(tmp_path / "zq_style.safetensors"))
+    controller.runner.snapshot = lambda: state
+
+
+def test_test_now_renders_the_trigger_word_at_the_training_resolution_with_few_steps(setup):
+    _, tmp_path, _ = setup
+    host = RenderingHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []))
+    controller = TabController(host, JobRunner())
+    finished_job(controller, tmp_path, trigger_word="zq", resolution=64)
+    trial = controller.test_now("", 7, 0.8)
+    assert trial.wait(10) and "Rendered" in trial.outcome()
+    assert host.renders == [("zq", 7, DEFAULT_STEPS, 64, 64), ("zq <lora:zq_style:0.8>", 7, DEFAULT_STEPS, 64, 64)]
+    assert [caption for _, caption in trial.images] == ["without the LoRA", "with <lora:zq_style:0.8>"]
+    assert DEFAULT_STEPS <= 12
+
+    finished_job(controller, tmp_path, sample_resolution=96)  # no trigger word: the LoRA's name
+    controller.test_now("", 7, 1, steps=4, size=130).wait(10)
+    assert host.renders[-1] == ("zq_style <lora:zq_style:1>", 7, 4, 128, 128)  # the size the WebUI takes
+    controller.test_now("", 7, 1).wait(10)
+    assert host.renders[-1][3:] == (96, 96)  # the samples' size when the training set one
+    with pytest.raises(UserError, match="Test steps must be 1 to 150"):
+        controller.test_now("", 7, 1, steps=500)
+
+
+def test_test_now_shows_progress_and_stops(setup):
+    _, tmp_path, _ = setup
+    host = RenderingHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []),
+                         hold=threading.Event())
+    controller = TabController(host, JobRunner())
+    finished_job(controller, tmp_path, trigger_word="zq", resolution=64)
+    trial = controller.test_now("", 7, 0.8)
+    assert not trial.wait(0.2)
+    assert "Rendering 1/2 at 64×64, 10 steps, step 3/10" in trial.progress()
+    with pytest.raises(UserError, match="A test render is running"):
+        controller.test_now("", 7, 0.8)
+    assert "Stopping" in controller.stop_test()
+    assert trial.wait(10) and "stopped; 0 of 2" in trial.outcome()
+    assert len(host.renders) == 1, "the second render never starts after a stop"
+
+
+def test_the_config_file_path_follows_the_lora_name_until_edited(setup):
+    from lora_train.webui.tab import TabView
+
+    controller, tmp_path, _ = setup
+    view = TabView(controller)
+    auto = controller.config_path("my_lora")
+    assert auto == str(tmp_path / "runs" / "my_lora.yaml")
+    path, auto = view.follow_name("zq style", auto, auto)
+    assert path == auto == str(tmp_path / "runs" / "zq style.yaml")
+    update, kept = view.follow_name("other", "/mine/config.yaml", auto)  # typed by hand: kept
+    assert "value" not in update and kept == auto

@@ -22,6 +22,7 @@ from .host import Host
 from .paths import safe_name
 from .presets import preset_form_values
 from .runner import Followup, JobRunner, JobSpec, JobState
+from .try_lora import DEFAULT_STEPS, TryRender, try_request
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
@@ -55,6 +56,7 @@ class TabController:
         self.runner = runner
         self.python_fallback = python_fallback
         self.specs = form.field_specs()
+        self.trial: TryRender | None = None  # the latest "Test now"
 
     # --- base model ---------------------------------------------------------------------
     def loaded_title(self) -> str | None:
@@ -144,6 +146,10 @@ class TabController:
             resume_from_checkpoint="latest" if resume else None)
         return form.validate(values)
 
+    def config_path(self, name: str) -> str:
+        """Where "Save config" writes by default: `<work folder>/<LoRA name>.yaml`."""
+        return str(self.host.settings().work_dir / f"{safe_name(name)}.yaml")
+
     def workspace(self, name: str) -> Path:
         return self.host.settings().work_dir / safe_name(name)
 
@@ -199,7 +205,9 @@ class TabController:
                                                            lora.with_suffix(".preview.png"))]
         return render.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
 
-    def test_now(self, prompt: str, seed: Any, weight: float) -> list:
+    def test_now(self, prompt: str, seed: Any, weight: float, steps: Any = DEFAULT_STEPS, size: Any = 0) -> TryRender:
+        """Start rendering the prompt (default: the trigger word) without and with the LoRA, at `size` (0: the
+        training's sample resolution) with `steps` steps."""
         state = self.runner.snapshot()
         if not self.host.can_render:
             raise UserError("Test renders need the WebUI; in the standalone server, load the LoRA in your own UI.")
@@ -207,9 +215,16 @@ class TabController:
             raise UserError("Train a LoRA first: the test renders the same prompt and seed with and without it.")
         if self.runner.busy():
             raise UserError("Wait for the training job to end before rendering a test.")
-        prompt = (prompt or "").strip() or state.name
-        current = self.host.current_model()
-        size = 1024 if current and current.arch == "SDXL" else 512
-        without = self.host.render(prompt, "", int(seed), 20, size, size)
-        with_lora = self.host.render(f"{prompt} {self.lora_tag(state, weight)}", "", int(seed), 20, size, size)
-        return [(without, "without the LoRA"), (with_lora, f"with {self.lora_tag(state, weight)}")]
+        if self.trial is not None and not self.trial.wait(0):
+            raise UserError("A test render is running: wait for it, or press Stop test.")
+        job = {**{spec.name: spec.default for spec in self.specs}, **state.settings}
+        prompt = (prompt or "").strip() or job.get("trigger_word") or state.name
+        size = size or job["sample_resolution"] or job["resolution"]
+        self.trial = TryRender(self.host, try_request(prompt, self.lora_tag(state, weight), seed, steps, size))
+        return self.trial
+
+    def stop_test(self) -> str:
+        if self.trial is None or self.trial.wait(0):
+            return render.message("No test render is running.", "info")
+        self.trial.stop()
+        return render.message("Stopping the test render...", "info")

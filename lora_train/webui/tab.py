@@ -9,7 +9,6 @@ unexpected) into a message in the page; nothing reaches the user as a traceback.
 from __future__ import annotations
 
 import functools
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,11 +21,13 @@ from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .presets import CHOICES as PRESET_CHOICES
 from .runner import JobRunner, JobState
+from .try_lora import DEFAULT_STEPS
 
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
 RUNNER = JobRunner()
 TICK_SECONDS = 1.0
 MODEL_CHECK_SECONDS = 2.0
+TEST_PROGRESS_SECONDS = 0.5
 LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
 
 
@@ -37,11 +38,8 @@ def _guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
     def handler(*args):
         try:
             return fn(*args)
-        except UserError as exc:
-            text = str(exc)
-        except Exception as exc:  # a bug: one line here, the traceback in the console
-            traceback.print_exc()
-            text = f"Unexpected problem ({type(exc).__name__}: {exc}). The details were printed to the console."
+        except Exception as exc:
+            text = render.problem(exc)
         if outputs == 1:
             return render.message(text, "error")
         result: list[Any] = [gr.update() for _ in range(outputs)]
@@ -132,8 +130,7 @@ class TabView:
                                     self.widgets[spec.name] = _field_widget(spec, values[spec.name])
                 with gr.Row():
                     config_path = gr.Textbox(label="Config file (YAML, the same the CLI runs)",
-                                             elem_id="lora_train_config_path",
-                                             value=str(host.settings().work_dir / "my_lora.yaml"))
+                                             elem_id="lora_train_config_path", value=ctl.config_path("my_lora"))
                     save = gr.Button("Save config", elem_id="lora_train_save_config")
                     load = gr.Button("Load config", elem_id="lora_train_load_config")
                 config_text = gr.Textbox(label="Saved config", lines=6, interactive=False,
@@ -164,10 +161,17 @@ class TabView:
                     test_prompt = gr.Textbox(label="Test prompt (default: the trigger word)",
                                              elem_id="lora_train_test_prompt")
                     test_seed = gr.Number(value=1234, precision=0, label="Seed", elem_id="lora_train_test_seed")
+                    test_steps = gr.Number(value=DEFAULT_STEPS, precision=0, label="Steps",
+                                           elem_id="lora_train_test_steps")
+                    test_size = gr.Number(value=0, precision=0, label="Size (px; 0: the training resolution)",
+                                          elem_id="lora_train_test_size")
                     test = gr.Button("Test now: without / with the LoRA", elem_id="lora_train_test")
+                    test_stop = gr.Button("Stop test", elem_id="lora_train_test_stop")
+                test_note = gr.HTML("", visible=host.can_render, elem_id="lora_train_test_note")
                 test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
                                          visible=host.can_render, elem_id="lora_train_test_images")
             view = gr.State(None)
+            auto_config_path = gr.State(ctl.config_path("my_lora"))  # the path as the name gave it, until edited
             seen_model = gr.State({"loaded": ctl.loaded_title(), "followed": default_model})
 
             managed = [base_model, vae, data_dir, trigger, name]
@@ -187,8 +191,11 @@ class TabView:
             stop.click(_guarded(ctl.interrupt, 1, 0), outputs=[action_note])
             weight.change(_guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
             insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
-            test.click(_guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
-                       outputs=[test_images, action_note])
+            name.change(_guarded(self.follow_name, 2, 0), inputs=[name, config_path, auto_config_path],
+                        outputs=[config_path, auto_config_path])
+            test.click(self.test_now, inputs=[test_prompt, test_seed, weight, test_steps, test_size],
+                       outputs=[test_images, test_note])
+            test_stop.click(_guarded(ctl.stop_test, 1, 0), outputs=[test_note])
             compat.every(tab, MODEL_CHECK_SECONDS, _guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
                          outputs=[model_note, base_model, seen_model])
             compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
@@ -249,8 +256,23 @@ class TabView:
     def tag_for(self, weight: float) -> str:
         return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
 
-    def test_now(self, prompt: str, seed: Any, weight: float):
-        return self.ctl.test_now(prompt, seed, weight), render.message("Rendered with the same seed.", "success")
+    def follow_name(self, name: str, path: str, auto: str):
+        """The config file path follows the LoRA name, unless the user typed another path."""
+        if path not in ("", auto):
+            return gr.update(), auto
+        new = self.ctl.config_path(name)
+        return new, new
+
+    def test_now(self, prompt: str, seed: Any, weight: float, steps: Any, size: Any):
+        """Streams the render's progress into the note, then the two images (a generator: gradio shows each)."""
+        try:
+            trial = self.ctl.test_now(prompt, seed, weight, steps, size)
+        except Exception as exc:
+            yield gr.update(), render.message(render.problem(exc), "error")
+            return
+        while not trial.wait(TEST_PROGRESS_SECONDS):
+            yield gr.update(), trial.progress()
+        yield trial.images, trial.outcome()
 
     def tick(self, view: dict | None, weight: float):
         state: JobState | None = self.ctl.runner.snapshot()
