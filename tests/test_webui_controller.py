@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -266,3 +267,34 @@ def test_the_config_file_path_follows_the_lora_name_until_edited(setup):
     assert path == auto == str(tmp_path / "runs" / "zq style.yaml")
     update, kept = view.follow_name("other", "/mine/config.yaml", auto)  # typed by hand: kept
     assert "value" not in update and kept == auto
+
+
+def test_start_waits_for_the_worker_environment_and_the_tab_shows_its_progress(setup, monkeypatch):
+    from lora_train.webui.tab import TabView
+    from lora_train.webui.worker_env import WorkerEnv
+
+    _, tmp_path, _ = setup
+    monkeypatch.delenv("LORA_TRAIN_PYTHON", raising=False)
+    monkeypatch.setenv("LORA_TRAIN_WORKER_VENV", str(tmp_path / "venv"))
+    env = WorkerEnv.default()
+    env.venv_dir.mkdir()
+    env.builder_file.write_text(str(os.getpid()))  # a live set-up (this process stands in for it)
+    env.log_file.write_text("lora_train: pip install -r requirements.txt\n  Downloading diffusers-0.42.1.whl\n")
+    host = StandaloneHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []))
+    view = TabView(TabController(host, JobRunner()))  # as in the WebUI: no fallback interpreter
+    note, start, resume = view.worker_state()
+    assert "Setting up the training environment" in note and "Downloading diffusers-0.42.1.whl" in note
+    assert start["interactive"] is False and resume["interactive"] is False
+
+    env.builder_file.unlink()
+    env.error_file.write_text("lora_train: could not set up the worker environment: no network\n")
+    note, start, _ = view.worker_state()
+    assert "no network" in note and 'data-level="error"' in note and start["interactive"] is False
+
+    env.error_file.unlink()
+    env.python.parent.mkdir(parents=True)
+    env.python.write_text("")
+    env.stamp.write_text("{}")
+    note, start, _ = view.worker_state()
+    assert note == "" and start["interactive"] is True
+    assert TabView(TabController(host, JobRunner(), python_fallback="python")).worker_state()[1]["interactive"]

@@ -32,7 +32,8 @@ def device_label(device: str) -> str:
     return "the CPU" if device == CPU else f"GPU {device.removeprefix('cuda:')}"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -82,7 +83,7 @@ class TrainingLock:
 
     def _refuse_if_owner_alive(self, device: str, path: Path) -> None:
         owner = _owner(path)
-        if not owner or owner.get("pid") == os.getpid() or not _alive(int(owner.get("pid", -1))):
+        if not owner or owner.get("pid") == os.getpid() or not pid_alive(int(owner.get("pid", -1))):
             return
         since = time.strftime("%H:%M", time.localtime(owner.get("started", 0)))
         raise UserError(f"Another training job is running on {device_label(device)} (pid {owner['pid']}, since "

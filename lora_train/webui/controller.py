@@ -8,6 +8,7 @@ messages by `tab.py`, never as tracebacks.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .paths import safe_name
 from .presets import preset_form_values
 from .runner import Followup, JobRunner, JobSpec, JobState
 from .try_lora import DEFAULT_STEPS, TryRender, try_request
-from .worker_env import EXTENSION_ROOT, resolve_worker_python
+from .worker_env import EXTENSION_ROOT, resolve_worker_python, setup_state
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
 MANAGED_INPUTS = ("base_model", "vae", "train_data_dir", "trigger_word", "output_name")
@@ -173,6 +174,19 @@ class TabController:
                               f"{path}", "success"), text
 
     # --- jobs -----------------------------------------------------------------------------
+    def worker_status(self) -> tuple[str, bool]:
+        """(note, whether Start can run): the worker venv's set-up progress until it is ready (the WebUI starts
+        while it is made); nothing to say when another interpreter runs the jobs."""
+        if os.environ.get("LORA_TRAIN_PYTHON") or self.host.settings().worker_python.strip() or self.python_fallback:
+            return "", True
+        state = setup_state()
+        if state.ready:
+            return "", True
+        if state.failed:
+            return render.message(state.text, "error"), False
+        return render.message("Setting up the training environment (first launch only; about a minute, longer on a "
+                              f"slow connection). Start is enabled when it is ready. Now: {state.text}", "info"), False
+
     def start(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> str:
         self.runner.ensure_idle()
         config = self.job_config(inputs, fields, resume, self.run_name(safe_name(inputs["output_name"]), resume))

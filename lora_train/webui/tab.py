@@ -136,10 +136,13 @@ class TabView:
                 config_text = gr.Textbox(label="Saved config", lines=6, interactive=False,
                                          elem_id="lora_train_config_text")
             with gr.Accordion("4. Train", open=True, elem_id="lora_train_run_section"):
+                worker_note, worker_ready = ctl.worker_status()
+                worker_note = gr.HTML(worker_note, elem_id="lora_train_worker_note")
                 with gr.Row():
-                    start = gr.Button("Start training", variant="primary", elem_id="lora_train_start")
+                    start = gr.Button("Start training", variant="primary", interactive=worker_ready,
+                                      elem_id="lora_train_start")
                     stop = gr.Button("Interrupt (save what is trained)", variant="stop", elem_id="lora_train_stop")
-                    resume = gr.Button("Resume", elem_id="lora_train_resume")
+                    resume = gr.Button("Resume", interactive=worker_ready, elem_id="lora_train_resume")
                 action_note = gr.HTML(start_note, elem_id="lora_train_action_note")
                 progress = gr.HTML("", elem_id="lora_train_progress")
                 job_note = gr.HTML("", elem_id="lora_train_job_note")
@@ -198,6 +201,8 @@ class TabView:
             test_stop.click(_guarded(ctl.stop_test, 1, 0), outputs=[test_note])
             compat.every(tab, MODEL_CHECK_SECONDS, _guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
                          outputs=[model_note, base_model, seen_model])
+            compat.every(tab, MODEL_CHECK_SECONDS, _guarded(self.worker_state, 3, 0), inputs=[],
+                         outputs=[worker_note, start, resume])
             compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
                          outputs=[progress, chart, job_note, samples, log, result, tag, view])
         return tab
@@ -255,6 +260,10 @@ class TabView:
 
     def tag_for(self, weight: float) -> str:
         return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
+
+    def worker_state(self):
+        note, ready = self.ctl.worker_status()
+        return note, gr.update(interactive=ready), gr.update(interactive=ready)
 
     def follow_name(self, name: str, path: str, auto: str):
         """The config file path follows the LoRA name, unless the user typed another path."""
