@@ -1,8 +1,8 @@
 """One training job: lock the devices it trains on and run the trainer for the config's task.
 
-The lock is taken before the trainer's (slow) imports, so a second job on the same device is refused at once. Running out
-of GPU memory before the first step (moving the model, caching latents) gets the same advice as in
-the loop, which names its step.
+The lock is taken before the trainer's (slow) imports, so a second job on the same device is refused at
+once. Running out of GPU memory before the first step (moving the model, caching latents) gets the same
+advice as in the loop, which names its step.
 """
 
 from __future__ import annotations

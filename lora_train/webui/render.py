@@ -111,11 +111,12 @@ def loss_chart(points: list[tuple[int, float]]) -> str:
     x_ticks = "".join(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{bottom}" y2="{bottom + 3}"/>'
                       f'<text x="{x(v):.1f}" y="{bottom + 14}" text-anchor="middle">{v:g}</text>'
                       for v in _ticks(first, last) if v == int(v))
+    middle = CHART_PAD + height / 2
     axes = (f'<g class="lora-train-axes"><line x1="{left}" x2="{left}" y1="{CHART_PAD}" y2="{bottom}"/>'
             f'<line x1="{left}" x2="{CHART_WIDTH - CHART_RIGHT}" y1="{bottom}" y2="{bottom}"/>{y_ticks}{x_ticks}'
             f'<text class="lora-train-axis-label" x="{left + width / 2:.1f}" y="{CHART_HEIGHT - 2}" '
-            f'text-anchor="middle">step</text><text class="lora-train-axis-label" x="10" y="{CHART_PAD + height / 2:.1f}" '
-            f'text-anchor="middle" transform="rotate(-90 10 {CHART_PAD + height / 2:.1f})">loss</text></g>')
+            f'text-anchor="middle">step</text><text class="lora-train-axis-label" x="10" y="{middle:.1f}" '
+            f'text-anchor="middle" transform="rotate(-90 10 {middle:.1f})">loss</text></g>')
     trend = smoothed(losses)
     return (f'<div class="lora-train-chart"><svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
             f'aria-label="training loss over steps">{axes}{line(losses, "lora-train-loss-raw")}'

@@ -269,8 +269,9 @@ def start_setup(env: WorkerEnv | None = None) -> str | None:
     """Start setting up the worker venv in a background process, unless it is current or already under way;
     returns what to tell the user (None: nothing to do). Its output goes to `env.log_file`, not to the caller,
     so a WebUI that waits for install.py's output goes on at once."""
-    if os.environ.get("LORA_TRAIN_PYTHON"):
-        return f"lora_train: the worker runs with LORA_TRAIN_PYTHON={os.environ['LORA_TRAIN_PYTHON']}; nothing to install."
+    override = os.environ.get("LORA_TRAIN_PYTHON")
+    if override:
+        return f"lora_train: the worker runs with LORA_TRAIN_PYTHON={override}; nothing to install."
     env = env or WorkerEnv.default()
     if setting_up(env):
         return f"lora_train: the worker environment is being set up in the background (log: {env.log_file})."
