@@ -128,7 +128,8 @@ def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace
 
     fill(page, "lora_train_epochs", 1)  # the same name again: a run of its own, named like its file
     page.click("#lora_train_start")
-    started = wait_for(lambda: messages(page, "lora_train_action_note"), "the second start", 30, page)
+    started = wait_for(lambda: "browser_lora_v2" in messages(page, "lora_train_action_note") and
+                       messages(page, "lora_train_action_note"), "the second start", 30, page)
     assert f"Started training browser_lora_v2 on tiny-sd1.safetensors; files go to " \
         f"{workspace / 'runs' / 'browser_lora_v2'}" in started
     wait_for(lambda: "browser_lora_v2.safetensors" in text(page, "lora_train_result"), "the second LoRA", page=page)
