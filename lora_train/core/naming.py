@@ -84,3 +84,9 @@ def free_run_name(lora_folder: str | Path, work_folder: str | Path, name: str) -
     `work_folder` uses: a new run saves under it and keeps its job files in `work_folder/<it>`."""
     return next(candidate for candidate in versions(check_output_name(name))
                 if not _lora_taken(Path(lora_folder), candidate) and not (Path(work_folder) / candidate).exists())
+
+
+def free_folder_path(folder: str | Path, name: str) -> Path:
+    """The first unused `name`, `name_v2`, ... in the folder, for savers that write a folder (PEFT adapters)."""
+    folder = Path(folder)
+    return folder / next(c for c in versions(check_output_name(name)) if not (folder / c).exists())
