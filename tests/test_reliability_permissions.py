@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_train.core.atomic import replace_file, write_new_file
+from lora_train.core.atomic import replace_file, write_new_file, write_new_folder
 from train_support import train
 
 
@@ -32,6 +32,9 @@ def test_atomic_writes_get_the_mode_open_gives(tmp_path, umask, mask):
     new = write_new_file(tmp_path / "new.safetensors", lambda temporary: temporary.write_bytes(b"x"))
     replace_file(tmp_path / "cache.bin", b"x")
     assert mode(new) == mode(tmp_path / "cache.bin") == mode(plain) == 0o666 & ~mask
+    (tmp_path / "plain").mkdir()
+    adapter = write_new_folder(tmp_path / "adapter", lambda folder: (folder / "adapter_config.json").write_text("{}"))
+    assert mode(adapter) == mode(tmp_path / "plain") == 0o777 & ~mask  # a PEFT adapter folder
 
 
 @pytest.mark.slow

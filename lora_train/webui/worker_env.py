@@ -344,8 +344,11 @@ def resolve_worker_python(setting: str = "", fallback: str | None = None) -> str
         return str(env.python)
     if fallback:
         return fallback
-    reason = env.last_error() or ("install.py has not set it up yet: restart the WebUI (its console shows the "
-                                  "progress), or set LORA_TRAIN_PYTHON to a Python with the trainer's packages")
+    state = setup_state(env)
+    reason = state.text if state.failed else (
+        f"it is being set up in the background (first launch; about a minute; now: {state.text}). The Train LoRA tab "
+        "shows the progress and enables Start when it is ready; or set LORA_TRAIN_PYTHON to a Python with the "
+        "trainer's packages")
     raise WorkerEnvError(f"The training environment is not ready: {reason}")
 
 
