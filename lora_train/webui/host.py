@@ -57,6 +57,12 @@ class Host(Protocol):
 
     def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int): ...
 
+    def render_progress(self) -> tuple[int, int] | None:
+        """(step, steps) of the render under way, when the host knows."""
+
+    def stop_render(self) -> None:
+        """Interrupt the render under way."""
+
 
 @dataclass
 class StandaloneHost:
@@ -104,3 +110,9 @@ class StandaloneHost:
 
     def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int):
         raise NotImplementedError("the standalone server has no image generator")
+
+    def render_progress(self) -> tuple[int, int] | None:
+        return None
+
+    def stop_render(self) -> None:
+        return None

@@ -38,6 +38,7 @@ class JobState:
 
     name: str
     workspace: Path
+    settings: dict[str, Any] = field(default_factory=dict)  # the job's config values that differ from the defaults
     number: int = 0  # the how-manieth job of this process: tells a new job from an old one
     status: str = "starting"  # starting | running | done | interrupted | failed
     step: int = 0
@@ -157,7 +158,7 @@ class JobRunner:
                                         encoding="utf-8")
             spec.stop_file.unlink(missing_ok=True)
             self._count += 1
-            self._state = JobState(spec.name, spec.workspace, self._count)
+            self._state = JobState(spec.name, spec.workspace, dict(spec.config), self._count)
             self._process = None
             self._stop_file = spec.stop_file
             self._thread = threading.Thread(target=self._run, args=(spec, hooks, self._state), daemon=True,

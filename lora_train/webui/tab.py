@@ -23,11 +23,13 @@ from .host import Host
 from .presets import CHOICES as PRESET_CHOICES
 from .runner import JobRunner, JobState
 from .stack_section import build_stack_section
+from .try_lora import DEFAULT_STEPS
 
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
 RUNNER = JobRunner()
 TICK_SECONDS = 1.0
 MODEL_CHECK_SECONDS = 2.0
+TEST_PROGRESS_SECONDS = 0.5
 LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
 
 
@@ -101,17 +103,19 @@ class TabView:
                                     self.widgets[spec.name] = field_widget(spec, values[spec.name])
                 with gr.Row():
                     config_path = gr.Textbox(label="Config file (YAML, the same the CLI runs)",
-                                             elem_id="lora_train_config_path",
-                                             value=str(host.settings().work_dir / "my_lora.yaml"))
+                                             elem_id="lora_train_config_path", value=ctl.config_path("my_lora"))
                     save = gr.Button("Save config", elem_id="lora_train_save_config")
                     load = gr.Button("Load config", elem_id="lora_train_load_config")
                 config_text = gr.Textbox(label="Saved config", lines=6, interactive=False,
                                          elem_id="lora_train_config_text")
             with gr.Accordion("4. Train", open=True, elem_id="lora_train_run_section"):
+                worker_note, worker_ready = ctl.worker_status()
+                worker_note = gr.HTML(worker_note, elem_id="lora_train_worker_note")
                 with gr.Row():
-                    start = gr.Button("Start training", variant="primary", elem_id="lora_train_start")
+                    start = gr.Button("Start training", variant="primary", interactive=worker_ready,
+                                      elem_id="lora_train_start")
                     stop = gr.Button("Interrupt (save what is trained)", variant="stop", elem_id="lora_train_stop")
-                    resume = gr.Button("Resume", elem_id="lora_train_resume")
+                    resume = gr.Button("Resume", interactive=worker_ready, elem_id="lora_train_resume")
                 action_note = gr.HTML(start_note, elem_id="lora_train_action_note")
                 progress = gr.HTML("", elem_id="lora_train_progress")
                 job_note = gr.HTML("", elem_id="lora_train_job_note")
@@ -133,11 +137,18 @@ class TabView:
                     test_prompt = gr.Textbox(label="Test prompt (default: the trigger word)",
                                              elem_id="lora_train_test_prompt")
                     test_seed = gr.Number(value=1234, precision=0, label="Seed", elem_id="lora_train_test_seed")
+                    test_steps = gr.Number(value=DEFAULT_STEPS, precision=0, label="Steps",
+                                           elem_id="lora_train_test_steps")
+                    test_size = gr.Number(value=0, precision=0, label="Size (px; 0: the training resolution)",
+                                          elem_id="lora_train_test_size")
                     test = gr.Button("Test now: without / with the LoRA", elem_id="lora_train_test")
+                    test_stop = gr.Button("Stop test", elem_id="lora_train_test_stop")
+                test_note = gr.HTML("", visible=host.can_render, elem_id="lora_train_test_note")
                 test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
                                          visible=host.can_render, elem_id="lora_train_test_images")
-            build_stack_section(ctl, base_model, _guarded)
+            build_stack_section(ctl, base_model, guarded)
             view = gr.State(None)
+            auto_config_path = gr.State(ctl.config_path("my_lora"))  # the path as the name gave it, until edited
             seen_model = gr.State({"loaded": ctl.loaded_title(), "followed": default_model})
 
             managed = [base_model, vae, data_dir, trigger, name]
@@ -157,10 +168,15 @@ class TabView:
             stop.click(guarded(ctl.interrupt, 1, 0), outputs=[action_note])
             weight.change(guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
             insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
-            test.click(guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
-                       outputs=[test_images, action_note])
+            name.change(guarded(self.follow_name, 2, 0), inputs=[name, config_path, auto_config_path],
+                        outputs=[config_path, auto_config_path])
+            test.click(self.test_now, inputs=[test_prompt, test_seed, weight, test_steps, test_size],
+                       outputs=[test_images, test_note])
+            test_stop.click(guarded(ctl.stop_test, 1, 0), outputs=[test_note])
             compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
                          outputs=[model_note, base_model, seen_model])
+            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.worker_state, 3, 0), inputs=[],
+                         outputs=[worker_note, start, resume])
             compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[view, weight],
                          outputs=[progress, chart, job_note, samples, log, result, tag, view])
             captions.wire(tab, data_dir, trigger)
@@ -220,8 +236,27 @@ class TabView:
     def tag_for(self, weight: float) -> str:
         return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
 
-    def test_now(self, prompt: str, seed: Any, weight: float):
-        return self.ctl.test_now(prompt, seed, weight), render.message("Rendered with the same seed.", "success")
+    def worker_state(self):
+        note, ready = self.ctl.worker_status()
+        return note, gr.update(interactive=ready), gr.update(interactive=ready)
+
+    def follow_name(self, name: str, path: str, auto: str):
+        """The config file path follows the LoRA name, unless the user typed another path."""
+        if path not in ("", auto):
+            return gr.update(), auto
+        new = self.ctl.config_path(name)
+        return new, new
+
+    def test_now(self, prompt: str, seed: Any, weight: float, steps: Any, size: Any):
+        """Streams the render's progress into the note, then the two images (a generator: gradio shows each)."""
+        try:
+            trial = self.ctl.test_now(prompt, seed, weight, steps, size)
+        except Exception as exc:
+            yield gr.update(), render.message(render.problem(exc), "error")
+            return
+        while not trial.wait(TEST_PROGRESS_SECONDS):
+            yield gr.update(), trial.progress()
+        yield trial.images, trial.outcome()
 
     def tick(self, view: dict | None, weight: float):
         state: JobState | None = self.ctl.runner.snapshot()

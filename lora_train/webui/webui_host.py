@@ -98,6 +98,14 @@ def _forge_call(main_thread: Any, fn: Callable[[], Any]) -> Any:
     return outcome.get("result")
 
 
+def _device_type(model: Any) -> str | None:
+    """Where the WebUI's model is: `cuda`, `cpu`, ... from the model (A1111) or the WebUI's device (Forge);
+    None when neither says."""
+    device = getattr(model, "device", None) or getattr(sys.modules.get("modules.devices"), "device", None)
+    kind = getattr(device, "type", None)
+    return str(kind) if kind else None
+
+
 class WebUIHost:
     name = "WebUI"
     can_render = True
@@ -174,8 +182,12 @@ class WebUIHost:
         model = getattr(sd_models.model_data, "sd_model", None)
         if getattr(model, "sd_checkpoint_info", None) is None:  # none, or Forge's placeholder before the first load
             return None
+        device = _device_type(model)
+        if device == "cpu":  # a CPU-only WebUI (--use-cpu all): there is no VRAM to free
+            return None
         _on_main_thread(lambda: sd_models.unload_model_weights())
-        return "The WebUI's model was moved out of VRAM for training; it comes back when the job ends."
+        return ("The WebUI's model was moved out of VRAM for training; it comes back when the job ends." if device
+                else None)
 
     def restore_model(self) -> str | None:
         from modules import sd_models
@@ -209,3 +221,14 @@ class WebUIHost:
                 shared.state.end()
 
         return _on_main_thread(generate)
+
+    def render_progress(self) -> tuple[int, int] | None:
+        from modules import shared
+
+        state = shared.state
+        return (state.sampling_step, state.sampling_steps) if getattr(state, "sampling_steps", 0) else None
+
+    def stop_render(self) -> None:
+        from modules import shared
+
+        shared.state.interrupt()

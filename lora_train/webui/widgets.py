@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import traceback
 from typing import Any, Callable
 
 import gradio as gr
 
-from ..core.errors import UserError
 from . import form, render
 
 
@@ -19,11 +17,8 @@ def guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
     def handler(*args):
         try:
             return fn(*args)
-        except UserError as exc:
-            text = str(exc)
-        except Exception as exc:  # a bug: one line here, the traceback in the console
-            traceback.print_exc()
-            text = f"Unexpected problem ({type(exc).__name__}: {exc}). The details were printed to the console."
+        except Exception as exc:
+            text = render.problem(exc)
         if outputs == 1:
             return render.message(text, "error")
         result: list[Any] = [gr.update() for _ in range(outputs)]
