@@ -27,7 +27,7 @@ from .checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkp
                          restore_rng, save_checkpoint, trainable_state)
 from ..core.events import Fanout, LogFileSink, make_event
 from .faults import check_finite_loss, out_of_memory_message
-from .image_data import build_image_data, cache_latents, cache_text_outputs
+from .image_data import build_image_data, cache_latents, cache_text_outputs, text_cache_applies
 from .lora_setup import attach_lora
 from .meter import StepMeter
 from .noise import training_scheduler
@@ -79,7 +79,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     warn = lambda text: say(text, "warning")  # noqa: E731
     if config.cache_latents and (cached := cache_latents(config, data, base, device, output_dir, warn)):
         say(cached)
-    if config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk:
+    if text_cache_applies(config):
         say(cache_text_outputs(config, data, base, device, output_dir, warn))
 
     lora = attach_lora(config, base, say)
@@ -123,7 +123,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
                             f"{lora.module_count} LoRA modules", path=str(output_dir)))
 
     def sample(label: str) -> list:
-        if not main:
+        if not main or not config.sample_steps:  # sample_steps: 0 turns samples off
             return []
         prompts = sample_prompts(config.sample_prompts, config.trigger_word, data.index.records[0].caption)
         images = render(base, prompts, negative_prompt=config.sample_negative_prompt, seed=config.sample_seed,
