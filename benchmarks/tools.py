@@ -94,7 +94,7 @@ def kohya(label: str, work: Workload, s: Settings, out: Path) -> Run | None:
             "--network_train_unet_only", "--optimizer_type", "AdamW8bit" if s.optimizer == "adamw8bit" else "AdamW",
             "--mixed_precision", s.precision, "--save_precision", "fp16", "--output_dir", str(out),
             "--output_name", "kohya", "--seed", str(s.seed), "--max_data_loader_n_workers", "0", "--sdpa",
-            "--cache_latents", "--logging_dir", str(out / "logs")]
+            "--cache_latents", "--logging_dir", str(out / "logs"), "--tokenizer_cache_dir", str(work.tokenizers)]
     if work.arch == "sdxl":
         argv.append("--cache_text_encoder_outputs")
     if s.low_vram:  # our low_vram preset, in kohya's words

@@ -30,6 +30,7 @@ class Workload:
     images: Path  # images + .txt captions (ours)
     imagefolder: Path  # images + metadata.jsonl (diffusers)
     kohya: Path  # parent of a `1_subject` folder (kohya)
+    tokenizers: Path  # the model's tokenizers under the hub names kohya looks for (--tokenizer_cache_dir)
     resolution: int
 
 
@@ -64,8 +65,20 @@ def write_images(folder: Path, count: int, resolution: int, seed: int = 0) -> li
     return files
 
 
+KOHYA_TOKENIZERS = {"tokenizer": "openai_clip-vit-large-patch14", "tokenizer_2": "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"}
+
+
+def kohya_tokenizers(tiny_model: Path, out: Path) -> Path:
+    """kohya loads the CLIP tokenizers by hub name; offline it reads them from --tokenizer_cache_dir."""
+    for folder, name in KOHYA_TOKENIZERS.items():
+        if (tiny_model / folder).exists() and not (out / name).exists():
+            shutil.copytree(tiny_model / folder, out / name)
+    return out
+
+
 def build_workload(out: Path, arch: str, resolution: int, images: int = 8, real_size: bool = False) -> Workload:
-    model = build_model(out / "models", arch, real_size)
+    tiny = build_model(out / "models", arch, real_size=False)  # its tokenizers serve the real-size model too
+    model = build_model(out / "models", arch, real_size) if real_size else tiny
     data = out / f"data-{resolution}"
     if data.exists():
         shutil.rmtree(data)
@@ -79,4 +92,5 @@ def build_workload(out: Path, arch: str, resolution: int, images: int = 8, real_
         for name, caption in files:
             shutil.copy(ours / name, imagefolder / name)
             meta.write(json.dumps({"file_name": name, "text": caption}) + "\n")
-    return Workload(arch, model, ours, imagefolder, kohya.parent, resolution)
+    return Workload(arch, model, ours, imagefolder, kohya.parent, kohya_tokenizers(tiny, out / "tokenizers"),
+                    resolution)
