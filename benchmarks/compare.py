@@ -2,6 +2,7 @@
 
     make bench                                   # = python benchmarks/compare.py
     LORA_BENCH_DIFFUSERS=~/diffusers LORA_BENCH_KOHYA=~/sd-scripts python benchmarks/compare.py
+    LORA_BENCH_BASELINE=~/lora_train-main python benchmarks/compare.py   # also this project's older checkout
     python benchmarks/compare.py --gpu           # SD1.5 (512 px) and SDXL (1024 px), real shapes, random weights
 
 Every tool trains the same model on the same images with the same settings; the runs are
@@ -51,6 +52,9 @@ def cpu_sections(work: Path, steps: int, repeats: int, missing: list[str]) -> li
     s = Settings(steps=steps)
     runs = [ours("ours, defaults", load, s, work / "out"),
             ours("ours, caches off", load, s, work / "out", cache_latents=False, cache_text_encoder_outputs=False)]
+    baseline = os.environ.get("LORA_BENCH_BASELINE")
+    if baseline:  # its config may not know sample_steps: 0; a 1-step preview comes after the first step
+        runs.append(ours("baseline, defaults", load, s, work / "out", Path(baseline), sample_steps=1))
     reference = diffusers_example("diffusers example", load, s, work / "out")
     runs += [reference] if reference else []
     print(f"CPU, tiny SD1, 64 px, batch {s.batch_size}, rank {s.rank}, fp32, {s.optimizer}, {steps} steps, "
@@ -61,6 +65,11 @@ def cpu_sections(work: Path, steps: int, repeats: int, missing: list[str]) -> li
                 note="latent + text-encoder caches (defaults), no preview (sample_steps: 0)"),
             Row("ours, caches off", result["ours, caches off"], s.batch_size, ratio_to=ref,
                 note="VAE and text encoder run every step, as in the reference")]
+    if baseline:
+        rows.append(Row("baseline, defaults", result["baseline, defaults"], s.batch_size, ratio_to=ref,
+                        note=f"LORA_BENCH_BASELINE={baseline}, its defaults, a 1-step preview"))
+        rows[0].note += "; start to 1st step / baseline: " + _ratio(result["ours, defaults"].first_step_s,
+                                                                     result["baseline, defaults"].first_step_s)
     if reference:
         rows.append(Row("diffusers example", result["diffusers example"], s.batch_size,
                         note="train_text_to_image_lora.py"))
@@ -135,6 +144,10 @@ def gpu_sections(work: Path, steps: int, repeats: int, missing: list[str]) -> li
         sections.append(Section(f"GPU: {arch} at {resolution} px", rows, notes + [f"{n} not run: {w}"
                                                                                    for n, w in missing]))
     return sections
+
+
+def _ratio(ours_value: float, other: float) -> str:
+    return f"{ours_value / other:.2f}" if other == other and other else "-"
 
 
 def _forward_flops(arch: str, resolution: int, batch: int) -> float:

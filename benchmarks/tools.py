@@ -5,6 +5,7 @@ run from checkouts named by environment variables, never copied here:
 
     LORA_BENCH_DIFFUSERS   a huggingface/diffusers checkout (examples/text_to_image/...)
     LORA_BENCH_KOHYA       a kohya-ss/sd-scripts checkout
+    LORA_BENCH_BASELINE    another checkout of this project (e.g. the last release) run beside this one
     LORA_BENCH_DIFFUSERS_PYTHONPATH / LORA_BENCH_KOHYA_PYTHONPATH
                            folders put in front of PYTHONPATH for that tool only (the extra
                            packages it needs: `datasets` and torchvision for diffusers' example;
@@ -48,8 +49,9 @@ class Run:
     cwd: Path = ROOT
 
 
-def ours(label: str, work: Workload, s: Settings, out: Path, **overrides) -> Run:
-    """Ours through the CLI; `overrides` are config keys (e.g. cache_latents=False)."""
+def ours(label: str, work: Workload, s: Settings, out: Path, root: Path = ROOT, **overrides) -> Run:
+    """Ours through the CLI, from the checkout `root` (another one: a baseline); `overrides` are config keys
+    (e.g. cache_latents=False)."""
     values = {"base_model": str(work.model), "train_data_dir": str(work.images), "output_dir": str(out),
               "resolution": work.resolution, "batch_size": s.batch_size, "lora_rank": s.rank, "lora_alpha": s.rank,
               "train_text_encoder": False, "optimizer": s.optimizer, "learning_rate": s.learning_rate,
@@ -60,7 +62,7 @@ def ours(label: str, work: Workload, s: Settings, out: Path, **overrides) -> Run
     argv = ["-m", "lora_train", "train"] + (["--preset", "low_vram"] if s.low_vram else [])
     for key, value in {**values, **overrides}.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
-    return Run(label, "ours", argv, {"LORA_TRAIN_LOCK_DIR": str(out.parent)})
+    return Run(label, "ours", argv, {"LORA_TRAIN_LOCK_DIR": str(out.parent), "PYTHONPATH": str(root)})
 
 
 def diffusers_example(label: str, work: Workload, s: Settings, out: Path) -> Run | None:
@@ -110,8 +112,7 @@ def command(run: Run, record: Path) -> list[str]:
 
 def environment(run: Run) -> dict[str, str]:
     env = {**os.environ, **run.env}
-    extra = [run.env.get("PYTHONPATH")] if "PYTHONPATH" in run.env else []
-    paths = extra + ([str(ROOT)] if run.tool == "ours" else []) + [os.environ.get("PYTHONPATH", "")]
+    paths = [run.env.get("PYTHONPATH", ""), os.environ.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env
 

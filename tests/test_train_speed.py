@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lora_train.models.lean_import import import_optional, without_optional_packages
+from lora_train.train.compile import CompiledWithFallback
 from lora_train.train.optim import ParamGroup, build_optimizer
 from train_support import DATASET, FAST, train
 
@@ -102,3 +103,29 @@ def test_a_run_without_the_8bit_optimizer_never_imports_bitsandbytes(tiny_sd1_fi
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "LORA_TRAIN_LOCK_DIR": str(tmp_path)})
     assert "bitsandbytes imported: False" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_unet_that_cannot_compile_trains_eagerly_and_says_why(monkeypatch):
+    def broken_compile(module):
+        def compiled(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found\nlong details")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    warnings: list[str] = []
+    layer = torch.nn.Linear(3, 2)
+    runner = CompiledWithFallback(layer, warnings.append)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(runner(x), layer(x))
+    torch.testing.assert_close(runner(x), layer(x))
+    assert len(warnings) == 1 and "no C++ compiler found" in warnings[0] and "continues without it" in warnings[0]
+
+
+@pytest.mark.slow
+def test_compiled_unet_gives_the_eager_loss_curve(tiny_sd1_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("LORA_TRAIN_LOCK_DIR", str(tmp_path))
+    settings = dict(FAST, max_train_steps=3, train_text_encoder=False, sample_steps=0)
+    _, eager = train(tiny_sd1_file, tmp_path / "eager", **settings)
+    _, compiled = train(tiny_sd1_file, tmp_path / "compiled", **settings, compile_unet=True)
+    assert not [e for e in compiled if e["type"] == "log" and "compile_unet" in e.get("message", "")]  # it compiled
+    assert losses(compiled) == pytest.approx(losses(eager), rel=1e-4, abs=1e-6)

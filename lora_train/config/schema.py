@@ -136,6 +136,9 @@ class TrainConfig:
                                choices=("auto", "no", "fp16", "bf16"))
     gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass: much less memory, about "
                                        "20-30% slower.", "Memory and speed")
+    compile_unet: bool = opt(False, "Compile the UNet with torch.compile: faster steps on GPUs after a slow first "
+                             "step (and one per new bucket size); where it cannot compile, training continues "
+                             "without it and says why.", "Memory and speed")
     cache_latents: bool = opt(True, "Encode every image with the VAE once, before training (no random crop or flip "
                               "then).", "Memory and speed")
     cache_latents_to_disk: bool = opt(False, "Keep the latent cache on disk beside the images, reused by later runs.",

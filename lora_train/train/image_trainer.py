@@ -26,6 +26,7 @@ from ..models.load import load_base_model
 from .checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                          restore_rng, save_checkpoint, trainable_state)
 from ..core.events import Fanout, LogFileSink, make_event
+from .compile import CompiledWithFallback
 from .faults import check_finite_loss, out_of_memory_message
 from .image_data import build_image_data, cache_latents, cache_text_outputs, text_cache_applies
 from .lora_setup import attach_lora
@@ -116,6 +117,8 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         say(f"Resumed from {path} at step {progress.step}")
 
     runner = StepRunner(config, base, scheduler, precision, device, wrapped, accelerator)
+    if config.compile_unet and "unet" in wrapped:
+        runner.unet = CompiledWithFallback(runner.unet, warn)
     writer = LoraWriter(config, base, lora.spec, data.index, lora_dir, time.time())
     meter = StepMeter(total_steps, progress.step)
     emit(make_event("start", step=progress.step, total=total_steps, epoch=progress.epoch + 1, epochs=epochs,
