@@ -38,7 +38,7 @@ from .precision import resolve_precision
 from .reporting import Reporter, peak_vram_mb
 from .sampling import render, sample_prompts
 from .saving import LoraWriter, save_sizes
-from .step import StepRunner, enable_gradient_checkpointing
+from .step import StepRunner, enable_gradient_checkpointing, use_channels_last
 from .stop import StopRequest
 
 
@@ -77,6 +77,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     for module in [base.unet, *base.text_encoders]:
         module.to(device, precision.weight_dtype)
     base.vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
+    use_channels_last([base.unet, base.vae], device)
     warn = lambda text: say(text, "warning")  # noqa: E731
     if config.cache_latents and (cached := cache_latents(config, data, base, device, output_dir, warn)):
         say(cached)
