@@ -113,31 +113,32 @@ def scaling_section(work: Path, steps: int, repeats: int) -> Section:
                     "its own cores (or GPU)."])
 
 
-def gpu_sections(work: Path, steps: int, repeats: int, missing: list[str]) -> list[Section]:
+def gpu_sections(work: Path, steps: int, repeats: int, missing: list[str], archs: list[str],
+                 precisions: list[str]) -> list[Section]:
     """SD1.5 at 512 px and SDXL at 1024 px, real shapes with random weights: ours next to kohya."""
     sections = []
-    for arch, resolution in (("sd1", 512), ("sdxl", 1024)):
+    for arch in archs:
+        resolution = {"sd1": 512, "sdxl": 1024}[arch]
         load = build_workload(work, arch, resolution, images=8, real_size=True)
         rows: list[Row] = []
-        for precision in ("bf16", "fp16"):
+        for precision in precisions:
             for low_vram in (False, True):
                 for batch in ((1,) if low_vram else (1, 4)):
+                    # low_vram as in the SDXL target: text encoders trained too
                     s = Settings(steps=steps, batch_size=batch, precision=precision, attention_only=False,
-                                 low_vram=low_vram)
-                    tag = f"{precision} batch {batch}{' low_vram' if low_vram else ''}"
+                                 low_vram=low_vram, train_text_encoder=low_vram)
+                    tag = f"{precision} batch {batch}{' low_vram + text encoders' if low_vram else ''}"
                     runs = [ours(f"ours {tag}", load, s, work / "out")]
-                    if low_vram:  # the preset's SDXL case trains the text encoders too
-                        runs[0] = ours(f"ours {tag}", load, s, work / "out", train_text_encoder=True,
-                                       cache_text_encoder_outputs=False)
                     kohya_run = kohya(f"kohya {tag}", load, s, work / "out")
                     runs += [kohya_run] if kohya_run else []
                     print(f"GPU {arch} {resolution} px, {tag}")
                     result = run_interleaved(runs, work, repeats)
-                    flops = 3 * _forward_flops(arch, resolution, batch)
-                    rows.append(Row(f"ours {tag}", result[f"ours {tag}"], batch, flops,
+                    accumulation = 2 if low_vram else 1
+                    flops = 3 * accumulation * _forward_flops(arch, resolution, batch)
+                    rows.append(Row(f"ours {tag}", result[f"ours {tag}"], batch * accumulation, flops,
                                     f"kohya {tag}" if kohya_run else None))
                     if kohya_run:
-                        rows.append(Row(f"kohya {tag}", result[f"kohya {tag}"], batch, flops))
+                        rows.append(Row(f"kohya {tag}", result[f"kohya {tag}"], batch * accumulation, flops))
         notes = ["Every transformer Linear of the UNet (kohya's networks.lora targets), rank 4 (low_vram: the "
                  "preset's rank 16, batch 1 x 2 accumulated, gradient checkpointing), latent cache, SDPA, "
                  "random weights of the public model's shapes. MFU = 3 x UNet forward FLOPs / step time / peak."]
@@ -161,6 +162,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gpu", action="store_true", help="the GPU matrix (SD1.5 512 px, SDXL 1024 px) instead")
+    parser.add_argument("--archs", nargs="+", choices=("sd1", "sdxl"), default=["sd1", "sdxl"], help="--gpu models")
+    parser.add_argument("--precisions", nargs="+", choices=("bf16", "fp16"), default=["bf16", "fp16"],
+                        help="--gpu precisions")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2-process measurement")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, for MFU (known GPUs: built in)")
     parser.add_argument("--threads", type=int, help="torch threads for every run (OMP_NUM_THREADS; default: all "
@@ -182,7 +186,7 @@ def main() -> int:
         name = gpu_name() or ""
         peak = args.peak_tflops * 1e12 if args.peak_tflops else next(
             (flops for key, flops in PEAK_FLOPS.items() if key in name), None)
-        sections = gpu_sections(work, args.steps, args.repeats, missing)
+        sections = gpu_sections(work, args.steps, args.repeats, missing, args.archs, args.precisions)
     else:
         peak, sections = None, cpu_sections(work, args.steps, args.repeats, missing)
     if not args.no_scaling:

@@ -36,7 +36,8 @@ class Settings:
     optimizer: str = "adamw8bit"  # adamw8bit | adamw
     precision: str = "no"  # no | fp16 | bf16
     attention_only: bool = True  # diffusers' example adapts to_q/k/v/out only; kohya adapts every transformer Linear
-    low_vram: bool = False
+    low_vram: bool = False  # our low_vram preset (batch 1 x 2 accumulated, checkpointing, rank 16) on both sides
+    train_text_encoder: bool = False
     seed: int = 42
 
 
@@ -54,11 +55,15 @@ def ours(label: str, work: Workload, s: Settings, out: Path, root: Path = ROOT, 
     (e.g. cache_latents=False)."""
     values = {"base_model": str(work.model), "train_data_dir": str(work.images), "output_dir": str(out),
               "resolution": work.resolution, "batch_size": s.batch_size, "lora_rank": s.rank, "lora_alpha": s.rank,
-              "train_text_encoder": False, "optimizer": s.optimizer, "learning_rate": s.learning_rate,
+              "train_text_encoder": s.train_text_encoder, "optimizer": s.optimizer, "learning_rate": s.learning_rate,
               "scheduler": "constant", "max_train_steps": s.steps, "mixed_precision": s.precision,
               "enable_bucket": False, "seed": s.seed, "sample_steps": 0, "log_with": "tensorboard"}
     if s.attention_only:
         values["unet_targets"] = ["attention"]
+    if s.low_vram:  # the preset's own batch, rank and alpha
+        values = {k: v for k, v in values.items() if k not in ("batch_size", "lora_rank", "lora_alpha")}
+    if s.train_text_encoder:
+        values["cache_text_encoder_outputs"] = False
     argv = ["-m", "lora_train", "train"] + (["--preset", "low_vram"] if s.low_vram else [])
     for key, value in {**values, **overrides}.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
@@ -93,12 +98,14 @@ def kohya(label: str, work: Workload, s: Settings, out: Path) -> Run | None:
             "--train_batch_size", str(s.batch_size), "--max_train_steps", str(s.steps),
             "--learning_rate", str(s.learning_rate), "--unet_lr", str(s.learning_rate), "--lr_scheduler", "constant",
             "--network_module", "networks.lora", "--network_dim", str(s.rank), "--network_alpha", str(s.rank),
-            "--network_train_unet_only", "--optimizer_type", "AdamW8bit" if s.optimizer == "adamw8bit" else "AdamW",
+            "--optimizer_type", "AdamW8bit" if s.optimizer == "adamw8bit" else "AdamW",
             "--mixed_precision", s.precision, "--save_precision", "fp16", "--output_dir", str(out),
             "--output_name", "kohya", "--seed", str(s.seed), "--max_data_loader_n_workers", "0", "--sdpa",
             "--cache_latents", "--logging_dir", str(out / "logs"), "--tokenizer_cache_dir", str(work.tokenizers)]
-    if work.arch == "sdxl":
-        argv.append("--cache_text_encoder_outputs")
+    if s.train_text_encoder:
+        argv += ["--text_encoder_lr", "5e-5"]  # our default text_encoder_lr
+    else:
+        argv += ["--network_train_unet_only"] + (["--cache_text_encoder_outputs"] if work.arch == "sdxl" else [])
     if s.low_vram:  # our low_vram preset, in kohya's words
         argv = _replace(argv, "--train_batch_size", "1") + ["--gradient_accumulation_steps", "2",
                                                             "--gradient_checkpointing", "--network_dim", "16",
