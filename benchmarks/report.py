@@ -35,7 +35,9 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     text = f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-    return f"{text}; GPU: {gpu_name() or 'none'}"
+    load = f"; load average at the end {os.getloadavg()[0]:.1f} (other work on the machine makes figures noisy)" \
+        if hasattr(os, "getloadavg") else ""
+    return f"{text}; GPU: {gpu_name() or 'none'}{load}"
 
 
 def gpu_name() -> str | None:
