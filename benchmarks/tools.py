@@ -22,6 +22,9 @@ from pathlib import Path
 
 from workload import ROOT, Workload
 
+sys.path.insert(0, str(ROOT))
+from lora_train.config.presets import PRESETS  # noqa: E402  (torch-free)
+
 PROBE = ROOT / "benchmarks" / "probe.py"
 
 
@@ -60,11 +63,12 @@ def ours(label: str, work: Workload, s: Settings, out: Path, root: Path = ROOT, 
               "enable_bucket": False, "seed": s.seed, "sample_steps": 0, "log_with": "tensorboard"}
     if s.attention_only:
         values["unet_targets"] = ["attention"]
-    if s.low_vram:  # the preset's own batch, rank and alpha
-        values = {k: v for k, v in values.items() if k not in ("batch_size", "lora_rank", "lora_alpha")}
-    if s.train_text_encoder:
-        values["cache_text_encoder_outputs"] = False
-    argv = ["-m", "lora_train", "train"] + (["--preset", "low_vram"] if s.low_vram else [])
+    if s.low_vram:  # the preset, with its own batch, rank and alpha
+        values = {**{k: v for k, v in values.items() if k not in ("batch_size", "lora_rank", "lora_alpha")},
+                  **{k: v for k, v in PRESETS["low_vram"].items() if k != "mixed_precision"}}
+    if s.train_text_encoder:  # after the preset, which freezes them
+        values.update(train_text_encoder=True, cache_text_encoder_outputs=False)
+    argv = ["-m", "lora_train", "train"]
     for key, value in {**values, **overrides}.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     return Run(label, "ours", argv, {"LORA_TRAIN_LOCK_DIR": str(out.parent), "PYTHONPATH": str(root)})
