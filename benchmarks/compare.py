@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import Measurement, measure, median  # noqa: E402
-from report import Row, Section, gpu_name, page  # noqa: E402
+from report import Row, Section, gpu_name, gpu_names, page  # noqa: E402
 from tools import Run, Settings, diffusers_example, kohya, ours  # noqa: E402
 from workload import ROOT, build_workload  # noqa: E402
 
@@ -189,7 +189,9 @@ def main() -> int:
         sections = gpu_sections(work, args.steps, args.repeats, missing, args.archs, args.precisions)
     else:
         peak, sections = None, cpu_sections(work, args.steps, args.repeats, missing)
-    if not args.no_scaling:
+    if args.gpu and len(gpu_names()) < 2:
+        print("2-process scaling skipped: it needs 2 GPUs in --gpu mode (on CPU it uses gloo)")
+    elif not args.no_scaling:
         sections.append(scaling_section(work, args.steps, args.repeats))
     how = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
     text = page("Benchmark: ours next to the reference trainers", how.strip(), sections, references, peak)

@@ -40,13 +40,18 @@ def machine() -> str:
     return f"{text}; GPU: {gpu_name() or 'none'}{load}"
 
 
-def gpu_name() -> str | None:
+def gpu_names() -> list[str]:
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+        return []
+    return out.stdout.strip().splitlines() if out.returncode == 0 else []
+
+
+def gpu_name() -> str | None:
+    names = gpu_names()
+    return f"{len(names)} x {names[0]}" if len(names) > 1 else (names[0] if names else None)
 
 
 def versions(references: dict[str, str]) -> str:
