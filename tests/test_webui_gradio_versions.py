@@ -72,7 +72,8 @@ def _check(report: dict) -> None:
         for elem_id in ("lora_train_base_model", "lora_train_data_dir", "lora_train_start", "lora_train_stop",
                         "lora_train_resume", "lora_train_progress", "lora_train_chart", "lora_train_samples",
                         "lora_train_log", "lora_train_result", "lora_train_insert", "lora_train_test",
-                        "lora_train_lora_rank", "lora_train_optimizer", "lora_train_sample_prompts"):
+                        "lora_train_lora_rank", "lora_train_optimizer", "lora_train_sample_prompts",
+                        "lora_train_caption_run", "lora_train_caption_gallery", "lora_train_caption_restore"):
             assert elem_id in ids, f"{elem_id} missing under gradio {report['version']}"
     for llm_ids in (standalone["llm_ids"], webui["llm_ids"]):
         for elem_id in ("lora_train_llm_base_model", "lora_train_llm_data", "lora_train_llm_preview_button",

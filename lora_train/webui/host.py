@@ -26,6 +26,7 @@ class TabSettings:
     defaults_file: str = ""  # a YAML config whose values fill the form at start
     worker_python: str = ""  # empty: the worker venv (WebUI) or this interpreter (standalone)
     dataset_roots: list[str] = field(default_factory=list)
+    captioners_dir: Path | None = None  # captioning models (hub downloads); None: <lora_dir>/../lora_train/captioners
 
 
 class Host(Protocol):

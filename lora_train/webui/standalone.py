@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="samples, logs and checkpoints of each job (default: <lora-dir>/../lora_train_runs)")
     parser.add_argument("--dataset-root", action="append", default=[], type=Path,
                         help="a folder the tab may read datasets from when confined (repeatable)")
+    parser.add_argument("--captioners-dir", type=Path, default=None,
+                        help="captioning models and hub downloads (default: <lora-dir>/../lora_train/captioners)")
     parser.add_argument("--python", default=None, help="interpreter that runs training (default: this one)")
     parser.add_argument("--preset", choices=PRESET_CHOICES, default=DEFAULT_PRESET, help="preset the tab starts with")
     parser.add_argument("--defaults-file", default="", help="a YAML config whose values fill the tab at start")
@@ -41,8 +43,9 @@ def make_host(args: argparse.Namespace) -> StandaloneHost:
     lora_dir = args.lora_dir.resolve()
     work_dir = (args.work_dir or lora_dir.parent / "lora_train_runs").resolve()
     settings = TabSettings(lora_dir, work_dir, args.preset, args.defaults_file, args.python or "",
-                           [str(root) for root in args.dataset_root])
-    roots = [root for root in (args.models_dir, lora_dir, work_dir, *args.dataset_root) if root]
+                           [str(root) for root in args.dataset_root],
+                           args.captioners_dir.resolve() if args.captioners_dir else None)
+    roots = [root for root in (args.models_dir, lora_dir, work_dir, args.captioners_dir, *args.dataset_root) if root]
     policy = PathPolicy(args.host not in LOOPBACK_HOSTS, roots, "Start the server with --dataset-root FOLDER.")
     return StandaloneHost(args.models_dir.resolve() if args.models_dir else None, settings, policy)
 
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import compat
     from .llm_tab import build_llm_tab
+    from .caption_section import RUNNER as CAPTION_RUNNER
     from .tab import RUNNER, build_tab
 
     args = build_parser().parse_args(argv)
@@ -71,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if RUNNER.busy():
-            print(RUNNER.stop(), flush=True)
-            RUNNER.wait(120)
+        for runner in (RUNNER, CAPTION_RUNNER):
+            if runner.busy():
+                print(runner.stop(), flush=True)
+                runner.wait(120)
     return 0

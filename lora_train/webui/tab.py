@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..core.errors import UserError
 from . import compat, form, render
+from .caption_section import CaptionSection
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .presets import CHOICES as PRESET_CHOICES
@@ -108,6 +109,8 @@ class TabView:
                     data_dir = gr.Textbox(label="Dataset folder", elem_id="lora_train_data_dir",
                                           placeholder="a folder of images with same-name .txt captions")
                     scan = gr.Button("Check dataset", elem_id="lora_train_scan")
+                captions = CaptionSection(ctl)
+                captions.build()
                 dataset_note = gr.HTML("", elem_id="lora_train_dataset_note")
                 gallery = gr.Gallery(label="Images and captions", columns=6, height=260, object_fit="contain",
                                      elem_id="lora_train_dataset_gallery")
@@ -193,6 +196,7 @@ class TabView:
                          outputs=[model_note, base_model, seen_model])
             compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
                          outputs=[progress, chart, job_note, samples, log, result, tag, view])
+            captions.wire(tab, data_dir, trigger)
         return tab
 
     # --- handlers ---------------------------------------------------------------------------

@@ -48,6 +48,8 @@ SETTINGS = (
     Setting("lora_train_dataset_roots", "", "Dataset roots",
             "folders (one per line) the tab may read when the WebUI is reachable from the network without "
             "a password"),
+    Setting("lora_train_captioners_dir", "", "Captioning models folder",
+            "captioning models, and where hub models are downloaded; empty: models/lora_train/captioners"),
 )
 
 
@@ -111,7 +113,9 @@ class WebUIHost:
         work_dir = self._opt("lora_train_work_dir") or os.path.join(paths_internal.default_output_dir, "lora_train")
         return TabSettings(Path(lora_dir), Path(work_dir), self._opt("lora_train_preset") or DEFAULT_PRESET,
                            self._opt("lora_train_defaults_file"), self._opt("lora_train_worker_python"),
-                           split_roots(self._opt("lora_train_dataset_roots")))
+                           split_roots(self._opt("lora_train_dataset_roots")),
+                           Path(self._opt("lora_train_captioners_dir") or
+                                os.path.join(paths_internal.models_path, "lora_train", "captioners")))
 
     def path_policy(self) -> PathPolicy:
         from modules import paths_internal, shared

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.errors import UserError
+from ..core.packages import installed
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 STAMP_FORMAT = 1
@@ -173,6 +174,9 @@ def _create(env: WorkerEnv, log: Callable[[str], None]) -> None:
     _pip(env.python, ["-r", str(requirements), "-c", str(constraints)], log)
     if no_deps:
         _pip(env.python, ["--no-deps", *no_deps, "-c", str(constraints)], log)
+    if installed("onnxruntime-gpu"):  # the CPU package would hide the host's GPU one from the WD tagger
+        log("lora_train: the WebUI has onnxruntime-gpu; removing the worker's CPU onnxruntime so the tagger uses it")
+        subprocess.run([str(env.python), "-m", "pip", "uninstall", "-y", "-q", "onnxruntime"], capture_output=True)
 
 
 def ensure_worker_env(env: WorkerEnv | None = None, log: Callable[[str], None] = print) -> Path:

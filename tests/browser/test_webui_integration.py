@@ -121,3 +121,33 @@ def test_tab_trains_on_the_loaded_checkpoint_and_the_lora_works_in_txt2img(webui
     assert (sidecar["sd version"], sidecar["activation text"], sidecar["preferred weight"]) == ("SD1", "zq", 0.8)
     assert "webui_lora" in [lora["name"] for lora in _api(f"{url}/sdapi/v1/loras")]
     assert _render(url, "zq", forge) != _render(url, "zq <lora:webui_lora:1>", forge)
+
+
+def test_caption_section_captions_a_folder_in_the_worker(webui, browser, tmp_path):
+    """The Caption section inside the WebUI: the tiny tagger runs in the worker, the captions land beside the images
+    and the gallery lists them (written for A1111 1.10's gradio 3 and Forge's gradio 4)."""
+    from lora_train.fixtures.captioners import build_tagger, image_folder
+
+    url, _, _ = webui
+    folder = image_folder(tmp_path / "to_caption")
+    tagger = build_tagger(tmp_path / "tiny-tagger")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.locator(".tab-nav button", has_text="Train LoRA").first.click()
+        page.wait_for_selector("#lora_train_caption_run", timeout=60_000)
+        for elem_id, value in (("lora_train_data_dir", folder), ("lora_train_trigger_word", "zq"),
+                               ("lora_train_caption_model", tagger)):
+            box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+            box.fill(str(value))
+            box.press("Enter")
+            box.press("Tab")
+        page.click("#lora_train_caption_run")
+        page.wait_for_selector("#lora_train_caption_progress [data-status='done']", state="attached",
+                               timeout=300_000)
+        page.wait_for_function("document.querySelectorAll('#lora_train_caption_gallery img').length >= 3",
+                               timeout=60_000)
+    finally:
+        page.close()
+    assert (folder / "red.txt").read_text().strip() == "zq, red background, ^_^"
+    assert (folder / "green.txt").read_text().strip() == "zq, hatsune miku, ^_^"
