@@ -146,6 +146,8 @@ def test_channels_last_changes_no_result():
     with torch.no_grad():
         plain = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample
         use_channels_last([unet], torch.device("cpu"))
+        assert not unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)  # not on CPU
+        unet.to(memory_format=torch.channels_last)  # what it does on CUDA
         nhwc = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample
     assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-5)
