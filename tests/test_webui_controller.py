@@ -121,7 +121,7 @@ def test_presets_replace_each_other_and_follow_the_model_type(setup):
     low = preset_form_values("Low VRAM", "SD1")
     assert low["cache_text_encoder_outputs"] is True and low["batch_size"] == 1
     character = controller.preset("Character", "sd1.safetensors")
-    assert character["cache_text_encoder_outputs"] is False and character["train_text_encoder"] is True
+    assert character["gradient_checkpointing"] is False and character["train_text_encoder"] is True
     assert character["batch_size"] == 2 and character["resolution"] == 512
     assert controller.preset("Style", "xl.safetensors")["resolution"] == 1024
 

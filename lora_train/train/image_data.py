@@ -2,7 +2,7 @@
 
 Caches are filled here, before the loop, with the encoders on the training device: VAE
 latents (`cache_latents`, on disk with `cache_latents_to_disk`) and text-encoder outputs
-(`cache_text_encoder_outputs`). Cache entries are keyed by the image's bytes or the caption,
+(`cache_text_encoder_outputs`, where the outputs cannot change: see `text_cache_applies`). Cache entries are keyed by the image's bytes or the caption,
 the settings, and the base model file's identity, so a changed input is encoded again.
 """
 
@@ -96,6 +96,13 @@ def cache_latents(config: TrainConfig, data: ImageData, base: BaseModel, device:
     identity = model_identity(base, "vae", config.vae, vae.config.scaling_factor, vae.dtype)
     data.dataset.cache_latents(encode, identity, cache, config.batch_size)
     return _report("Latents", cache)
+
+
+def text_cache_applies(config: TrainConfig) -> bool:
+    """Text-encoder outputs are cached (the default) only where they cannot change during training: the
+    text encoder is frozen and every caption is fixed (no shuffle, no dropout)."""
+    wanted = config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk
+    return wanted and not config.train_text_encoder and not config.shuffle_caption and not config.caption_dropout_rate
 
 
 def cache_text_outputs(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,

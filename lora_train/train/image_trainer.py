@@ -26,8 +26,9 @@ from ..models.load import load_base_model
 from .checkpoint import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                          restore_rng, save_checkpoint, trainable_state)
 from ..core.events import Fanout, LogFileSink, make_event
+from .compile import CompiledWithFallback
 from .faults import check_finite_loss, out_of_memory_message
-from .image_data import build_image_data, cache_latents, cache_text_outputs
+from .image_data import build_image_data, cache_latents, cache_text_outputs, text_cache_applies
 from .lora_setup import attach_lora
 from .meter import StepMeter
 from .noise import training_scheduler
@@ -37,7 +38,7 @@ from .precision import resolve_precision
 from .reporting import Reporter, peak_vram_mb
 from .sampling import render, sample_prompts
 from .saving import LoraWriter, save_sizes
-from .step import StepRunner, enable_gradient_checkpointing
+from .step import StepRunner, enable_gradient_checkpointing, use_channels_last
 from .stop import StopRequest
 
 
@@ -76,10 +77,11 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
     for module in [base.unet, *base.text_encoders]:
         module.to(device, precision.weight_dtype)
     base.vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
+    use_channels_last([base.unet, base.vae], device)
     warn = lambda text: say(text, "warning")  # noqa: E731
     if config.cache_latents and (cached := cache_latents(config, data, base, device, output_dir, warn)):
         say(cached)
-    if config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk:
+    if text_cache_applies(config):
         say(cache_text_outputs(config, data, base, device, output_dir, warn))
 
     lora = attach_lora(config, base, say)
@@ -116,6 +118,8 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
         say(f"Resumed from {path} at step {progress.step}")
 
     runner = StepRunner(config, base, scheduler, precision, device, wrapped, accelerator)
+    if config.compile_unet and "unet" in wrapped:
+        runner.unet = CompiledWithFallback(runner.unet, warn)
     writer = LoraWriter(config, base, lora.spec, data.index, lora_dir, time.time())
     meter = StepMeter(total_steps, progress.step)
     emit(make_event("start", step=progress.step, total=total_steps, epoch=progress.epoch + 1, epochs=epochs,
@@ -123,7 +127,7 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
                             f"{lora.module_count} LoRA modules", path=str(output_dir)))
 
     def sample(label: str) -> list:
-        if not main:
+        if not main or not config.sample_steps:  # sample_steps: 0 turns samples off
             return []
         prompts = sample_prompts(config.sample_prompts, config.trigger_word, data.index.records[0].caption)
         images = render(base, prompts, negative_prompt=config.sample_negative_prompt, seed=config.sample_seed,

@@ -34,10 +34,13 @@ def run_job(config: TrainConfig | TextConfig, emit: Fanout, stop: StopRequest) -
                 return train_text_lora(config, emit, stop)
             except torch.cuda.OutOfMemoryError:
                 raise out_of_memory_advice(config) from None
-        from .image_trainer import train_image_lora
+        from ..models.lean_import import without_optional_packages
 
         try:
-            return train_image_lora(config, emit, stop)
+            with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it: seconds saved
+                from .image_trainer import train_image_lora
+
+                return train_image_lora(config, emit, stop)
         except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
             raise out_of_memory_message(None, config.resolution, config.batch_size) from None
 
