@@ -32,22 +32,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.skipif(not WEBU
                                                    "AUTOMATIC1111 or Forge checkout to run the WebUI integration test")]
 COMMON_FLAGS = ["--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--api",
                 "--no-download-sd-model", "--skip-version-check"]
-RESOLUTION = 64
-# The tab's "Default settings file": small, quick runs that still change the model.
-TAB_DEFAULTS = f"""\
-resolution: {RESOLUTION}
-enable_bucket: false
-epochs: 1
-batch_size: 4
-lora_rank: 4
-lora_alpha: 4
-optimizer: adamw
-scheduler: constant
-learning_rate: 1.0e-3
-mixed_precision: "no"
-log_with: none
-sample_steps: 2
-"""
+RESOLUTION = 64  # the resolution of the small-run defaults (conftest.py)
+# Added to the tab's small-run defaults file: one epoch of two steps on the 8 images.
+RUN_SIZE = "epochs: 1\nbatch_size: 4\n"
 LORA_TABS = ("txt2img", "img2img")
 JOB_TIMEOUT = 900
 
@@ -97,7 +84,7 @@ class WebUI:
 
 
 @pytest.fixture(scope="module")
-def webui(tmp_path_factory, tiny_checkpoints, free_port, running_server):
+def webui(tmp_path_factory, tiny_checkpoints, small_run_defaults, free_port, running_server):
     root = tmp_path_factory.mktemp("webui")
     checkout = Path(WEBUI_DIR).resolve()
     forge = _is_forge(checkout)
@@ -107,7 +94,7 @@ def webui(tmp_path_factory, tiny_checkpoints, free_port, running_server):
     models = root / "Stable-diffusion"
     models.mkdir()
     checkpoint = _checkpoint(forge, models, tiny_checkpoints)
-    (root / "tab-defaults.yaml").write_text(TAB_DEFAULTS)
+    (root / "tab-defaults.yaml").write_text(small_run_defaults + RUN_SIZE)
     (root / "config.json").write_text(json.dumps({"lora_train_defaults_file": str(root / "tab-defaults.yaml")}))
     env = dict(os.environ, LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_LOCK_DIR=str(root), HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1")
