@@ -151,10 +151,21 @@ def _wait_for_cards(page, name: str) -> None:
         page.wait_for_selector(f"#{tab}_lora_cards .card[data-name='{name}']", state="attached", timeout=30_000)
 
 
-def _test_image_sizes(page) -> list[tuple[int, int]]:
-    return page.eval_on_selector_all("#lora_train_test_images img",
-                                     "images => images.filter(i => i.complete && i.naturalWidth)"
-                                     ".map(i => [i.naturalWidth, i.naturalHeight])")
+def _test_renders(page) -> list[list[int]]:
+    """Press Test now and wait for its two images; their sizes in pixels."""
+    page.click("#lora_train_test")
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        sizes = page.eval_on_selector_all("#lora_train_test_images img",
+                                          "images => images.filter(i => i.complete && i.naturalWidth)"
+                                          ".map(i => [i.naturalWidth, i.naturalHeight])")
+        note = page.inner_text("#lora_train_test_note")
+        assert not page.locator("#lora_train_test_note .lora-train-error").count(), note
+        if len(sizes) >= 2:
+            return sizes
+        time.sleep(1)
+    pytest.fail(f"no test renders within {JOB_TIMEOUT} s: {note}; gallery: "
+                f"{page.inner_html('#lora_train_test_images')[:2000]}")
 
 
 def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui, browser, training_images):
@@ -179,12 +190,7 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
     try:
         _wait_for_result(page, "webui_lora")
         _wait_for_cards(page, "webui_lora")  # a freshly loaded page after the job
-        page.click("#lora_train_test")  # Test now: at the training resolution, with and without the LoRA
-        page.wait_for_function("document.querySelectorAll('#lora_train_test_images img').length >= 2",
-                               timeout=JOB_TIMEOUT * 1000)
-        page.wait_for_function("[...document.querySelectorAll('#lora_train_test_images img')]"
-                               ".every(i => i.complete && i.naturalWidth)", timeout=30_000)
-        assert _test_image_sizes(page) == [[RESOLUTION, RESOLUTION]] * 2
+        assert _test_renders(page) == [[RESOLUTION, RESOLUTION]] * 2  # at the training resolution
         page.click("#lora_train_insert")  # gradio 4 runs the event's JavaScript after the click returns
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value"
                                ".includes('<lora:webui_lora:0.8>')", timeout=10_000)
