@@ -97,11 +97,12 @@ def webui(tmp_path_factory, tiny_checkpoints, small_run_defaults, free_port, run
     (root / "tab-defaults.yaml").write_text(small_run_defaults + RUN_SIZE)
     (root / "config.json").write_text(json.dumps({"lora_train_defaults_file": str(root / "tab-defaults.yaml")}))
     env = dict(os.environ, LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_LOCK_DIR=str(root), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1")
+               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     command = [python, "launch.py", *COMMON_FLAGS, *_cpu_flags(checkout), "--port", str(free_port),
                "--data-dir", str(root), "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")]
     url = f"http://127.0.0.1:{free_port}"
-    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600):
+    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600,
+                        ready_line="Startup time:"):
         yield WebUI(url, root, forge, checkpoint)
 
 
