@@ -134,12 +134,23 @@ def _open_tab(browser, webui: WebUI):
     return page
 
 
+def _start_training(page, training_images: Path) -> None:
+    """Fill the form (the rest comes from the tab's defaults file) and press Start."""
+    for elem_id, value in (("lora_train_data_dir", training_images), ("lora_train_trigger_word", "zq"),
+                           ("lora_train_output_name", "webui_lora")):
+        box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+        box.fill(str(value))
+        box.press("Tab")
+    page.click("#lora_train_start")
+    page.wait_for_function("document.querySelector('#lora_train_action_note').innerText.includes('Started')")
+
+
 def _wait_for_result(page, name: str) -> None:
     """Until the tab shows `name` saved; fails at once on a job error."""
     deadline = time.monotonic() + JOB_TIMEOUT
     while time.monotonic() < deadline:
-        assert not page.locator("#lora_train_job_note .lora-train-error").count(), page.inner_text(
-            "#lora_train_job_note")
+        for note in ("#lora_train_job_note", "#lora_train_action_note"):
+            assert not page.locator(f"{note} .lora-train-error").count(), page.inner_text(note)
         if page.locator(f"#lora_train_result [data-lora-name='{name}']").count():
             return
         time.sleep(1)
@@ -174,13 +185,7 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
     assert "SD1" in page.inner_text("#lora_train_model_note")
     assert webui.checkpoint in page.locator("#lora_train_base_model input").input_value()
     assert page.locator("#lora_train_resolution input").input_value() == str(RESOLUTION)  # the settings file
-    for elem_id, value in (("lora_train_data_dir", training_images), ("lora_train_trigger_word", "zq"),
-                           ("lora_train_output_name", "webui_lora")):
-        box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
-        box.fill(str(value))
-        box.press("Tab")
-    page.click("#lora_train_start")
-    page.wait_for_function("document.querySelector('#lora_train_action_note').innerText.includes('Started')")
+    _start_training(page, training_images)
     page.close()  # the job goes on; the Lora pages this WebUI built for the first page do not know the LoRA
 
     lora = webui.root / "Lora" / "webui_lora.safetensors"
@@ -196,14 +201,14 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value"
                                ".includes('<lora:webui_lora:0.8>')", timeout=10_000)
         page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # Insert went to txt2img
-        page.click("#lora_train_start")  # the same name again, the page open this time
+        _start_training(page, training_images)  # the same name again, the page open this time
         _wait_for_result(page, "webui_lora_v2")
         _wait_for_cards(page, "webui_lora_v2")
     finally:
         page.close()
     sidecar = json.loads(lora.with_suffix(".json").read_text())  # what the Lora card shows
     assert (sidecar["sd version"], sidecar["activation text"], sidecar["preferred weight"]) == ("SD1", "zq", 0.8)
-    assert {"webui_lora", "webui_lora_v2"} <= {lora["name"] for lora in _api(f"{webui.url}/sdapi/v1/loras")}
+    assert {"webui_lora", "webui_lora_v2"} <= {item["name"] for item in _api(f"{webui.url}/sdapi/v1/loras")}
     plain, _ = _txt2img(webui.url, "zq")
     with_lora, infotext = _txt2img(webui.url, "zq <lora:webui_lora:1>")
     assert plain != with_lora
