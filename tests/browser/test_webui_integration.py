@@ -37,6 +37,7 @@ RESOLUTION = 64  # the resolution of the small-run defaults (conftest.py)
 RUN_SIZE = "epochs: 1\nbatch_size: 4\n"
 LORA_TABS = ("txt2img", "img2img")
 JOB_TIMEOUT = 900
+PAGE_TIMEOUT_MS = 180_000
 
 
 def _is_forge(checkout: Path) -> bool:
@@ -124,9 +125,10 @@ def _txt2img(url: str, prompt: str) -> tuple[bytes, str]:
 def _open_tab(browser, webui: WebUI):
     """A freshly loaded page on the Train LoRA tab, once the tab shows the WebUI's checkpoint."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(webui.url)
-    page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # gradio 3 tab buttons have no role
-    page.wait_for_selector("#lora_train_start", timeout=60_000)
+    page.goto(webui.url, timeout=PAGE_TIMEOUT_MS)
+    # gradio 3 tab buttons have no role; Forge's page can take a minute to answer on a busy CPU
+    page.locator(".tab-nav button", has_text="Train LoRA").first.click(timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector("#lora_train_start", timeout=PAGE_TIMEOUT_MS)
     # the WebUI loads its checkpoint after the UI is up; the tab follows within seconds
     stem = Path(webui.checkpoint).stem
     page.wait_for_function(f"document.querySelector('#lora_train_model_note').innerText.includes('{stem}')",
