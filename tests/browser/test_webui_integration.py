@@ -166,7 +166,11 @@ def _wait_for_cards(page, name: str) -> None:
 
 
 def _test_renders(page) -> list[list[int]]:
-    """Press Test now and wait for its two images; their sizes in pixels."""
+    """Press Test now (2 steps: a real-size model takes 20 s a step on a busy CPU) and wait for its two images;
+    their sizes in pixels."""
+    steps = page.locator("#lora_train_test_steps input").first
+    steps.fill("2")
+    steps.press("Tab")
     page.click("#lora_train_test")
     deadline = time.monotonic() + JOB_TIMEOUT
     while time.monotonic() < deadline:
