@@ -25,7 +25,8 @@ function loraTrainShowSavedCards() {
         if (app.querySelector("#" + tab + "_lora_cards .card[data-name=\"" + CSS.escape(name) + "\"]")) return;
         const refresh = app.querySelector("#" + tab + "_lora_extra_refresh_internal");
         const done = loraTrainRefreshes.get(tab + "/" + name) || {tries: 0, at: 0};
-        if (!refresh || done.tries >= LORA_TRAIN_REFRESH_TRIES || Date.now() - done.at < LORA_TRAIN_REFRESH_GAP_MS) return;
+        const waiting = Date.now() - done.at < LORA_TRAIN_REFRESH_GAP_MS;
+        if (!refresh || done.tries >= LORA_TRAIN_REFRESH_TRIES || waiting) return;
         loraTrainRefreshes.set(tab + "/" + name, {tries: done.tries + 1, at: Date.now()});
         refresh.dispatchEvent(new Event("click"));
     });
@@ -44,4 +45,6 @@ function loraTrainInsertTag(tag) {
 }
 
 const LORA_TRAIN_CHECK_MS = 2000;
-if (typeof onUiLoaded === "function") onUiLoaded(function () { setInterval(loraTrainShowSavedCards, LORA_TRAIN_CHECK_MS); });
+if (typeof onUiLoaded === "function") {
+    onUiLoaded(function () { setInterval(loraTrainShowSavedCards, LORA_TRAIN_CHECK_MS); });
+}

@@ -77,5 +77,6 @@ def result(lora_path: str, files: list[tuple[str, bool]], tag: str, interrupted:
     rows = "".join(f'<li data-present="{str(present).lower()}">{"✓" if present else "✗"} {html.escape(name)}</li>'
                    for name, present in files)
     name = html.escape(Path(lora_path).stem)  # the Lora card's data-name; javascript/ shows the card by it
-    return (f'<div class="lora-train-result" data-lora-name="{name}"><b>{title}:</b> <code>{html.escape(lora_path)}</code>'
+    return (f'<div class="lora-train-result" data-lora-name="{name}"><b>{title}:</b> '
+            f'<code>{html.escape(lora_path)}</code>'
             f'<ul>{rows}</ul>Use it in a prompt with <code>{html.escape(tag)}</code></div>')
