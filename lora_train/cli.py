@@ -14,13 +14,12 @@ import traceback
 from pathlib import Path
 
 from .core.errors import UserError
+from .text.cli import add_llm_parser, run_llm
 
 NOT_BUILT = {
     "caption": "Batch captioning (BLIP / WD14 tagger / CoCa, `--input DIR --output DIR/metadata.csv`) is not built "
                "yet; it comes with the captioning issue. Until then write .txt captions beside the images or a "
                "metadata.csv (filename,prompt).",
-    "llm": "Text (LLM) LoRA training is not built yet; it comes with the LLM LoRA issue (task_type: "
-           "text-generation).",
     "merge": "Merging LoRAs into each other or into a checkpoint is not built yet; it comes with the LoRA tools "
              "issue.",
     "resize": "Resizing a LoRA to a lower rank is not built yet; it comes with the LoRA tools issue.",
@@ -29,8 +28,12 @@ NOT_BUILT = {
 
 def _add_train(sub) -> None:
     parser = sub.add_parser("train", help="train a LoRA from a YAML config",
-                            description="Train a LoRA. Every config key is described in docs/config.md "
-                                        "(or `python -m lora_train config`).")
+                            description="Train a LoRA (task_type image or text-generation). Every config key is "
+                                        "described in docs/config.md (or `python -m lora_train config`).")
+    _add_job_arguments(parser)
+
+
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="the YAML config file (keys: see docs/config.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set lora_rank=8 (repeatable)")
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the WebUI (A1111 / Forge), ComfyUI and diffusers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
+    add_llm_parser(sub, _add_job_arguments)
     config = sub.add_parser("config", help="print the reference of every config key")
     config.add_argument("--markdown", action="store_true", help="print docs/config.md exactly")
     inspect = sub.add_parser("inspect", help="show what is inside a LoRA file (architecture, rank, metadata)")
@@ -84,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in ("train", "demo"):
+    if args.command in ("train", "demo", "llm"):
         quiet_libraries()
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "llm":
+            return run_llm(args, _train)
         if args.command == "config":
             return _config(args)
         if args.command == "inspect":
@@ -137,7 +143,7 @@ def _event_sink(args):
     return sink
 
 
-def _train(args) -> int:
+def _train(args, forced: dict | None = None) -> int:
     from .config import load_config, parse_overrides
     from .core.events import make_event
     from .train.job import run_job
@@ -152,7 +158,7 @@ def _train(args) -> int:
     stop = StopRequest(args.stop_file)
     stop.install_signal_handlers()
     try:
-        config = load_config(args.config, parse_overrides(args.overrides))
+        config = load_config(args.config, {**parse_overrides(args.overrides), **(forced or {})})
         run_job(config, emit, stop)
     except UserError as exc:
         emit(make_event("error", message=str(exc)))

@@ -1,4 +1,4 @@
-"""The WebUI's entry point for lora_train: registers the "Train LoRA" tab and its settings section.
+"""The WebUI's entry point for lora_train: registers the "Train LoRA" and "LLM LoRA" tabs and the settings.
 
 A1111 / Forge load every file in an extension's scripts/ folder; the module's name is global
 there, so it is not `lora`, `network` or `networks` (the built-in Lora extension's). Only the
@@ -15,12 +15,14 @@ if EXTENSION_ROOT not in sys.path:
 
 from modules import script_callbacks  # noqa: E402
 
-from lora_train.webui.tab import build_tab  # noqa: E402
+from lora_train.webui.llm_tab import build_llm_tab  # noqa: E402
+from lora_train.webui.tab import RUNNER, build_tab  # noqa: E402
 from lora_train.webui.webui_host import WebUIHost, register_settings  # noqa: E402
 
 
 def on_ui_tabs():
-    return [(build_tab(WebUIHost()), "Train LoRA", "lora_train")]
+    host = WebUIHost()
+    return [(build_tab(host), "Train LoRA", "lora_train"), (build_llm_tab(host, RUNNER), "LLM LoRA", "lora_train_llm")]
 
 
 script_callbacks.on_ui_tabs(on_ui_tabs)

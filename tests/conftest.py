@@ -73,3 +73,21 @@ def copy_tiny_checkpoint(tmp_path, tiny_checkpoints):
         return target
 
     return copy
+
+
+# --- tiny causal language models (lora_train.fixtures.tiny_llm), built once per test session ------
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """`tiny_llm(arch="llama", chat_template=None)` -> folder of a tiny saved model (llama | gpt_neox | gpt2) with
+    a tokenizer trained locally on the seed alpaca rows (tokenizer.json, no pad token). Read-only."""
+    from text_support import build
+
+    folder, built = tmp_path_factory.mktemp("tiny-llms"), {}
+
+    def get(arch="llama", chat_template=None):
+        key = (arch, chat_template)
+        if key not in built:
+            built[key] = build(folder / f"{arch}-{len(built)}", arch, chat_template)
+        return built[key]
+
+    return get

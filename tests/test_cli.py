@@ -36,8 +36,7 @@ def test_help_lists_every_subcommand():
     assert "--config" in cli("train", "--help").stdout
 
 
-@pytest.mark.parametrize("command, words", [("caption", "captioning issue"), ("llm", "LLM LoRA issue"),
-                                            ("merge", "LoRA tools issue"), ("resize", "LoRA tools issue")])
+@pytest.mark.parametrize("command, words", [("caption", "captioning issue"), ("merge", "LoRA tools issue"), ("resize", "LoRA tools issue")])
 def test_unbuilt_commands_say_which_issue_brings_them(command, words):
     result = cli(command, "--input", "x")
     assert result.returncode == 2 and "not built yet" in result.stderr and words in result.stderr

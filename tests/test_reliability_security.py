@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from lora_train.config import load_config
-from lora_train.config.schema import TrainConfig
+from lora_train.text.schema import TextConfig
 from lora_train.core.errors import UserError
 from lora_train.core.naming import free_lora_path
 from lora_train.export.read import read_lora_file
@@ -106,10 +106,10 @@ def test_a_pickle_with_code_is_refused_by_every_loader_and_its_code_never_runs(l
     assert isinstance(error.value, UserError), f"not a clear message: {error.value!r}"
 
 
-def test_trust_remote_code_is_off_unless_turned_on(tiny_sd1_file, tmp_path):
-    assert TrainConfig().trust_remote_code is False
-    assert load_config(overrides={"base_model": str(tiny_sd1_file), "train_data_dir": str(tmp_path)}) \
-        .trust_remote_code is False
+def test_trust_remote_code_is_off_unless_turned_on(tmp_path):
+    assert TextConfig().trust_remote_code is False
+    assert load_config(overrides={"task_type": "text-generation", "base_model": "some/model",
+                                  "train_data_dir": str(tmp_path)}).trust_remote_code is False
     forced = [where for where, call in _nodes(ast.Call) if _is_true(call, "trust_remote_code")]
     assert not forced, f"trust_remote_code=True hard-coded at {forced}"
 

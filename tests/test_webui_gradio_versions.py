@@ -28,6 +28,8 @@ PROBE = textwrap.dedent('''
     import gradio as gr
     from lora_train.webui.host import StandaloneHost, TabSettings
     from lora_train.webui.paths import PathPolicy
+    from lora_train.webui.llm_tab import build_llm_tab
+    from lora_train.webui.runner import JobRunner
     from lora_train.webui.tab import build_tab
 
     class WebUILike(StandaloneHost):
@@ -45,6 +47,10 @@ PROBE = textwrap.dedent('''
             "events": len(blocks.fns),
             "config_components": len(config["components"]),
         }
+        llm = build_llm_tab(host, JobRunner())
+        llm.get_config_file()
+        report[host_class.__name__]["llm_ids"] = sorted(b.elem_id for b in llm.blocks.values()
+                                                        if getattr(b, "elem_id", None))
     report["heavy_imports"] = sorted({name.split(".")[0] for name in sys.modules} & {
         "torch", "diffusers", "transformers", "accelerate", "peft", "safetensors", "bitsandbytes"})
     print(json.dumps(report))
@@ -68,6 +74,11 @@ def _check(report: dict) -> None:
                         "lora_train_log", "lora_train_result", "lora_train_insert", "lora_train_test",
                         "lora_train_lora_rank", "lora_train_optimizer", "lora_train_sample_prompts"):
             assert elem_id in ids, f"{elem_id} missing under gradio {report['version']}"
+    for llm_ids in (standalone["llm_ids"], webui["llm_ids"]):
+        for elem_id in ("lora_train_llm_base_model", "lora_train_llm_data", "lora_train_llm_preview_button",
+                        "lora_train_llm_start", "lora_train_llm_interrupt", "lora_train_llm_chart",
+                        "lora_train_llm_test", "lora_train_llm_answer_base", "lora_train_llm_answer_adapter"):
+            assert elem_id in llm_ids, f"{elem_id} missing under gradio {report['version']}"
     assert webui["events"] == standalone["events"] >= 12
     assert webui["config_components"] >= 100
 

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -62,29 +62,36 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None,
-                check_paths: bool = True) -> TrainConfig:
-    """Build a validated TrainConfig from a YAML file (optional) and overrides (win over the file)."""
+                check_paths: bool = True) -> Any:
+    """Build a validated config from a YAML file (optional) and overrides (win over the file): a TrainConfig,
+    or a TextConfig when task_type is text-generation."""
     values = read_yaml(path) if path is not None else {}
     values.update(overrides or {})
     source = str(path) if path is not None else "the settings"
+    if values.get("task_type") == "text-generation":
+        from ..text.schema import TextConfig, check_text_config
+
+        return build_config(values, source, check_paths, TextConfig, check_text_config)
     return build_config(values, source, check_paths)
 
 
-def build_config(values: dict[str, Any], source: str = "the settings", check_paths: bool = True) -> TrainConfig:
-    """Validate a plain mapping of config keys into a TrainConfig."""
-    known = {f.name: f for f in fields(TrainConfig)}
+def build_config(values: dict[str, Any], source: str = "the settings", check_paths: bool = True,
+                 schema: type = TrainConfig, check: Callable[[Any], None] | None = None) -> Any:
+    """Validate a plain mapping of config keys into `schema` (default TrainConfig, checked by its own rules)."""
+    known = {f.name: f for f in fields(schema)}
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
             hint = f" Did you mean '{close[0]}'?" if close else " See docs/config.md for every key."
-            raise UserError(f"Unknown key '{key}' in {source}.{hint}")
-    hints = typing.get_type_hints(TrainConfig)
+            kind = " (a text-generation config)" if schema is not TrainConfig else ""
+            raise UserError(f"Unknown key '{key}' in {source}{kind}.{hint}")
+    hints = typing.get_type_hints(schema)
     kwargs = {}
     for name, spec in known.items():
         if name in values:
             kwargs[name] = _check_value(name, values[name], hints[name], spec.metadata, check_paths)
-    config = TrainConfig(**kwargs)
-    _check_combinations(config)
+    config = schema(**kwargs)
+    (check or _check_combinations)(config)
     return config
 
 
@@ -182,9 +189,7 @@ def _check_path(name: str, value: Any, kind: str) -> None:
 
 def _check_combinations(config: TrainConfig) -> None:
     """Rules that involve more than one key."""
-    needed = ["base_model"] + (["metadata_path"] if config.task_type == "text-generation" else [])
-    if config.task_type != "text-generation" and not config.metadata_path:
-        needed.append("train_data_dir")
+    needed = ["base_model"] + ([] if config.metadata_path else ["train_data_dir"])
     for key in needed:
         if not getattr(config, key):
             raise UserError(f"'{key}' is required for task_type {config.task_type}. Set it in the config file "
@@ -221,9 +226,9 @@ def _describe_type(kind: Any) -> str:
     return _TYPE_NAMES.get(kind, str(kind))
 
 
-def default_value(name: str) -> Any:
+def default_value(name: str, schema: type = TrainConfig) -> Any:
     """The default of a key, for the reference docs and the UI."""
-    spec = {f.name: f for f in fields(TrainConfig)}[name]
+    spec = {f.name: f for f in fields(schema)}[name]
     if spec.default is not MISSING:
         return spec.default
     return spec.default_factory()

@@ -6,6 +6,7 @@ import typing
 from dataclasses import fields
 
 from .load import default_value, unwrap_optional
+from ..text.schema import GROUP as TEXT_GROUP, TextConfig
 from .schema import GROUPS, TrainConfig
 
 
@@ -29,24 +30,32 @@ def _format_default(value) -> str:
 
 def reference_markdown() -> str:
     """Every key grouped by section: type, default, allowed values or range, and help."""
-    hints = typing.get_type_hints(TrainConfig)
     lines = ["# Config reference", "",
              "Generated from `lora_train/config/schema.py` by `python -m lora_train config --markdown`; "
              "do not edit by hand.", "",
              "A config is a flat YAML file of `key: value` lines. Any key can also be set on the command line "
              "with `--set key=value`. Relative paths start from the current directory.", ""]
     for group in GROUPS:
-        lines += [f"## {group}", "", "| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
-        for spec in fields(TrainConfig):
-            meta = spec.metadata
-            if meta["group"] != group:
-                continue
-            allowed = ", ".join(map(str, meta["choices"])) if meta["choices"] else ""
-            if meta["min"] is not None:
-                allowed = f"{meta['min']:g} to {meta['max']:g}"
-            if meta["path"]:
-                allowed = f"existing {meta['path'].replace('_', ' ')}"
-            lines.append(f"| `{spec.name}` | {_type_name(hints[spec.name])} | "
-                         f"{_format_default(default_value(spec.name))} | {allowed} | {meta['help']} |")
-        lines.append("")
+        lines += [f"## {group}", ""] + _table(TrainConfig, group)
+    lines += [f"## {TEXT_GROUP} (task_type: text-generation)", "",
+              "A config with `task_type: text-generation` trains a LoRA on a causal language model (also run by "
+              "`python -m lora_train llm --config x.yaml`). It takes these keys only; those shared with the image "
+              "side mean the same there.", ""] + _table(TextConfig, TEXT_GROUP)
     return "\n".join(lines)
+
+
+def _table(schema: type, group: str) -> list[str]:
+    hints = typing.get_type_hints(schema)
+    lines = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for spec in fields(schema):
+        meta = spec.metadata
+        if meta["group"] != group:
+            continue
+        allowed = ", ".join(map(str, meta["choices"])) if meta["choices"] else ""
+        if meta["min"] is not None:
+            allowed = f"{meta['min']:g} to {meta['max']:g}"
+        if meta["path"]:
+            allowed = f"existing {meta['path'].replace('_', ' ')}"
+        lines.append(f"| `{spec.name}` | {_type_name(hints[spec.name])} | "
+                     f"{_format_default(default_value(spec.name, schema))} | {allowed} | {meta['help']} |")
+    return lines + [""]

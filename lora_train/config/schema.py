@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-GROUPS = ["Model", "Data", "Network", "Training", "Memory and speed", "Saving", "Samples", "Text (LLM)"]
+GROUPS = ["Model", "Data", "Network", "Training", "Memory and speed", "Saving", "Samples"]
 
 
 def opt(default: Any, help: str, group: str, *, choices: tuple | None = None, min: float | None = None,
@@ -35,9 +35,8 @@ class TrainConfig:
                          "or `text-generation` (a LoRA on a causal language model).", "Model",
                          choices=("image", "image-to-image", "text-generation"))
     base_model: Optional[str] = opt(None, "The base model: a single-file checkpoint (.safetensors / .ckpt, SD1, SD2 "
-                                    "or SDXL, as in the WebUI's models/Stable-diffusion) or a diffusers folder. "
-                                    "For text-generation: a Hugging Face model folder or a .gguf file.", "Model",
-                                    path="file_or_dir")
+                                    "or SDXL, as in the WebUI's models/Stable-diffusion) or a diffusers folder.",
+                                    "Model", path="file_or_dir")
     vae: Optional[str] = opt(None, "A separate VAE file (.safetensors / .pt) to use instead of the checkpoint's own.",
                              "Model", path="file")
     prediction_type: str = opt("auto", "Noise target of the base model. `auto` reads it from the checkpoint or the "
@@ -48,7 +47,7 @@ class TrainConfig:
                                         "named `N_name` (kohya style) repeat their images N times per epoch.", "Data",
                                         path="dir")
     metadata_path: Optional[str] = opt(None, "A metadata.csv (columns: filename,prompt) giving the captions instead of "
-                                       ".txt files; for text-generation, the JSONL training file.", "Data", path="file")
+                                       ".txt files.", "Data", path="file")
     caption_extension: str = opt(".txt", "Extension of the caption file beside each image.", "Data")
     trigger_word: str = opt("", "Words put in front of every caption (and used as the caption of images that have "
                             "none); saved as the LoRA's activation text.", "Data")
@@ -181,12 +180,6 @@ class TrainConfig:
                            max=2**32 - 1)
     sample_resolution: Optional[int] = opt(None, "Size of the sample images (default: resolution).", "Samples", min=64,
                                            max=4096)
-    # --- Text (LLM) --------------------------------------------------------------------
-    max_seq_length: int = opt(512, "Longest token sequence for text-generation training.", "Text (LLM)", min=8,
-                              max=131072)
-    trust_remote_code: bool = opt(False, "Allow a text model folder to run its own Python code (only for models you "
-                                  "trust).", "Text (LLM)")
-
     @classmethod
     def keys(cls) -> list[str]:
         return [f.name for f in fields(cls)]

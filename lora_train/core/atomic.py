@@ -5,8 +5,9 @@ WebUI does not list), are flushed to disk with fsync, and the file is then publi
 name with a hard link, which fails instead of replacing a file that appeared meanwhile (on file
 systems without hard links: a rename after an existence check). A failure at any point removes
 the temporary file, so a full disk or a killed process never leaves a partial LoRA behind.
-Disk errors become UserErrors naming the folder. `replace_file` (for cache entries, which may be
-rewritten) publishes with a rename over the old file instead and leaves errors to its caller.
+Disk errors become UserErrors naming the folder. `write_new_folder` does the same for a whole folder
+(a PEFT adapter). `replace_file` (for cache entries, which may be rewritten) publishes with a
+rename over the old file instead and leaves errors to its caller.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +95,32 @@ def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
             _publish(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        raise disk_error(exc, path) from exc
+    return path
+
+
+def write_new_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Create the folder `path` with what `write(temporary_folder)` puts in it, all at once or not at all.
+
+    The files are written into a hidden `.name.XXXX.tmp` folder beside it, fsynced, and the folder is
+    renamed into place; an existing `path` is never replaced (UserError), and a failure leaves nothing.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            write(temporary)
+            for item in temporary.rglob("*"):
+                if item.is_file():
+                    _fsync(item)
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "File exists", str(path))
+            os.rename(temporary, path)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
         _fsync_folder(path.parent)
     except OSError as exc:
         raise disk_error(exc, path) from exc

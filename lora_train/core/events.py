@@ -2,7 +2,7 @@
 
 An event is a flat dict with a `type` and a few of these fields:
 
-    type     start | step | epoch | sample | save | log | done | error
+    type     start | step | epoch | eval | sample | save | log | done | error
     step     optimizer steps done so far          total    optimizer steps planned
     epoch    current epoch (1-based)              epochs   epochs planned
     loss     smoothed training loss               lr       current learning rate
@@ -10,6 +10,7 @@ An event is a flat dict with a `type` and a few of these fields:
     path     file written (sample, save, done)    message  text for the user (log, error, done)
     level    info | warning (log events)          interrupted  true on a `done` after a stop request
     detail   a traceback, on an `error` that is a bug (shown folded; the message says what to do)
+    eval_loss, perplexity   on an `eval` (text runs with val_size: loss on the held-out rows after an epoch)
 
 The CLI writes them as JSON lines (`--events jsonl`), which is what the WebUI tab reads; on a
 terminal it draws a progress bar instead. `train.log` gets a plain-text line per event.

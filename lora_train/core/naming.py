@@ -64,7 +64,16 @@ def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None, s
     """The first unused `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind."""
     folder = Path(folder)
     stem = save_stem(check_output_name(name), epoch=epoch, step=step)
-    candidates = (stem if version == 1 else f"{stem}_v{version}" for version in itertools.count(1))
-    free = next(candidate for candidate in candidates
+    free = next(candidate for candidate in _versions(stem)
                 if not any((folder / (candidate + suffix)).exists() for suffix in _TAKEN_SUFFIXES))
     return folder / (free + LORA_SUFFIX)
+
+
+def free_folder_path(folder: str | Path, name: str) -> Path:
+    """The first unused `name`, `name_v2`, ... in the folder, for savers that write a folder (PEFT adapters)."""
+    folder = Path(folder)
+    return folder / next(c for c in _versions(check_output_name(name)) if not (folder / c).exists())
+
+
+def _versions(stem: str):
+    return (stem if version == 1 else f"{stem}_v{version}" for version in itertools.count(1))

@@ -168,15 +168,12 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
                     path = save_lora()
                     if main:
                         writer.write_card(path, None)
-                    emit(make_event("done", step=progress.step, total=total_steps, path=str(path), interrupted=True,
-                                    message=f"Stopped at step {progress.step}; the LoRA trained so far is saved. "
-                                            "Resume continues from here."))
+                    report.stopped(progress.step, total_steps, path, "LoRA")
                     return path
                 if progress.step >= total_steps:
                     break
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
-            emit(make_event("epoch", step=progress.step, total=total_steps, epoch=epoch + 1, epochs=epochs,
-                            loss_avg=round(meter.loss_avg, 6)))
+            report.epoch_done(progress.step, total_steps, epoch + 1, epochs, meter.loss_avg)
             last = progress.step >= total_steps
             if config.save_every_n_epochs and (epoch + 1) % config.save_every_n_epochs == 0 and not last:
                 save_lora(epoch=epoch + 1)

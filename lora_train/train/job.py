@@ -12,23 +12,28 @@ import os
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..core.errors import UserError
 from ..core.events import Fanout
 from .faults import out_of_memory_message
 from ..core.lock import TrainingLock
+from ..text.schema import TextConfig
 from .stop import StopRequest
 
 
-def run_job(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path | None:
-    if config.task_type == "text-generation":
-        raise UserError("task_type text-generation (LLM LoRA) is not built yet; it comes with the LLM LoRA issue. "
-                        "Use task_type: image for Stable Diffusion LoRAs.")
+def run_job(config: TrainConfig | TextConfig, emit: Fanout, stop: StopRequest) -> Path | None:
+    """Train the config's task: `text-generation` -> the text engine, `image` / `image-to-image` -> the image one."""
     # One lock per job: under `accelerate launch` only the first process of the machine takes it.
     first_process = os.environ.get("LOCAL_RANK", "0") == "0"
     lock = TrainingLock(description=config.output_name) if first_process else contextlib.nullcontext()
     with lock:  # before the slow imports: a refusal comes at once
         import torch
 
+        if isinstance(config, TextConfig):
+            from ..text.trainer import out_of_memory_advice, train_text_lora
+
+            try:
+                return train_text_lora(config, emit, stop)
+            except torch.cuda.OutOfMemoryError:
+                raise out_of_memory_advice(config) from None
         from .image_trainer import train_image_lora
 
         try:

@@ -38,16 +38,18 @@ def remove_partial_saves(folder: Path, name: str) -> list[str]:
     """Delete the partial saves an interrupted job named `name` left in `folder`; return their names.
 
     Only what write_new_file's tempfile.mkstemp names for this name's files (`name`, `name_v2`,
-    `name-000004`; .safetensors, .json, .preview.png) and save_checkpoint's staging folders match,
+    `name-000004`; .safetensors, .json, .preview.png), write_new_folder's staging folders for this name (PEFT
+    adapters) and save_checkpoint's staging folders match,
     so another program's temporary files in a shared folder (the WebUI's Lora folder) are left alone.
     """
     partial_file = re.compile(rf"\.{re.escape(name)}(_v\d+)?(-\d+)?\.(safetensors|json|preview\.png)"
                               r"\.[a-z0-9_]{8}\.tmp")
+    partial_folder = re.compile(rf"\.{re.escape(name)}(_v\d+)?\.[a-z0-9_]{{8}}\.tmp|{_PARTIAL_CHECKPOINT.pattern}")
     removed = []
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and partial_file.fullmatch(entry.name):
             entry.unlink(missing_ok=True)
-        elif entry.is_dir() and not entry.is_symlink() and _PARTIAL_CHECKPOINT.fullmatch(entry.name):
+        elif entry.is_dir() and not entry.is_symlink() and partial_folder.fullmatch(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
         else:
             continue

@@ -39,6 +39,15 @@ class Reporter:
             for group in param_groups:
                 self.writer.add_scalar(f"lr/{group['name']}", group["lr"], step)
 
+    def epoch_done(self, step: int, total: int, epoch: int, epochs: int, loss_avg: float) -> None:
+        self.emit(make_event("epoch", step=step, total=total, epoch=epoch, epochs=epochs, loss_avg=round(loss_avg, 6)))
+
+    def stopped(self, step: int, total: int, path, what: str) -> None:
+        """The `done` event of a run ended by a stop request, after `what` (the LoRA, the adapter) was saved."""
+        self.emit(make_event("done", step=step, total=total, path=str(path), interrupted=True,
+                             message=f"Stopped at step {step}; the {what} trained so far is saved. Resume continues "
+                                     "from here."))
+
     def samples(self, images: list[Image.Image], step: int, label: str) -> None:
         """samples/<label>_<i>.png, a `sample` event each, and TensorBoard images."""
         if self.samples_dir is None:

@@ -23,7 +23,6 @@ from ..core.errors import UserError
 MANAGED_KEYS = ("task_type", "base_model", "vae", "train_data_dir", "trigger_word", "output_name", "output_dir",
                 "lora_output_dir", "resume_from_checkpoint")
 BASIC_KEYS = ("lora_rank", "lora_alpha", "learning_rate", "text_encoder_lr", "epochs", "resolution", "batch_size")
-SKIPPED_GROUPS = ("Text (LLM)",)
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,12 @@ def _kind(hint: Any, choices: tuple | None) -> tuple[str, bool]:
 
 
 def field_specs() -> list[FieldSpec]:
-    """The form fields: every schema key except the managed ones and the text-LLM group."""
+    """The form fields: every image schema key except the managed ones (text keys live in their own schema)."""
     hints = typing.get_type_hints(TrainConfig)
     specs = []
     for spec in fields(TrainConfig):
         meta = spec.metadata
-        if spec.name in MANAGED_KEYS or meta["group"] in SKIPPED_GROUPS:
+        if spec.name in MANAGED_KEYS:
             continue
         kind, optional = _kind(hints[spec.name], meta["choices"])
         specs.append(FieldSpec(spec.name, kind, optional, default_value(spec.name), meta["help"], meta["group"],

@@ -48,6 +48,7 @@ class JobState:
     eta_s: float | None = None
     loss: float | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
+    evals: list[tuple[int, float, float]] = field(default_factory=list)  # text runs: (step, eval loss, perplexity)
     samples: list[str] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
     log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
@@ -274,6 +275,8 @@ class JobRunner:
             state.losses.append((event["step"], float(event["loss"])))
             if len(state.losses) > LOSS_POINTS_KEPT:
                 state.losses = state.losses[::2]
+        elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
+            state.evals.append((event["step"], float(event["eval_loss"]), float(event.get("perplexity", 0.0))))
         elif kind == "sample" and event.get("path"):
             state.samples = (state.samples + [event["path"]])[-SAMPLES_KEPT:]
         elif kind == "save" and event.get("path"):

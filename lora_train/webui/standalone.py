@@ -1,4 +1,4 @@
-"""`python -m lora_train ui`: the Train LoRA tab in a browser, without a WebUI.
+"""`python -m lora_train ui`: the Train LoRA and LLM LoRA tabs in a browser, without a WebUI.
 
 Models come from `--models-dir` (its `Stable-diffusion/` and `VAE/` subfolders when it is a
 WebUI models folder), finished LoRAs go to `--lora-dir`. Training runs with this interpreter
@@ -49,14 +49,19 @@ def make_host(args: argparse.Namespace) -> StandaloneHost:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the `ui` options, serve the tab until Ctrl+C; a running job is asked to stop and save."""
+    import gradio as gr
+
     from . import compat
+    from .llm_tab import build_llm_tab
     from .tab import RUNNER, build_tab
 
     args = build_parser().parse_args(argv)
     host = make_host(args)
     for folder in (host.tab_settings.lora_dir, host.tab_settings.work_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    blocks = build_tab(host, python_fallback=sys.executable)
+    blocks = gr.TabbedInterface([build_tab(host, python_fallback=sys.executable),
+                                 build_llm_tab(host, RUNNER, python_fallback=sys.executable)],
+                                ["Train LoRA", "LLM LoRA"])
     blocks.title = "LoRA trainer"
     blocks.queue()
     css = (EXTENSION_ROOT / "style.css").read_text(encoding="utf-8")

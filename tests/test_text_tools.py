@@ -1,0 +1,102 @@
+"""Tools on text adapters: a stack of adapters at weights and a merged model give the same logits as applying
+the adapters with peft directly; the outputs never replace the base or an existing folder; a stale stacked
+adapter is refused instead of silently reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from peft.tuners.lora import LoraLayer
+from transformers import AutoModelForCausalLM
+
+from lora_train.cli import main
+from lora_train.core.errors import UserError
+from lora_train.text.tools import load_stack, merge_adapter, stack_adapters
+
+IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7]])
+
+
+def make_adapter(base: Path, folder: Path, rank: int, seed: int, targets: list[str]) -> Path:
+    """An adapter with random (non-zero) up and down weights, saved by peft."""
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False, task_type="CAUSAL_LM"))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def adapters(tmp_path, tiny_llm):
+    base = tiny_llm("llama")
+    return base, make_adapter(base, tmp_path / "a", 4, 1, ["q_proj", "v_proj"]), \
+        make_adapter(base, tmp_path / "b", 8, 2, ["q_proj", "down_proj"])
+
+
+@torch.no_grad()
+def logits(model) -> torch.Tensor:
+    return model.eval()(input_ids=IDS).logits
+
+
+@torch.no_grad()
+def applied_directly(base: Path, weighted: list[tuple[Path, float]]) -> torch.Tensor:
+    """Both adapters active at once in peft, each scaled by its weight."""
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), weighted[0][0], adapter_name="x0")
+    for index, (path, _) in enumerate(weighted[1:], start=1):
+        model.load_adapter(path, adapter_name=f"x{index}")
+    model.base_model.set_adapter([f"x{i}" for i in range(len(weighted))])
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            for index, (_, weight) in enumerate(weighted):
+                module.set_scale(f"x{index}", weight)
+    return logits(model)
+
+
+def test_stack_of_weighted_adapters_equals_peft_applying_them(tmp_path, adapters):
+    base, a, b = adapters
+    weighted = [(a, 0.7), (b, -0.4)]
+    out = stack_adapters(weighted, tmp_path / "stacked")
+    stacked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out)
+    reference = applied_directly(base, weighted)
+    assert not torch.allclose(reference, logits(AutoModelForCausalLM.from_pretrained(base)), atol=1e-3)
+    assert torch.allclose(logits(stacked), reference, atol=1e-5)
+    with pytest.raises(UserError, match="already exists"):
+        stack_adapters(weighted, out)
+
+
+def test_a_stale_stacked_adapter_is_refused(adapters):
+    base, a, b = adapters
+    model = load_stack(AutoModelForCausalLM.from_pretrained(base), [(a, 1.0), (b, 1.0)])
+    with pytest.raises(UserError, match="already loaded"):
+        load_stack(model, [(a, 0.5)])
+
+
+def test_merge_equals_the_adapter_applied_by_peft_and_never_touches_the_base(tmp_path, adapters, capsys):
+    base, a, _ = adapters
+    with pytest.raises(UserError, match="base is never overwritten"):
+        merge_adapter(a, base / "merged")
+    assert main(["llm", "merge", str(a), "--out", str(tmp_path / "merged")]) == 0
+    merged_dir = Path(capsys.readouterr().out.strip())
+    assert (merged_dir / "model.safetensors").is_file() and (merged_dir / "tokenizer.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    applied = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), a)
+    assert torch.allclose(logits(merged), logits(applied), atol=1e-5)
+
+
+def test_stack_command_reads_weights(tmp_path, adapters, capsys):
+    base, a, b = adapters
+    assert main(["llm", "stack", f"{a}:0.5", str(b), "--out", str(tmp_path / "s")]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    stacked = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), out)
+    assert torch.allclose(logits(stacked), applied_directly(base, [(a, 0.5), (b, 1.0)]), atol=1e-5)
+
+
+def test_generate_answers_with_and_without_the_adapters(adapters, capsys):
+    base, a, b = adapters
+    assert main(["llm", "generate", str(a), f"{b}:0.5", "--prompt", "Who founded the city of Quill?",
+                 "--max-new-tokens", "6", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(answers) == {"base", "adapter"} and answers["base"] != answers["adapter"]
