@@ -102,9 +102,10 @@ def server(workspace, free_port) -> str:
 
 @contextlib.contextmanager
 def _running_server(command: list[str], cwd: Path, env: dict, log_path: Path, ready_url: str, timeout: float,
-                    ready_line: str = ""):
-    """Run a server until the block ends; ready when its output (in `log_path`) has `ready_line` and then
-    `ready_url` answers. (A1111 fails to start when a request comes before it has added its API.)"""
+                    ready_log: str | None = None):
+    """Run a server until the block ends; ready when `ready_url` answers (polled only once `ready_log`, if given,
+    is in its output: a request that arrives too early can break a server still adding routes). Its output goes
+    to `log_path`."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         try:
@@ -114,7 +115,7 @@ def _running_server(command: list[str], cwd: Path, env: dict, log_path: Path, re
                     pytest.fail(f"the server exited: {log_path.read_text()[-4000:]}")
                 if time.monotonic() > deadline:
                     pytest.fail(f"the server did not answer within {timeout:.0f} s: {log_path.read_text()[-4000:]}")
-                if ready_line not in log_path.read_text(errors="replace"):
+                if ready_log and ready_log not in log_path.read_text(errors="replace"):
                     time.sleep(0.5)
                     continue
                 try:

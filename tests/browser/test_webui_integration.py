@@ -102,8 +102,9 @@ def webui(tmp_path_factory, tiny_checkpoints, small_run_defaults, free_port, run
     command = [python, "launch.py", *COMMON_FLAGS, *_cpu_flags(checkout), "--port", str(free_port),
                "--data-dir", str(root), "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")]
     url = f"http://127.0.0.1:{free_port}"
+    # A1111 adds its API after the page is served; polling the API before that breaks its start (starlette 0.26)
     with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600,
-                        ready_line="Startup time:"):
+                        ready_log="Startup time:"):
         yield WebUI(url, root, forge, checkpoint)
 
 
@@ -112,6 +113,23 @@ def _api(url: str, payload: dict | None = None, timeout: float = 900):
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def _render_strength_grid(page) -> None:
+    """The Stack & test section renders a grid through the WebUI's own txt2img."""
+    page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # the insert switched to txt2img
+    page.locator("#lora_train_stack_section").get_by_text("6. Stack & test").first.click()
+    page.click("#lora_train_stack_refresh")
+    for elem_id, value in (("lora_train_stack_lora_1", "webui_lora"), ("lora_train_stack_weights_1", "1"),
+                           ("lora_train_stack_prompt", "zq"), ("lora_train_stack_width", 64),
+                           ("lora_train_stack_height", 64), ("lora_train_stack_steps", 4)):
+        box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+        box.fill(str(value))
+        box.press("Enter" if elem_id.endswith("lora_1") else "Tab")
+    page.click("#lora_train_stack_render")
+    page.wait_for_function("document.querySelector('#lora_train_stack_note').innerText.includes('Saved the grid') "
+                           "|| document.querySelector('#lora_train_stack_note .lora-train-error')", timeout=600_000)
+    assert "Saved the grid" in page.inner_text("#lora_train_stack_note"), page.inner_text("#lora_train_stack_note")
 
 
 def _txt2img(url: str, prompt: str) -> tuple[bytes, str]:
@@ -206,7 +224,9 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
         page.click("#lora_train_insert")  # gradio 4 runs the event's JavaScript after the click returns
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value"
                                ".includes('<lora:webui_lora:0.8>')", timeout=10_000)
-        page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # Insert went to txt2img
+        if not webui.forge:
+            _render_strength_grid(page)
+        page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # Insert or the grid left it
         _start_training(page, training_images)  # the same name again, the page open this time
         _wait_for_result(page, "webui_lora_v2")
         _wait_for_cards(page, "webui_lora_v2")
@@ -218,4 +238,73 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
     plain, _ = _txt2img(webui.url, "zq")
     with_lora, infotext = _txt2img(webui.url, "zq <lora:webui_lora:1>")
     assert plain != with_lora
+    if not webui.forge:
+        grid = json.loads(max((webui.root / "outputs" / "lora_train" / "grids").glob("stack-*.json")).read_text())
+        assert grid["weights"] == [[0.0, 1.0]] and len(grid["infotexts"]) == 2
+        assert "Lora hashes" not in grid["infotexts"][0] and 'Lora hashes: "webui_lora: ' in grid["infotexts"][1]
     assert "webui_lora" in infotext.split("Lora hashes:")[1], infotext
+
+
+def test_llm_tab_trains_into_its_own_folder_and_answers_with_the_adapter(webui, browser, tiny_llm):
+    """The LLM LoRA tab inside the WebUI: a model from models/LLM, the adapter in models/LLM-LoRA (never Lora)."""
+    from test_tab_browser import choose, field, fill, text, wait_for
+    from text_support import SEED, seed_rows
+
+    url, root = webui.url, webui.root
+    shutil.copytree(tiny_llm("llama"), root / "models" / "LLM" / "tiny-llama")
+    shutil.copy(SEED, root / "qa.jsonl")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.locator(".tab-nav button", has_text="LLM LoRA").first.click()
+        page.wait_for_selector("#lora_train_llm_start", timeout=60_000)
+        page.click("#lora_train_llm_refresh")
+        time.sleep(2)
+        choose(page, "lora_train_llm_model_choice", "tiny-llama")
+        page.click("#lora_train_llm_load")
+        wait_for(lambda: "Loaded:" in text(page, "lora_train_llm_model_note"), "the model to load", 300, page)
+        for elem_id, value in (("data_path", root / "qa.jsonl"), ("output_name", "webui_llm"), ("epochs", 15),
+                               ("learning_rate", 0.01)):
+            fill(page, f"lora_train_llm_{elem_id}", value)
+        page.click("#lora_train_llm_start")
+        wait_for(lambda: "Adapter saved" in text(page, "lora_train_llm_result"), "the adapter", 900, page)
+        question, answer = seed_rows()[0]["instruction"], seed_rows()[0]["output"]
+        fill(page, "lora_train_llm_prompt", question)
+        page.click("#lora_train_llm_test")
+        adapted = wait_for(lambda: field(page, "lora_train_llm_answer_adapted").input_value(), "the answers", 300,
+                           page)
+        assert adapted.strip() == answer and field(page, "lora_train_llm_answer_base").input_value() != adapted
+    finally:
+        page.close()
+    assert (root / "models" / "LLM-LoRA" / "webui_llm" / "adapter_model.safetensors").is_file()
+    assert not any("webui_llm" in path.name for path in (root / "Lora").glob("*"))
+
+
+def test_caption_section_captions_a_folder_in_the_worker(webui, browser, tmp_path):
+    """The Caption section inside the WebUI: the tiny tagger runs in the worker, the captions land beside the images
+    and the gallery lists them (written for A1111 1.10's gradio 3 and Forge's gradio 4)."""
+    from lora_train.fixtures.captioners import build_tagger, image_folder
+
+    url = webui.url
+    folder = image_folder(tmp_path / "to_caption")
+    tagger = build_tagger(tmp_path / "tiny-tagger")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.locator(".tab-nav button", has_text="Train LoRA").first.click()
+        page.wait_for_selector("#lora_train_caption_run", timeout=60_000)
+        for elem_id, value in (("lora_train_data_dir", folder), ("lora_train_trigger_word", "zq"),
+                               ("lora_train_caption_model", tagger)):
+            box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+            box.fill(str(value))
+            box.press("Enter")
+            box.press("Tab")
+        page.click("#lora_train_caption_run")
+        page.wait_for_selector("#lora_train_caption_progress [data-status='done']", state="attached",
+                               timeout=300_000)
+        page.wait_for_function("document.querySelectorAll('#lora_train_caption_gallery img').length >= 3",
+                               timeout=60_000)
+    finally:
+        page.close()
+    assert (folder / "red.txt").read_text().strip() == "zq, red background, ^_^"
+    assert (folder / "green.txt").read_text().strip() == "zq, hatsune miku, ^_^"
