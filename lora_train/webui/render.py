@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 import traceback
+from pathlib import Path
 
 from ..core.errors import UserError
 
@@ -137,5 +138,7 @@ def result(lora_path: str, files: list[tuple[str, bool]], tag: str, interrupted:
     title = "Partial LoRA saved (interrupted)" if interrupted else "LoRA saved"
     rows = "".join(f'<li data-present="{str(present).lower()}">{"✓" if present else "✗"} {html.escape(name)}</li>'
                    for name, present in files)
-    return (f'<div class="lora-train-result"><b>{title}:</b> <code>{html.escape(lora_path)}</code>'
+    name = html.escape(Path(lora_path).stem)  # the Lora card's data-name; javascript/ shows the card by it
+    return (f'<div class="lora-train-result" data-lora-name="{name}"><b>{title}:</b> '
+            f'<code>{html.escape(lora_path)}</code>'
             f'<ul>{rows}</ul>Use it in a prompt with <code>{html.escape(tag)}</code></div>')

@@ -57,6 +57,12 @@ def training_images(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def small_run_defaults() -> str:
+    """The tab's defaults file (YAML) for small, quick runs at 64 px."""
+    return DEFAULTS
+
+
+@pytest.fixture(scope="module")
 def free_port() -> int:
     """A port nothing listens on, for a server of this module."""
     with socket.socket() as sock:
