@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 REQS := requirements/engine.txt requirements/ui.txt requirements/test.txt requirements/constraints.txt
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: $(REQS) pyproject.toml
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Side by side with diffusers' example / kohya when LORA_BENCH_DIFFUSERS / LORA_BENCH_KOHYA name their
+# checkouts (see benchmarks/tools.py); writes benchmarks/RESULTS.md. On a GPU: make bench BENCH_ARGS=--gpu
+bench: install
+	$(BIN)/python benchmarks/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

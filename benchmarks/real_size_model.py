@@ -13,25 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lora_train.fixtures.checkpoints import ldm_state_dict  # noqa: E402
-from lora_train.fixtures.real_size import real_size_model  # noqa: E402
-
-
-def materialize(module: torch.nn.Module, generator: torch.Generator, dtype: torch.dtype) -> None:
-    module.to_empty(device="cpu").to(dtype)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if name.endswith("weight") and param.dim() == 1:
-                param.fill_(1.0)  # norm scales
-            elif param.dim() == 1:
-                param.zero_()
-            else:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+from lora_train.fixtures.real_size import save_random_checkpoint  # noqa: E402
 
 
 def main() -> None:
@@ -39,12 +23,7 @@ def main() -> None:
     parser.add_argument("arch", choices=("sd1", "sd2", "sdxl"))
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
-    model = real_size_model(args.arch)
-    generator = torch.Generator().manual_seed(0)
-    for module in [model.unet, model.vae, *model.text_encoders]:
-        materialize(module, generator, torch.float16)
-    save_file({k: v.contiguous() for k, v in ldm_state_dict(model).items()}, str(args.out))
-    print(args.out)
+    print(save_random_checkpoint(args.arch, args.out))
 
 
 if __name__ == "__main__":

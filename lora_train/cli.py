@@ -1,4 +1,4 @@
-"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize}`.
+"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize,bake,grid}`.
 
 Each subcommand parses its arguments and calls the engine; a `UserError` is printed as one
 clear line (and sent as an `error` event), never as a traceback.
@@ -13,18 +13,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from .caption.cli import add_caption_parser, run_caption_command
 from .core.errors import UserError
 from .text.cli import add_llm_parser, run_llm
-
-NOT_BUILT = {
-    "caption": "Batch captioning (BLIP / WD14 tagger / CoCa, `--input DIR --output DIR/metadata.csv`) is not built "
-               "yet; it comes with the captioning issue. Until then write .txt captions beside the images or a "
-               "metadata.csv (filename,prompt).",
-    "merge": "Merging LoRAs into each other or into a checkpoint is not built yet; it comes with the LoRA tools "
-             "issue.",
-    "resize": "Resizing a LoRA to a lower rank is not built yet; it comes with the LoRA tools issue.",
-}
-
+from .tools.commands import COMMANDS as TOOL_COMMANDS, add_parsers as tool_parsers
 
 def _add_train(sub) -> None:
     parser = sub.add_parser("train", help="train a LoRA from a YAML config",
@@ -37,11 +29,16 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="the YAML config file (keys: see docs/config.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set lora_rank=8 (repeatable)")
+    add_event_options(parser)
+
+
+def add_event_options(parser) -> None:
+    """--events, --events-file and --stop-file, shared by the long-running subcommands."""
     parser.add_argument("--events", choices=("auto", "jsonl", "plain", "none"), default="auto",
                         help="progress output: jsonl = one JSON event per line on stdout (for front ends), "
                              "plain = text lines, auto = a progress bar on a terminal, else plain")
     parser.add_argument("--events-file", help="write the JSON-line events to this file instead of stdout")
-    parser.add_argument("--stop-file", help="stop (saving what was trained) when this file appears")
+    parser.add_argument("--stop-file", help="stop (keeping what was done) when this file appears")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show what is inside a LoRA file (architecture, rank, metadata)")
     inspect.add_argument("file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
-    sub.add_parser("ui", help="serve the Train LoRA tab in a browser without a WebUI", add_help=False)
+    sub.add_parser("ui", help="serve the Train LoRA and LLM LoRA tabs in a browser without a WebUI", add_help=False)
     demo = sub.add_parser("demo", help="build the tiny demo model and train a LoRA on the bundled dataset")
     demo.add_argument("--out", default="demo_output", help="folder for the tiny model and the LoRA")
-    for name, text in NOT_BUILT.items():
-        sub.add_parser(name, help=f"(not built yet) {text.split(' is not built')[0].lower()}", add_help=False)
+    add_caption_parser(sub)
+    tool_parsers(sub)
     return parser
 
 
@@ -83,22 +80,25 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_ui(argv[1:])
     args, rest = parser.parse_known_args(argv)
-    if args.command in NOT_BUILT:
-        print(NOT_BUILT[args.command], file=sys.stderr)
-        return 2
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command in ("train", "demo", "llm"):
+    if args.command in ("train", "demo", "llm", "caption", *TOOL_COMMANDS):
         quiet_libraries()
     try:
         if args.command == "train":
             return _train(args)
         if args.command == "llm":
             return run_llm(args, _train)
+        if args.command == "caption":
+            return run_caption_command(args)
         if args.command == "config":
             return _config(args)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command in TOOL_COMMANDS:
+            from .tools.commands import run as run_tool
+
+            return run_tool(args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -125,7 +125,7 @@ def _inspect(args) -> int:
     return 0
 
 
-def _event_sink(args):
+def event_sink(args):
     from .core.events import ConsoleSink, Fanout, JsonlSink, describe
 
     mode = args.events
@@ -150,7 +150,7 @@ def _train(args, forced: dict | None = None) -> int:
     from .train.stop import StopRequest
 
     try:
-        emit = _event_sink(args)
+        emit = event_sink(args)
     except OSError as exc:
         print(f"error: cannot write the events file {args.events_file} ({exc.strerror or exc}): check the path.",
               file=sys.stderr)

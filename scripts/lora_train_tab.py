@@ -1,4 +1,5 @@
-"""The WebUI's entry point for lora_train: registers the "Train LoRA" and "LLM LoRA" tabs and the settings.
+"""The WebUI's entry point for lora_train: registers the "Train LoRA" and "LLM LoRA" tabs
+and their settings section.
 
 A1111 / Forge load every file in an extension's scripts/ folder; the module's name is global
 there, so it is not `lora`, `network` or `networks` (the built-in Lora extension's). Only the
@@ -22,7 +23,8 @@ from lora_train.webui.tab import RUNNER, build_tab  # noqa: E402
 
 def on_ui_tabs():
     host = WebUIHost()
-    return [(build_tab(host), "Train LoRA", "lora_train"), (build_llm_tab(host, RUNNER), "LLM LoRA", "lora_train_llm")]
+    return [(build_tab(host), "Train LoRA", "lora_train"),
+            (build_llm_tab(host, [RUNNER]), "LLM LoRA", "lora_train_llm")]
 
 
 script_callbacks.on_ui_tabs(on_ui_tabs)

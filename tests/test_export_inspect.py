@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from test_export_support import trained
 
 from lora_train.adapters.spec import LoraSpec
@@ -59,5 +59,29 @@ def test_sd1_dora_file(tmp_path):
 
 def test_not_a_lora(tmp_path):
     save_file({"model.diffusion_model.out.2.weight": torch.zeros(2)}, str(tmp_path / "ckpt.safetensors"))
-    with pytest.raises(UserError, match="no kohya-format LoRA modules"):
+    with pytest.raises(UserError, match="holds no LoRA modules"):
         inspect_lora(tmp_path / "ckpt.safetensors")
+
+
+def test_other_trainers_files_and_per_block_ranks(tmp_path):
+    """A LyCORIS LoCon header and diffusers / PEFT keys are read; ranks and alphas are given per block."""
+    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0), "sd_v1",
+                 "stable-diffusion-v1")
+    tensors = load_file(path)
+    save_file(tensors, str(tmp_path / "lycoris.safetensors"), {"ss_network_module": "lycoris.kohya"})
+    report = inspect_lora(tmp_path / "lycoris.safetensors")
+    blocks = {row["block"]: row for row in report["blocks"]}
+    assert report["format"] == "LyCORIS" and blocks["BASE"]["modules"] == 12
+    assert blocks["IN01"]["ranks"] == [2, 4] and blocks["IN01"]["alphas"] == [1.0, 2.0]
+    assert blocks["IN03"]["ranks"] == [2]  # the downsampler conv
+    assert "Per block:" in format_report(report) and "IN01" in format_report(report)
+
+    name = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    peft = {"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight":
+            tensors[f"{name}.lora_down.weight"],
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight":
+            tensors[f"{name}.lora_up.weight"]}
+    save_file(peft, str(tmp_path / "peft.safetensors"))
+    report = inspect_lora(tmp_path / "peft.safetensors")
+    assert report["format"] == "diffusers / PEFT" and report["modules"] == {"unet": 1}
+    assert report["blocks"] == [{"block": "IN01", "modules": 1, "ranks": [4], "alphas": [4.0]}]

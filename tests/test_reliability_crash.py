@@ -84,7 +84,7 @@ def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_s
         job.wait_until(lambda: any(e["type"] == "step" and e["step"] >= 3 for e in job.events()))
         job.kill()
     assert not [e for e in job.events() if e["type"] == "done"], "the run ended before the kill"
-    lock = folder / "lora_train.core.lock"
+    lock = folder / "lora_train.cpu.lock"
     assert json.loads(lock.read_text())["pid"] == job.process.pid, "the killed job should have left its lock"
     last = int(list_checkpoints(folder / "out")[-1].name.removeprefix("checkpoint-"))
 
@@ -111,7 +111,7 @@ def test_a_second_ctrl_c_stops_at_once_with_a_message(tiny_sd1_file, tmp_path):
     last = job.events()[-1]
     assert last["type"] == "error" and last["message"].startswith("Stopped at once (a second Ctrl+C)")
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
-    assert not (tmp_path / "lora_train.core.lock").exists()
+    assert not (tmp_path / "lora_train.cpu.lock").exists()
 
 
 def test_only_the_partial_saves_of_our_own_writes_are_removed(tmp_path):

@@ -67,7 +67,7 @@ def test_out_of_gpu_memory_in_the_loop_ends_with_the_low_vram_advice(tiny_sd1_fi
 
     assert_clean_error(outcome, r"Out of GPU memory after 0 training steps \(resolution 64, batch_size 2\)\. "
                                 + LOW_VRAM)
-    assert not (tmp_path / "lora_train.core.lock").exists()
+    assert not (tmp_path / "lora_train.cpu.lock").exists()
 
 
 def test_out_of_gpu_memory_while_caching_latents_gets_the_same_advice(tiny_sd1_file, tmp_path, monkeypatch):
@@ -78,4 +78,4 @@ def test_out_of_gpu_memory_while_caching_latents_gets_the_same_advice(tiny_sd1_f
     with pytest.raises(UserError, match=r"Out of GPU memory before training started \(loading the model or caching "
                                         r"latents\) \(resolution 64, batch_size 2\)\. " + LOW_VRAM):
         train(tiny_sd1_file, tmp_path / "out", max_train_steps=1)
-    assert not (tmp_path / "lora_train.core.lock").exists()
+    assert not (tmp_path / "lora_train.cpu.lock").exists()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -12,13 +15,15 @@ from PIL import Image
 
 from lora_train.config.load import read_yaml
 from lora_train.core.errors import UserError
+from lora_train.core.naming import free_lora_path
 from lora_train.webui import form
 from lora_train.webui.controller import AUTOMATIC_VAE, TabController
 from lora_train.webui.host import TabSettings
 from lora_train.webui.standalone_host import StandaloneHost
 from lora_train.webui.paths import PathPolicy, network_exposed, safe_name
 from lora_train.webui.preset_choices import preset_form_values
-from lora_train.webui.runner import JobRunner
+from lora_train.webui.runner import JobRunner, JobState
+from lora_train.webui.try_lora import DEFAULT_STEPS
 
 
 def fake_checkpoint(path: Path, marker: str = "cond_stage_model.transformer.text_model.x") -> Path:
@@ -117,7 +122,7 @@ def test_presets_replace_each_other_and_follow_the_model_type(setup):
     low = preset_form_values("Low VRAM", "SD1")
     assert low["cache_text_encoder_outputs"] is True and low["batch_size"] == 1
     character = controller.preset("Character", "sd1.safetensors")
-    assert character["cache_text_encoder_outputs"] is False and character["train_text_encoder"] is True
+    assert character["gradient_checkpointing"] is False and character["train_text_encoder"] is True
     assert character["batch_size"] == 2 and character["resolution"] == 512
     assert controller.preset("Style", "xl.safetensors")["resolution"] == 1024
 
@@ -161,3 +166,136 @@ def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_an
     loaded[0] = ModelInfo("other.safetensors", "/m/other.safetensors", "SD1")
     note, choice, seen = view.follow_model("my pick.safetensors", seen)  # the user chose: keep the choice
     assert "other.safetensors" in note and "value" not in choice and seen["followed"] == "xl.safetensors [abc]"
+
+
+def test_a_reused_name_gets_its_own_work_folder_named_like_the_lora_it_saves(setup, monkeypatch):
+    controller, tmp_path, data = setup
+    started = []
+    monkeypatch.setattr(controller.runner, "start", lambda spec, hooks: started.append(spec))
+    loras, runs = tmp_path / "loras", tmp_path / "runs"
+    loras.mkdir()
+    (loras / "my lora.safetensors").write_bytes(b"first run")
+    (runs / "my lora").mkdir(parents=True)
+    (runs / "my lora" / "job.yaml").write_text("first run's job")
+    inputs, fields = form_inputs(controller, data)
+    assert "my lora_v2" in controller.start(inputs, fields)
+    spec = started[-1]
+    assert spec.name == spec.config["output_name"] == "my lora_v2"
+    assert spec.workspace == Path(spec.config["output_dir"]) == runs / "my lora_v2"
+    assert free_lora_path(loras, spec.name) == loras / "my lora_v2.safetensors"  # where the engine saves it
+    assert (runs / "my lora" / "job.yaml").read_text() == "first run's job"
+
+    (runs / "my lora_v2" / "checkpoint-4").mkdir(parents=True)  # that run stopped and kept its state
+    controller.start(inputs, fields, resume=True)
+    assert started[-1].workspace == runs / "my lora_v2" and started[-1].name == "my lora_v2"
+    (runs / "stale").mkdir()  # a run that saved nothing still keeps its folder to itself
+    assert controller.start(form_inputs(controller, data, output_name="stale")[0], fields) and \
+        started[-1].workspace == runs / "stale_v2"
+
+
+@dataclass
+class RenderingHost(StandaloneHost):
+    """The standalone host with a stand-in renderer that records each render and can be held mid-render."""
+
+    can_render: bool = True
+    renders: list = field(default_factory=list)
+    hold: threading.Event | None = None
+
+    def render(self, prompt, negative, seed, steps, width, height):
+        self.renders.append((prompt, seed, steps, width, height))
+        if self.hold is not None:
+            self.hold.wait(10)
+        return Image.new("RGB", (width, height))
+
+    def render_progress(self):
+        return (3, 10)
+
+    def stop_render(self):
+        if self.hold is not None:
+            self.hold.set()
+
+
+def finished_job(controller, tmp_path, **settings):
+    state = JobState("zq_style", tmp_path, settings, status="done", ended=True,
+                     lora_path=str(tmp_path / "zq_style.safetensors"))
+    controller.runner.snapshot = lambda: state
+
+
+def test_test_now_renders_the_trigger_word_at_the_training_resolution_with_few_steps(setup):
+    _, tmp_path, _ = setup
+    host = RenderingHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []))
+    controller = TabController(host, JobRunner())
+    finished_job(controller, tmp_path, trigger_word="zq", resolution=64)
+    trial = controller.test_now("", 7, 0.8)
+    assert trial.wait(10) and "Rendered" in trial.outcome()
+    assert host.renders == [("zq", 7, DEFAULT_STEPS, 64, 64), ("zq <lora:zq_style:0.8>", 7, DEFAULT_STEPS, 64, 64)]
+    assert [caption for _, caption in trial.images] == ["without the LoRA", "with <lora:zq_style:0.8>"]
+    assert DEFAULT_STEPS <= 12
+
+    finished_job(controller, tmp_path, sample_resolution=96)  # no trigger word: the LoRA's name
+    controller.test_now("", 7, 1, steps=4, size=130).wait(10)
+    assert host.renders[-1] == ("zq_style <lora:zq_style:1>", 7, 4, 128, 128)  # the size the WebUI takes
+    controller.test_now("", 7, 1).wait(10)
+    assert host.renders[-1][3:] == (96, 96)  # the samples' size when the training set one
+    with pytest.raises(UserError, match="Test steps must be 1 to 150"):
+        controller.test_now("", 7, 1, steps=500)
+
+
+def test_test_now_shows_progress_and_stops(setup):
+    _, tmp_path, _ = setup
+    host = RenderingHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []),
+                         hold=threading.Event())
+    controller = TabController(host, JobRunner())
+    finished_job(controller, tmp_path, trigger_word="zq", resolution=64)
+    trial = controller.test_now("", 7, 0.8)
+    assert not trial.wait(0.2)
+    assert "Rendering 1/2 at 64×64, 10 steps, step 3/10" in trial.progress()
+    with pytest.raises(UserError, match="A test render is running"):
+        controller.test_now("", 7, 0.8)
+    assert "Stopping" in controller.stop_test()
+    assert trial.wait(10) and "stopped; 0 of 2" in trial.outcome()
+    assert len(host.renders) == 1, "the second render never starts after a stop"
+
+
+def test_the_config_file_path_follows_the_lora_name_until_edited(setup):
+    from lora_train.webui.tab import TabView
+
+    controller, tmp_path, _ = setup
+    view = TabView(controller)
+    auto = controller.config_path("my_lora")
+    assert auto == str(tmp_path / "runs" / "my_lora.yaml")
+    path, auto = view.follow_name("zq style", auto, auto)
+    assert path == auto == str(tmp_path / "runs" / "zq style.yaml")
+    update, kept = view.follow_name("other", "/mine/config.yaml", auto)  # typed by hand: kept
+    assert "value" not in update and kept == auto
+
+
+def test_start_waits_for_the_worker_environment_and_the_tab_shows_its_progress(setup, monkeypatch):
+    from lora_train.webui.tab import TabView
+    from lora_train.webui.worker_env import WorkerEnv
+
+    _, tmp_path, _ = setup
+    monkeypatch.delenv("LORA_TRAIN_PYTHON", raising=False)
+    monkeypatch.setenv("LORA_TRAIN_WORKER_VENV", str(tmp_path / "venv"))
+    env = WorkerEnv.default()
+    env.venv_dir.mkdir()
+    env.builder_file.write_text(str(os.getpid()))  # a live set-up (this process stands in for it)
+    env.log_file.write_text("lora_train: pip install -r requirements.txt\n  Downloading diffusers-0.42.1.whl\n")
+    host = StandaloneHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []))
+    view = TabView(TabController(host, JobRunner()))  # as in the WebUI: no fallback interpreter
+    note, start, resume = view.worker_state()
+    assert "Setting up the training environment" in note and "Downloading diffusers-0.42.1.whl" in note
+    assert start["interactive"] is False and resume["interactive"] is False
+
+    env.builder_file.unlink()
+    env.error_file.write_text("lora_train: could not set up the worker environment: no network\n")
+    note, start, _ = view.worker_state()
+    assert "no network" in note and 'data-level="error"' in note and start["interactive"] is False
+
+    env.error_file.unlink()
+    env.python.parent.mkdir(parents=True)
+    env.python.write_text("")
+    env.stamp.write_text("{}")
+    note, start, _ = view.worker_state()
+    assert note == "" and start["interactive"] is True
+    assert TabView(TabController(host, JobRunner(), python_fallback="python")).worker_state()[1]["interactive"]

@@ -2,10 +2,9 @@
 
 Each pinned gradio lives in its own venv, `.venv-gradio3` / `.venv-gradio4` (requirements/gradio3.txt,
 gradio4.txt), created here on first use; the test is skipped, saying why, only when pip cannot
-reach a package index. The same
-probe runs in both interpreters: it builds the tab for the standalone host and for a WebUI-like
-host (test renders and prompt insertion shown), and reports the components and events, and
-that no training library (torch, diffusers...) was imported into the UI's process.
+reach a package index. The same probe runs in both interpreters: it builds the tabs (Train LoRA
+and LLM LoRA) for the standalone host and for a WebUI-like host (test renders and prompt insertion
+shown), and reports the components and events, and that no training library (torch, diffusers...) was imported into the UI's process.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ PROBE = textwrap.dedent('''
     from lora_train.webui.standalone_host import StandaloneHost
     from lora_train.webui.paths import PathPolicy
     from lora_train.webui.llm_tab import build_llm_tab
-    from lora_train.webui.runner import JobRunner
     from lora_train.webui.tab import build_tab
 
     class WebUILike(StandaloneHost):
@@ -48,7 +46,7 @@ PROBE = textwrap.dedent('''
             "events": len(blocks.fns),
             "config_components": len(config["components"]),
         }
-        llm = build_llm_tab(host, JobRunner())
+        llm = build_llm_tab(host, [])
         llm.get_config_file()
         report[host_class.__name__]["llm_ids"] = sorted(b.elem_id for b in llm.blocks.values()
                                                         if getattr(b, "elem_id", None))
@@ -73,13 +71,15 @@ def _check(report: dict) -> None:
         for elem_id in ("lora_train_base_model", "lora_train_data_dir", "lora_train_start", "lora_train_stop",
                         "lora_train_resume", "lora_train_progress", "lora_train_chart", "lora_train_samples",
                         "lora_train_log", "lora_train_result", "lora_train_insert", "lora_train_test",
-                        "lora_train_lora_rank", "lora_train_optimizer", "lora_train_sample_prompts"):
+                        "lora_train_lora_rank", "lora_train_optimizer", "lora_train_sample_prompts",
+                        "lora_train_caption_run", "lora_train_caption_gallery", "lora_train_caption_restore"):
             assert elem_id in ids, f"{elem_id} missing under gradio {report['version']}"
-    for llm_ids in (standalone["llm_ids"], webui["llm_ids"]):
-        for elem_id in ("lora_train_llm_base_model", "lora_train_llm_data", "lora_train_llm_preview_button",
-                        "lora_train_llm_start", "lora_train_llm_interrupt", "lora_train_llm_chart",
-                        "lora_train_llm_test", "lora_train_llm_answer_base", "lora_train_llm_answer_adapter"):
-            assert elem_id in llm_ids, f"{elem_id} missing under gradio {report['version']}"
+    for ids in (standalone["llm_ids"], webui["llm_ids"]):
+        for elem_id in ("lora_train_llm_model_choice", "lora_train_llm_load", "lora_train_llm_preview_html",
+                        "lora_train_llm_start", "lora_train_llm_chart", "lora_train_llm_answer_base",
+                        "lora_train_llm_answer_adapted", "lora_train_llm_cutoff_len", "lora_train_llm_lora_rank"):
+            assert elem_id in ids, f"{elem_id} missing under gradio {report['version']}"
+        assert not set(ids) & set(standalone["ids"]), "the two tabs share element ids"
     assert webui["events"] == standalone["events"] >= 12
     assert webui["config_components"] >= 100
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lora_train.core.errors import UserError
+from lora_train.webui.model_files import ModelInfo
 from lora_train.webui.a1111_host import SETTINGS, WebUIHost, _on_main_thread, register_settings
 
 
@@ -35,7 +36,8 @@ class OptionInfo:
 @pytest.fixture
 def webui(tmp_path, monkeypatch):
     calls = []
-    model = types.SimpleNamespace(is_sd1=False, is_sd2=False, is_sdxl=True, sd_checkpoint_info=types.SimpleNamespace(
+    model = types.SimpleNamespace(is_sd1=False, is_sd2=False, is_sdxl=True, device=types.SimpleNamespace(type="cuda"),
+                                  sd_checkpoint_info=types.SimpleNamespace(
         title="xl.safetensors [abc]", filename=str(tmp_path / "models" / "xl.safetensors"), shorthash="abc123",
         hash="0000"))
     cmd_opts = types.SimpleNamespace(lora_dir=str(tmp_path / "models" / "Lora"), listen=False, share=False,
@@ -72,6 +74,8 @@ def test_settings_and_model_come_from_the_webui(webui):
     settings = host.settings()
     assert settings.lora_dir == webui.tmp_path / "models" / "Lora"
     assert settings.work_dir == webui.tmp_path / "outputs" / "lora_train"
+    assert settings.llm_models_dir == webui.tmp_path / "models" / "LLM"
+    assert settings.llm_lora_dir == webui.tmp_path / "models" / "LLM-LoRA"
     webui.opts.lora_train_lora_dir = str(webui.tmp_path / "mine")
     assert host.settings().lora_dir == webui.tmp_path / "mine"
     current = host.current_model()
@@ -100,6 +104,41 @@ def test_model_leaves_vram_and_comes_back_and_the_lora_list_refreshes(webui):
     host.restore_model()
     host.refresh_loras()
     assert webui.calls == ["unload", ("to_device", True), "list_loras"]
+    host.holders.add("llm")  # the LLM tab holds a language model: the checkpoint stays out after a job
+    host.restore_model()
+    assert webui.calls == ["unload", ("to_device", True), "list_loras"]
+
+
+def test_nothing_is_said_about_vram_on_a_cpu_only_webui(webui, monkeypatch):
+    model = sys.modules["modules"].sd_models.model_data.sd_model
+    monkeypatch.setattr(model, "device", types.SimpleNamespace(type="cpu"))  # --use-cpu all
+    assert WebUIHost().release_model() is None
+    monkeypatch.delattr(model, "device")  # Forge's model has no device: the WebUI's device tells
+    monkeypatch.setitem(sys.modules, "modules.devices", types.SimpleNamespace(device=types.SimpleNamespace(type="cpu")))
+    assert WebUIHost().release_model() is None
+    assert webui.calls == []
+    sys.modules["modules.devices"].device.type = "cuda"
+    assert "moved out of VRAM" in WebUIHost().release_model() and webui.calls == ["unload"]
+
+
+def test_the_header_names_the_checkpoint_hash_once(webui):
+    assert WebUIHost().current_model().describe() == "xl.safetensors [abc] SDXL"
+    assert ModelInfo("tiny_sd1.safetensors [614b0e8cdb]", "/m/t", "SD1", "614b0e8cdb").describe() == \
+        "tiny_sd1.safetensors [614b0e8cdb] SD1"
+    assert ModelInfo("plain.safetensors", "/m/p", None, "614b0e8cdb").describe() == \
+        "plain.safetensors [614b0e8cdb] type unknown"
+
+
+def test_test_renders_show_the_webuis_progress_and_stop_it(webui, monkeypatch):
+    state = types.SimpleNamespace(sampling_step=4, sampling_steps=10, interrupted=False)
+    state.interrupt = lambda: setattr(state, "interrupted", True)
+    monkeypatch.setattr(sys.modules["modules.shared"], "state", state, raising=False)
+    host = WebUIHost()
+    assert host.render_progress() == (4, 10)
+    host.stop_render()
+    assert state.interrupted
+    state.sampling_steps = 0
+    assert host.render_progress() is None
 
 
 def test_nothing_leaves_vram_while_forge_has_only_its_placeholder_model(webui, monkeypatch):

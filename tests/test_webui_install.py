@@ -1,4 +1,5 @@
-"""install.py against a throwaway "WebUI" venv: the host's packages stay exactly as they were.
+"""install.py against a throwaway "WebUI" venv: it returns at once while the worker venv is set up in the
+background (the tab shows the progress), and the host's packages stay exactly as they were.
 
 The host venv sees the test venv's packages (torch included) through a `.pth` file, as a WebUI
 venv would have its own. The worker requirements are two small wheels built here, served from a
@@ -18,6 +19,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from lora_train.webui.worker_env import WorkerEnv, setting_up, setup_state
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -69,14 +72,40 @@ def host(tmp_path_factory) -> dict:
     before = _host_state(python, site_dir)
     start = time.monotonic()
     first = _run([python, ROOT / "install.py"], env)
-    first_s = time.monotonic() - start
+    returned_s = time.monotonic() - start
+    venv_dir = base / "ext" / ".venv-worker"
+    progress = wait_for_setup(venv_dir)
     return dict(base=base, python=python, site_dir=site_dir, env=env, before=before, first=first,
-                first_s=first_s, worker=base / "ext" / ".venv-worker" / "bin" / "python", requirements=requirements)
+                returned_s=returned_s, first_s=time.monotonic() - start, progress=progress,
+                worker=venv_dir / "bin" / "python", requirements=requirements)
+
+
+def wait_for_setup(venv_dir: Path, timeout: float = 240) -> list[str]:
+    """Wait for the background set-up to end; returns the progress lines the tab showed meanwhile."""
+    env = WorkerEnv(venv_dir, Path("unused"))
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not setting_up(env):
+            return seen
+        state = setup_state(env)
+        if not seen or seen[-1] != state.text:
+            seen.append(state.text)
+        time.sleep(0.05)
+    pytest.fail(f"the worker set-up did not end in {timeout} s: {env.log_file.read_text()}")
+
+
+def test_first_run_returns_at_once_and_the_tab_shows_the_progress(host):
+    assert host["first"].returncode == 0, host["first"].stdout + host["first"].stderr
+    assert "in the background" in host["first"].stdout and "Train LoRA tab shows the progress" in host["first"].stdout
+    assert host["returned_s"] < 5 < host["first_s"] or host["returned_s"] < host["first_s"] / 3
+    assert any("pip install" in line for line in host["progress"]), host["progress"]
+    log = (host["base"] / "ext" / ".venv-worker" / "lora_train-install.log").read_text()
+    assert "lt_probe" in log and "worker environment ready" in log  # pip's own lines, as they came
+    assert setup_state(WorkerEnv(host["base"] / "ext" / ".venv-worker", Path("unused"))).ready
 
 
 def test_first_run_builds_a_worker_that_reuses_the_host_torch(host):
-    assert host["first"].returncode == 0, host["first"].stdout + host["first"].stderr
-    assert "worker environment ready" in host["first"].stdout
     probe = _run([host["worker"], "-c", "import torch, lt_probe, lt_probe_nodeps, sys; print(torch.__file__); "
                   "print(lt_probe.__file__); print(sys.prefix)"])
     assert probe.returncode == 0, probe.stderr
@@ -105,13 +134,15 @@ def test_changed_requirements_install_again_and_a_failure_is_one_clear_message(h
     broken = host["base"] / "broken.txt"
     broken.write_text("lt-package-that-does-not-exist==1.0\n")
     env["LORA_TRAIN_WORKER_REQUIREMENTS"] = str(broken)
-    failed = _run([host["python"], ROOT / "install.py"], env)
-    assert failed.returncode == 1
-    assert "could not set up the worker environment" in failed.stdout
-    assert "Traceback" not in failed.stdout + failed.stderr
-    error_file = Path(env["LORA_TRAIN_WORKER_VENV"]) / "lora_train-install-error.txt"
+    venv_dir = Path(env["LORA_TRAIN_WORKER_VENV"])
+    assert _run([host["python"], ROOT / "install.py"], env).returncode == 0
+    wait_for_setup(venv_dir)
+    state = setup_state(WorkerEnv(venv_dir, broken))
+    assert not state.ready and state.failed and "could not set up the worker environment" in state.text
+    assert "lt-package-that-does-not-exist" in state.text and "Traceback" not in state.text
+    error_file = venv_dir / "lora_train-install-error.txt"
     assert "lt-package-that-does-not-exist" in error_file.read_text()
-    again = _run([host["python"], ROOT / "install.py"], host["env"])
+    again = _run([host["python"], ROOT / "install.py", "--wait"], host["env"])  # in the foreground
     assert again.returncode == 0 and "ready" in again.stdout
     assert not error_file.exists()
     assert _host_state(host["python"], host["site_dir"]) == host["before"]

@@ -25,6 +25,7 @@ from ..core.errors import UserError
 from .dora import INPUT_DORA_LAYERS
 from .layers import ADAPTER, lora_layers
 from .peft_private import register_custom_layers
+from .lean import use_lean_forward
 from .spec import LoraSpec
 from .targets import TargetSet, text_encoder_labels
 
@@ -86,11 +87,12 @@ def lora_parameters(unet: nn.Module | None, text_encoders: Sequence[nn.Module]) 
 
 
 def inject_component(component: nn.Module, names: Sequence[str], spec: LoraSpec) -> None:
-    """Freeze the component and wrap the named layers with fp32 LoRA layers."""
+    """Freeze the component and wrap the named layers with fp32 LoRA layers (with the lean forward)."""
     component.requires_grad_(False)
     if not names:
         return
     inject_adapter_in_model(_config(dict(component.named_modules()), names, spec), component, adapter_name=ADAPTER)
+    use_lean_forward(component)
     for param in _component_parameters(component):
         param.data = param.data.to(torch.float32)
 

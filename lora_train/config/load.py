@@ -201,9 +201,6 @@ def _check_combinations(config: TrainConfig) -> None:
         raise UserError(f"'resolution' is {config.resolution}: it must be a multiple of 8 (e.g. 512, 768, 1024).")
     if not (config.train_unet or config.train_text_encoder):
         raise UserError("Both 'train_unet' and 'train_text_encoder' are false: nothing would be trained.")
-    if (config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk) and config.train_text_encoder:
-        raise UserError("'cache_text_encoder_outputs' needs 'train_text_encoder: false' (a trained text encoder's "
-                        "outputs change every step).")
     problem = output_name_problem(config.output_name)
     if problem:
         raise UserError(f"'output_name' {config.output_name!r} cannot be used as a file name: {problem}. "

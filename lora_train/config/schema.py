@@ -110,7 +110,8 @@ class TrainConfig:
     text_encoder_lr: Optional[float] = opt(5e-5, "Text-encoder learning rate (1e-5 to 5e-5 is usual; default: "
                                            "learning_rate when empty; 0 keeps the text encoder's LoRA as it starts).",
                                            "Training", min=0.0, max=1.0)
-    optimizer: str = opt("adamw8bit", "Optimizer. adamw8bit (bitsandbytes) saves memory; prodigy sets its own step "
+    optimizer: str = opt("adamw8bit", "Optimizer. adamw8bit keeps its state in 8 bits (bitsandbytes) where that saves "
+                         "memory, else runs torch's fused AdamW (the same update); prodigy sets its own step "
                          "size (use learning_rate 1.0).", "Training", choices=OPTIMIZERS)
     weight_decay: float = opt(0.01, "Weight decay of the optimizer.", "Training", min=0.0, max=10.0)
     optimizer_args: dict[str, Any] = opt(None, "Extra keyword arguments for the optimizer, e.g. {betas: [0.9, 0.99]}.",
@@ -136,12 +137,17 @@ class TrainConfig:
                                choices=("auto", "no", "fp16", "bf16"))
     gradient_checkpointing: bool = opt(False, "Recompute activations in the backward pass: much less memory, about "
                                        "20-30% slower.", "Memory and speed")
+    compile_unet: bool = opt(False, "Compile the UNet with torch.compile: faster steps on GPUs after a slow first "
+                             "step (and one per new bucket size); where it cannot compile, training continues "
+                             "without it and says why.", "Memory and speed")
     cache_latents: bool = opt(True, "Encode every image with the VAE once, before training (no random crop or flip "
                               "then).", "Memory and speed")
     cache_latents_to_disk: bool = opt(False, "Keep the latent cache on disk beside the images, reused by later runs.",
                                       "Memory and speed")
-    cache_text_encoder_outputs: bool = opt(False, "Encode every caption once (only when the text encoder is not "
-                                           "trained and captions are not shuffled or dropped).", "Memory and speed")
+    cache_text_encoder_outputs: bool = opt(True, "Encode every caption once, before training, whenever that cannot "
+                                           "change the result: the text encoder is not trained and captions are "
+                                           "not shuffled or dropped (otherwise they are encoded every step).",
+                                           "Memory and speed")
     cache_text_encoder_outputs_to_disk: bool = opt(False, "Keep the text-encoder output cache on disk beside the "
                                                    "images, reused by later runs (implies "
                                                    "cache_text_encoder_outputs).", "Memory and speed")
@@ -175,7 +181,9 @@ class TrainConfig:
                                      min=0, max=100000)
     sample_every_n_steps: int = opt(0, "Render the sample prompts every N steps (0: off).", "Samples", min=0,
                                     max=10000000)
-    sample_steps: int = opt(20, "Denoising steps per sample image.", "Samples", min=1, max=200)
+    sample_steps: int = opt(20, "Denoising steps per sample image; 0 renders no samples at all (no preview at the "
+                            "end either: a faster finish, and the WebUI card gets no preview image).", "Samples",
+                            min=0, max=200)
     sample_guidance_scale: float = opt(7.0, "Classifier-free guidance scale of the samples.", "Samples", min=0.0,
                                        max=50.0)
     sample_seed: int = opt(1234, "Seed of the sample images (fixed, so samples are comparable).", "Samples", min=0,

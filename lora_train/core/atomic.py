@@ -8,6 +8,8 @@ the temporary file, so a full disk or a killed process never leaves a partial Lo
 Disk errors become UserErrors naming the folder. `write_new_folder` does the same for a whole folder
 (a PEFT adapter). `replace_file` (for cache entries, which may be rewritten) publishes with a
 rename over the old file instead and leaves errors to its caller.
+Published files get the mode a plain `open()` would give them (0666 less the umask), not the 0600
+of the temporary file, so a WebUI run by another user, or a shared models folder, can read them.
 """
 
 from __future__ import annotations
@@ -28,11 +30,6 @@ _TEMPORARY_SUFFIX = ".tmp"
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
-def _temporary(path: Path) -> tuple[int, str]:
-    """A new hidden temporary file beside `path`: (open descriptor, its name)."""
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent)
-
-
 def temporary_name_pattern(name_pattern: str) -> re.Pattern[str]:
     """Matches the temporary files of writes to files whose names fullmatch the regex `name_pattern`
     (what a process killed while writing leaves behind)."""
@@ -51,6 +48,24 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def _temporary_file(path: Path) -> tuple[int, Path]:
+    """An open descriptor and the name of a new hidden temporary file beside `path`, with a plain file's mode."""
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it 0600
+    return descriptor, Path(name)
 
 
 def _publish(temporary: Path, path: Path) -> None:
@@ -81,7 +96,7 @@ def disk_error(exc: OSError, path: Path) -> UserError:
 def replace_file(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = _temporary(path)
+    descriptor, name = _temporary_file(path)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -99,9 +114,8 @@ def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = _temporary(path)
+        descriptor, temporary = _temporary_file(path)
         os.close(descriptor)
-        temporary = Path(name)
         try:
             write(temporary)
             _fsync(temporary)
@@ -124,6 +138,7 @@ def write_new_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent))
+        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes it 0700
         try:
             write(temporary)
             for item in temporary.rglob("*"):

@@ -11,6 +11,7 @@ An event is a flat dict with a `type` and a few of these fields:
     level    info | warning (log events)          interrupted  true on a `done` after a stop request
     detail   a traceback, on an `error` that is a bug (shown folded; the message says what to do)
     eval_loss, perplexity   on an `eval` (text runs with val_size: loss on the held-out rows after an epoch)
+    unit     what a step counts when it is not an optimizer step ("image" when captioning)
 
 The CLI writes them as JSON lines (`--events jsonl`), which is what the WebUI tab reads; on a
 terminal it draws a progress bar instead. `train.log` gets a plain-text line per event.
@@ -51,7 +52,7 @@ def describe(event: Event) -> str:
     """A one-line human reading of an event, for train.log and the terminal."""
     kind = event["type"]
     if kind == "step":
-        parts = [f"step {event.get('step')}/{event.get('total')}"]
+        parts = [f"{event.get('unit', 'step')} {event.get('step')}/{event.get('total')}"]
         if "epoch" in event:
             parts.append(f"epoch {event['epoch']}/{event.get('epochs')}")
         if "loss" in event:
@@ -119,7 +120,7 @@ class ConsoleSink:
 
         if self.bar is None:
             self.bar = tqdm(total=event.get("total"), initial=event["step"] - 1, file=self.stream,
-                            unit="step", dynamic_ncols=True)
+                            unit=event.get("unit", "step"), dynamic_ncols=True)
         self.bar.update(event["step"] - self.bar.n)
         postfix = {k: f"{event[k]:.4g}" for k in ("loss", "lr") if k in event}
         if "epoch" in event:

@@ -5,12 +5,14 @@ already used: `name`, then `name_v2`, `name_v3`, ... Epoch saves are `name-00000
 name), versioned the same way. A name counts as used when
 any file the LoRA would own exists (the weights, the card's `.json`, the `.preview.png`, or an
 older `.pt` / `.ckpt` of that name, which the WebUI would list under the same name).
+`free_run_name` picks a new run's name up front, so that its work folder carries the same name.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UserError
@@ -70,20 +72,31 @@ def preview_path(lora_path: Path) -> Path:
     return lora_path.with_name(lora_path.name.removesuffix(LORA_SUFFIX) + PREVIEW_SUFFIX)
 
 
+def versions(stem: str) -> Iterator[str]:
+    """`stem`, `stem_v2`, `stem_v3`, ..."""
+    return (stem if version == 1 else f"{stem}_v{version}" for version in itertools.count(1))
+
+
+def _lora_taken(folder: Path, stem: str) -> bool:
+    return any((folder / (stem + suffix)).exists() for suffix in _TAKEN_SUFFIXES)
+
+
 def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None) -> Path:
     """The first unused `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind."""
     folder = Path(folder)
     stem = save_stem(check_output_name(name), epoch=epoch)
-    free = next(candidate for candidate in _versions(stem)
-                if not any((folder / (candidate + suffix)).exists() for suffix in _TAKEN_SUFFIXES))
-    return folder / (free + LORA_SUFFIX)
+    return folder / (next(candidate for candidate in versions(stem) if not _lora_taken(folder, candidate))
+                     + LORA_SUFFIX)
+
+
+def free_run_name(lora_folder: str | Path, work_folder: str | Path, name: str) -> str:
+    """The first of `name`, `name_v2`, ... that neither a LoRA in `lora_folder` nor a run's folder in
+    `work_folder` uses: a new run saves under it and keeps its job files in `work_folder/<it>`."""
+    return next(candidate for candidate in versions(check_output_name(name))
+                if not _lora_taken(Path(lora_folder), candidate) and not (Path(work_folder) / candidate).exists())
 
 
 def free_folder_path(folder: str | Path, name: str) -> Path:
     """The first unused `name`, `name_v2`, ... in the folder, for savers that write a folder (PEFT adapters)."""
     folder = Path(folder)
-    return folder / next(c for c in _versions(check_output_name(name)) if not (folder / c).exists())
-
-
-def _versions(stem: str):
-    return (stem if version == 1 else f"{stem}_v{version}" for version in itertools.count(1))
+    return folder / next(c for c in versions(check_output_name(name)) if not (folder / c).exists())

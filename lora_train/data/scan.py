@@ -119,7 +119,7 @@ def _from_folder(root: Path, repeats: int) -> tuple[list[_Candidate], list[str]]
             continue
         groups.append((_unique(child.name, [g[0] for g in groups]), child, count, True))
     candidates = [_Candidate(path, path.relative_to(root).as_posix(), name, count, None)
-                  for name, folder, count, recursive in groups for path in _images(folder, recursive)]
+                  for name, folder, count, recursive in groups for path in list_images(folder, recursive)]
     if not candidates:
         raise UserError(f"No images in {root}: put {' '.join(IMAGE_EXTENSIONS)} files there, each with a "
                         f"same-name caption file, or in subfolders named N_name to repeat them N times.")
@@ -134,7 +134,8 @@ def _unique(name: str, taken: list[str]) -> str:
     return unique
 
 
-def _images(folder: Path, recursive: bool) -> list[Path]:
+def list_images(folder: Path, recursive: bool) -> list[Path]:
+    """Image files under `folder` (its subfolders too when `recursive`), sorted; hidden ones skipped."""
     found: list[Path] = []
     for directory, subdirs, files in os.walk(folder):
         subdirs[:] = sorted(d for d in subdirs if recursive and not d.startswith("."))

@@ -4,7 +4,11 @@ CLIP (and so every SD1/SD2/SDXL text encoder) uses one BPE vocabulary: the first
 merges of `bpe_simple_vocab_16e6.txt.gz`, 256 byte symbols, the same with `</w>`, the merged
 tokens, then `<|startoftext|>` and `<|endoftext|>`: 49,408 ids. Writing that out as
 `vocab.json` + `merges.txt` gives a `CLIPTokenizer` identical to openai/clip-vit-large-patch14's,
-with no hub.
+with no hub. Fewer merges give a smaller vocabulary of the same kind (the tests' fixtures use that).
+
+A model folder's own tokenizer always wins: transformers saves it as `tokenizer.json` (current
+versions), `vocab.json` + `merges.txt` (older ones) or both, and a fine-tune may have its own
+vocabulary. `check_tokenizer_fits` refuses a tokenizer whose ids do not fit its text encoder.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import tempfile
 from pathlib import Path
+from typing import Literal
+
+import torch
 
 from transformers import CLIPTokenizer
 
 from ..core.errors import UserError
 
 CLIP_VOCAB_SIZE = 49408
-_MERGE_COUNT = 49152 - 256 - 2
+_SPECIAL_IDS = 512 + 2  # byte symbols (with and without </w>), <|startoftext|>, <|endoftext|>
+TokenizerFiles = Literal["both", "json", "vocab"]  # what is written: both formats, tokenizer.json, vocab+merges
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -48,13 +57,16 @@ def bundled_bpe_path() -> Path:
     return path
 
 
-def write_clip_tokenizer_files(folder: str | Path, model_max_length: int = 77,
-                               pad_token: str = "<|endoftext|>") -> Path:
-    """Write vocab.json, merges.txt and the tokenizer configs of CLIP's tokenizer into `folder`."""
+def write_clip_tokenizer_files(folder: str | Path, model_max_length: int = 77, pad_token: str = "<|endoftext|>",
+                               vocab_size: int = CLIP_VOCAB_SIZE, files: TokenizerFiles = "both") -> Path:
+    """Write CLIP's tokenizer (its first `vocab_size` ids) into `folder`: tokenizer.json as current transformers
+    saves it, vocab.json + merges.txt as older versions read it, or both; with the tokenizer configs."""
+    if not _SPECIAL_IDS < vocab_size <= CLIP_VOCAB_SIZE:
+        raise ValueError(f"a CLIP vocabulary has {_SPECIAL_IDS + 1} to {CLIP_VOCAB_SIZE} ids, not {vocab_size}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lines = gzip.open(bundled_bpe_path()).read().decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:_MERGE_COUNT + 1]]
+    merges = [tuple(line.split()) for line in lines[1:vocab_size - _SPECIAL_IDS + 1]]
     symbols = list(_bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
@@ -63,16 +75,44 @@ def write_clip_tokenizer_files(folder: str | Path, model_max_length: int = 77,
                                        encoding="utf-8")
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
                               model_max_length=model_max_length, pad_token=pad_token)
+    if files == "json":
+        (folder / "vocab.json").unlink()
+        (folder / "merges.txt").unlink()
     tokenizer.save_pretrained(str(folder))
+    if files == "vocab":
+        (folder / "tokenizer.json").unlink()
     return folder
 
 
-def load_clip_tokenizer(folder: str | Path | None = None, pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
-    """A CLIP tokenizer from a folder that has one, else built from the bundled vocabulary."""
-    if folder is not None and (Path(folder) / "vocab.json").is_file():
-        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-    import tempfile
+def has_tokenizer(folder: str | Path | None) -> bool:
+    """Whether `folder` holds a tokenizer in a format transformers saves."""
+    return folder is not None and ((Path(folder) / "tokenizer.json").is_file() or
+                                   all((Path(folder) / name).is_file() for name in ("vocab.json", "merges.txt")))
 
+
+def load_clip_tokenizer(folder: str | Path | None = None, pad_token: str = "<|endoftext|>",
+                        vocab_size: int = CLIP_VOCAB_SIZE) -> CLIPTokenizer:
+    """The tokenizer of a folder that has one (`has_tokenizer`), else CLIP's built from the bundled vocabulary."""
+    if has_tokenizer(folder):
+        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
     with tempfile.TemporaryDirectory() as tmp:
-        write_clip_tokenizer_files(tmp, pad_token=pad_token)
+        write_clip_tokenizer_files(tmp, pad_token=pad_token, vocab_size=vocab_size)
         return CLIPTokenizer.from_pretrained(tmp, local_files_only=True)
+
+
+def check_tokenizer_fits(tokenizer: CLIPTokenizer, text_encoder: torch.nn.Module, folder: Path | None,
+                         what: str) -> None:
+    """A UserError unless every id of `tokenizer` (read from `folder`, None: the bundled CLIP vocabulary) has a
+    row in `text_encoder`'s embedding table (else the first step fails with an IndexError)."""
+    ids = max(tokenizer.get_vocab().values()) + 1
+    rows = text_encoder.get_input_embeddings().num_embeddings
+    if ids <= rows:
+        return
+    if has_tokenizer(folder):
+        source = f"The tokenizer in {folder}"
+    else:
+        source = (f"{folder} has no tokenizer (tokenizer.json or vocab.json + merges.txt), and CLIP's" if folder
+                  else "CLIP's bundled tokenizer")
+    raise UserError(f"{source} has {ids} token ids, but {what} has only {rows} rows in its embedding table, so they "
+                    "do not belong together. Put the tokenizer this text encoder was trained with in "
+                    f"{folder or 'its folder'} (as transformers' save_pretrained writes it).")

@@ -3,8 +3,10 @@
 `inspect_lora` returns a JSON-ready dict: the model family (from keys, metadata or shapes),
 module counts per component, ranks and alphas, LoCon convolutions and DoRA layers, the main
 metadata, trigger words (the header's `modelspec.trigger_phrase` and the card's
-"activation text"), the most frequent training tags, and whether `sshs_model_hash` matches
-the tensor bytes. `format_report` turns it into the text the CLI prints.
+"activation text"), the most frequent training tags, whether `sshs_model_hash` matches
+the tensor bytes, the key style (kohya, LyCORIS, diffusers / PEFT) and, per UNet block (the
+block-weight ids BASE, IN01 ... OUT11), the modules, ranks and alphas, to choose merge settings.
+`format_report` turns it into the text the CLI prints.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from typing import Any
 from ..core.errors import UserError
 from ..core.arch import ARCH_NAMES, detect_arch
 from ..kohya.hashes import file_model_hash
-from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component, group_by_module
+from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component
 from ..core.naming import sidecar_path
 from ..kohya.read import read_lora_file
+from .blocks import block_of, block_order
+from .key_styles import kohya_style
 
 MAIN_METADATA = ("ss_output_name", "ss_sd_model_name", "ss_base_model_version", "ss_network_module",
                  "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_resolution", "ss_num_train_images",
                  "ss_num_epochs", "ss_steps", "ss_learning_rate", "ss_unet_lr", "ss_text_encoder_lr",
                  "ss_training_started_at", "ss_training_comment", "modelspec.architecture", "modelspec.title",
                  "modelspec.date", "sshs_model_hash")
+SOURCE_LABELS = {"kohya": "kohya", "lycoris": "LyCORIS", "diffusers": "diffusers / PEFT"}
 COMPONENT_LABELS = {"unet": "UNet", "te": "text encoder", "te1": "text encoder 1", "te2": "text encoder 2",
                     "other": "other"}
 
@@ -52,26 +57,43 @@ def _trigger_words(path: Path, metadata: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(word for word in words if word))
 
 
+def _per_block(ranks: dict[str, int], alphas: dict[str, float]) -> list[dict[str, Any]]:
+    blocks: dict[str, list[str]] = {}
+    for name in ranks:
+        blocks.setdefault(block_of(name) or "other", []).append(name)
+    return [{"block": block, "modules": len(names), "ranks": sorted({ranks[name] for name in names}),
+             "alphas": sorted({alphas[name] for name in names})}
+            for block, names in sorted(blocks.items(), key=lambda item: block_order(item[0]))]
+
+
 def inspect_lora(path: str | Path) -> dict[str, Any]:
-    """A summary of a kohya-format LoRA file; UserError when it is unreadable or holds no LoRA."""
+    """A summary of a LoRA file (kohya, LyCORIS or diffusers / PEFT keys); UserError when it is unreadable
+    or holds no LoRA."""
     path = Path(path)
     tensors, metadata = read_lora_file(path)
-    modules = group_by_module(tensors)
+    modules, source = kohya_style(tensors, metadata)
     lora = {name: parts for name, parts in modules.items() if DOWN in parts and UP in parts}
     if not lora:
-        raise UserError(f"{path} holds no kohya-format LoRA modules (keys like lora_unet_..._lora_down.weight).")
+        raise UserError(f"{path} holds no LoRA modules (keys like lora_unet_..._lora_down.weight, or "
+                        "unet....lora_A.weight).")
+    if source == "kohya" and metadata.get("ss_network_module", "").startswith("lycoris"):
+        source = "lycoris"
     ranks = {name: parts[DOWN].shape[0] for name, parts in lora.items()}
-    alphas = {float(parts[ALPHA].item()) if ALPHA in parts else float(ranks[name]) for name, parts in lora.items()}
+    alpha_of = {name: float(parts[ALPHA].item()) if ALPHA in parts else float(ranks[name])
+                for name, parts in lora.items()}
     stored_hash = metadata.get("sshs_model_hash")
-    arch = detect_arch({key: tuple(value.shape) for key, value in tensors.items()}, metadata)
+    arch = detect_arch({f"{name}.{suffix}": tuple(value.shape) for name, parts in modules.items()
+                        for suffix, value in parts.items()}, metadata)
     return {
         "file": str(path),
+        "format": SOURCE_LABELS[source],
         "architecture": arch,
         "base_model": ARCH_NAMES[arch].title if arch else "unknown",
         "modules": count_by_component(lora),
         "other_modules": len(modules) - len(lora),
         "ranks": sorted(set(ranks.values())),
-        "alphas": sorted(alphas),
+        "alphas": sorted(set(alpha_of.values())),
+        "blocks": _per_block(ranks, alpha_of),
         "conv_layers": sum(parts[DOWN].ndim == 4 and tuple(parts[DOWN].shape[2:]) != (1, 1)
                            for parts in lora.values()),
         "dora_layers": sum(DORA_SCALE in parts for parts in lora.values()),
@@ -88,6 +110,7 @@ def format_report(report: dict[str, Any]) -> str:
     modules = ", ".join(f"{COMPONENT_LABELS.get(part, part)} {count}" for part, count in report["modules"].items())
     lines = [
         ("File", report["file"]),
+        ("Format", report["format"]),
         ("Base model", report["base_model"]),
         ("Modules", modules + (f" (+{report['other_modules']} not plain LoRA)" if report["other_modules"] else "")),
         ("Rank (dim)", ", ".join(map(str, report["ranks"]))),
@@ -101,6 +124,9 @@ def format_report(report: dict[str, Any]) -> str:
     if report["hash_matches"] is not None:
         lines.append(("Hash", "matches the tensors" if report["hash_matches"] else "DOES NOT match the tensors"))
     text = [f"{label + ':':<15}{value}" for label, value in lines]
+    text.append("Per block:")
+    text += [f"  {row['block']:<6} {row['modules']:>4} modules  rank {', '.join(map(str, row['ranks']))}  "
+             f"alpha {', '.join(f'{alpha:g}' for alpha in row['alphas'])}" for row in report["blocks"]]
     if report["metadata"]:
         text.append("Metadata:")
         text += [f"  {key}: {value}" for key, value in report["metadata"].items()]

@@ -3,7 +3,7 @@ the sampler and the caches.
 
 Caches are filled here, before the loop, with the encoders on the training device: VAE
 latents (`cache_latents`, on disk with `cache_latents_to_disk`) and text-encoder outputs
-(`cache_text_encoder_outputs`). Cache entries are keyed by the image's bytes or the caption,
+(`cache_text_encoder_outputs`, where the outputs cannot change: see `text_cache_applies`). Cache entries are keyed by the image's bytes or the caption,
 the settings, and the base model file's identity, so a changed input is encoded again.
 """
 
@@ -113,6 +113,13 @@ def cache_text_outputs(data: ImageData, base: BaseModel, device: torch.device, c
     return _report("Text-encoder outputs", cache)
 
 
+def text_cache_applies(config: TrainConfig) -> bool:
+    """Text-encoder outputs are cached (the default) only where they cannot change during training: the
+    text encoder is frozen and every caption is fixed (no shuffle, no dropout)."""
+    wanted = config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk
+    return wanted and not config.train_text_encoder and not config.shuffle_caption and not config.caption_dropout_rate
+
+
 def fill_caches(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device, output_dir: Path,
                 say: Say) -> None:
     """The caches the config asks for, filled with the encoders on the training device."""
@@ -124,6 +131,6 @@ def fill_caches(config: TrainConfig, data: ImageData, base: BaseModel, device: t
         else:
             say(cache_latents(data, base, device, folders.open("latents", config.cache_latents_to_disk), config.vae,
                               config.batch_size))
-    if config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk:
+    if text_cache_applies(config):
         cache = folders.open("text", config.cache_text_encoder_outputs_to_disk)
         say(cache_text_outputs(data, base, device, cache, config.clip_skip))

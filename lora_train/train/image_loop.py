@@ -146,7 +146,7 @@ class ImageLoop:
         return path
 
     def sample(self, label: str) -> list[Image.Image]:
-        if not self.main:
+        if not self.main or not self.samples.steps:  # sample_steps: 0 turns samples off
             return []
         images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
         self.report.samples(images, self.progress.step, label)

@@ -28,6 +28,7 @@ from ..config import TrainConfig
 from ..core.events import Fanout, LogFileSink
 from ..models.base_model import BaseModel
 from ..models.load import load_base_model
+from .compile import CompiledWithFallback
 from .faults import out_of_memory_message
 from .image_data import ImageData, build_image_data, fill_caches
 from .image_loop import Checkpoints, ImageLoop, Schedule
@@ -40,7 +41,7 @@ from .precision import Precision, resolve_precision
 from .reporting import Reporter
 from .resume_state import Progress, TrainingState, resolve_resume_path
 from .sampling import SampleSettings, sample_prompts
-from .step import StepRunner, enable_gradient_checkpointing
+from .step import StepRunner, enable_gradient_checkpointing, use_channels_last
 from .stop import StopRequest
 
 
@@ -91,6 +92,7 @@ def load_model(config: TrainConfig, session: Session) -> BaseModel:
     for module in [base.unet, *base.text_encoders]:
         module.to(device, precision.weight_dtype)
     base.vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
+    use_channels_last([base.unet, base.vae], device)
     return base
 
 
@@ -165,9 +167,11 @@ def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Pa
             progress = state.restore(path)
             report.say(f"Resumed from {path} at step {progress.step}")
 
+        runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)
+        if config.compile_unet and "unet" in wrapped:
+            runner.unet = CompiledWithFallback(runner.unet, lambda text: report.say(text, "warning"))
         loop = ImageLoop(
-            schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress,
-            runner=StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator),
+            schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress, runner=runner,
             checkpoints=Checkpoints(session.output_dir, config.save_total_limit, config.seed),
             writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, time.time()),
             samples=sample_settings(config, data), base=base, precision=session.precision, accelerator=accelerator,

@@ -106,3 +106,12 @@ def enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:
             module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def use_channels_last(modules: list[torch.nn.Module], device: torch.device) -> None:
+    """Channels-last (NHWC) convolutions for the frozen UNet and VAE on CUDA, where the tensor-core
+    convolutions use that layout. Not on CPU: measured there it was 20% faster on a loaded machine and
+    11% slower on a quiet one. Activations follow the weights' layout, so inputs need no change."""
+    if device.type == "cuda":
+        for module in modules:
+            module.to(memory_format=torch.channels_last)

@@ -46,9 +46,15 @@ SETTINGS = (
             "a YAML config whose values fill the tab at start (after the preset)"),
     Setting("lora_train_worker_python", "", "Worker interpreter",
             "the Python that runs training; empty: the venv install.py made (LORA_TRAIN_PYTHON wins)"),
+    Setting("lora_train_llm_models_dir", "", "LLM base models folder",
+            "the LLM LoRA tab lists the model folders and .gguf files in it; empty: models/LLM"),
+    Setting("lora_train_llm_lora_dir", "", "LLM adapter folder",
+            "where the LLM LoRA tab's adapters go (not the Lora folder); empty: models/LLM-LoRA"),
     Setting("lora_train_dataset_roots", "", "Dataset roots",
             "folders (one per line) the tab may read when the WebUI is reachable from the network without "
             "a password"),
+    Setting("lora_train_captioners_dir", "", "Captioning models folder",
+            "captioning models, and where hub models are downloaded; empty: models/lora_train/captioners"),
 )
 
 
@@ -93,10 +99,21 @@ def _forge_call(main_thread: Any, fn: Callable[[], Any]) -> Any:
     return outcome.get("result")
 
 
+def _device_type(model: Any) -> str | None:
+    """Where the WebUI's model is: `cuda`, `cpu`, ... from the model (A1111) or the WebUI's device (Forge);
+    None when neither says."""
+    device = getattr(model, "device", None) or getattr(sys.modules.get("modules.devices"), "device", None)
+    kind = getattr(device, "type", None)
+    return str(kind) if kind else None
+
+
 class WebUIHost:
     name = "WebUI"
     can_render = True
     inserts_prompts = True
+
+    def __init__(self) -> None:
+        self.holders: set[str] = set()  # other users of the GPU (the LLM tab's model): the checkpoint stays out
 
     def _opt(self, key: str) -> Any:
         from modules import shared
@@ -110,9 +127,13 @@ class WebUIHost:
         lora_dir = self._opt("lora_train_lora_dir") or getattr(shared.cmd_opts, "lora_dir", None) or \
             os.path.join(paths_internal.models_path, "Lora")
         work_dir = self._opt("lora_train_work_dir") or os.path.join(paths_internal.default_output_dir, "lora_train")
+        models = Path(paths_internal.models_path)
         return TabSettings(Path(lora_dir), Path(work_dir), self._opt("lora_train_preset") or DEFAULT_PRESET,
                            self._opt("lora_train_defaults_file"), self._opt("lora_train_worker_python"),
-                           split_roots(self._opt("lora_train_dataset_roots")))
+                           split_roots(self._opt("lora_train_dataset_roots")),
+                           Path(self._opt("lora_train_llm_models_dir") or models / "LLM"),
+                           Path(self._opt("lora_train_llm_lora_dir") or models / "LLM-LoRA"),
+                           Path(self._opt("lora_train_captioners_dir") or models / "lora_train" / "captioners"))
 
     def path_policy(self) -> PathPolicy:
         from modules import paths_internal, shared
@@ -125,7 +146,7 @@ class WebUIHost:
         settings = self.settings()
         roots = [paths_internal.data_path, paths_internal.script_path, paths_internal.models_path,
                  getattr(opts, "ckpt_dir", None), getattr(opts, "vae_dir", None), settings.lora_dir,
-                 settings.work_dir, *settings.dataset_roots]
+                 settings.work_dir, settings.llm_models_dir, settings.llm_lora_dir, *settings.dataset_roots]
         return PathPolicy(exposed, [root for root in roots if root],
                           "Add the folder under Settings > LoRA trainer > Dataset roots, or start the WebUI with "
                           "--gradio-auth.")
@@ -161,12 +182,18 @@ class WebUIHost:
         model = getattr(sd_models.model_data, "sd_model", None)
         if getattr(model, "sd_checkpoint_info", None) is None:  # none, or Forge's placeholder before the first load
             return None
+        device = _device_type(model)
+        if device == "cpu":  # a CPU-only WebUI (--use-cpu all): there is no VRAM to free
+            return None
         _on_main_thread(lambda: sd_models.unload_model_weights())
-        return "The WebUI's model was moved out of VRAM for training; it comes back when the job ends."
+        return ("The WebUI's model was moved out of VRAM for training; it comes back when the job ends." if device
+                else None)
 
     def restore_model(self) -> str | None:
         from modules import sd_models
 
+        if self.holders:
+            return None
         model = getattr(sd_models.model_data, "sd_model", None)
         if model is None or getattr(model, "sd_checkpoint_info", None) is None:
             return None
@@ -194,3 +221,14 @@ class WebUIHost:
                 shared.state.end()
 
         return _on_main_thread(generate)
+
+    def render_progress(self) -> tuple[int, int] | None:
+        from modules import shared
+
+        state = shared.state
+        return (state.sampling_step, state.sampling_steps) if getattr(state, "sampling_steps", 0) else None
+
+    def stop_render(self) -> None:
+        from modules import shared
+
+        shared.state.interrupt()

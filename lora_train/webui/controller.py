@@ -7,14 +7,15 @@ messages by `tab.py`, never as tracebacks.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config.schema import TrainConfig
-from ..core.arch import ARCH_NAMES, arch_of_label
 from ..core.errors import UserError
-from ..core.naming import lora_files
+from ..core.naming import free_run_name, lora_files, versions
 from . import form, markup
 from .model_files import ModelInfo, sniff_arch
 from .dataset_review import review_dataset
@@ -22,7 +23,8 @@ from .host import Host
 from .paths import safe_name
 from .preset_choices import preset_form_values
 from .runner import Followup, JobRunner, JobSpec, JobState
-from .worker_env import EXTENSION_ROOT, resolve_worker_python
+from .try_lora import DEFAULT_STEPS, TryRender, try_request
+from .worker_env import EXTENSION_ROOT, resolve_worker_python, setup_state
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
 MANAGED_INPUTS = ("base_model", "vae", "train_data_dir", "trigger_word", "output_name")
@@ -55,6 +57,7 @@ class TabController:
         self.runner = runner
         self.python_fallback = python_fallback
         self.specs = form.field_specs()
+        self.trial: TryRender | None = None  # the latest "Test now"
 
     # --- base model ---------------------------------------------------------------------
     def loaded_title(self) -> str | None:
@@ -85,6 +88,10 @@ class TabController:
             if choice in (model.title, model.path):
                 return Path(model.path)
         return self.host.path_policy().resolve(choice or "", what)
+
+    def base_model_path(self, choice: str | None) -> Path:
+        """The file (or folder) of the base model chosen in the tab."""
+        return self._model_path(choice, self.host.checkpoints(), "Base model")
 
     def base_model_arch(self, choice: str | None) -> str | None:
         current = self.host.current_model()
@@ -130,10 +137,11 @@ class TabController:
                       trigger_word=(inputs["trigger_word"] or "").strip())
         return values
 
-    def job_config(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> TrainConfig:
-        """The validated config of the form: the same checks and messages as the CLI."""
+    def job_config(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False,
+                   name: str | None = None) -> TrainConfig:
+        """The validated config of the form (saved under `name`, default the form's): the CLI's checks and messages."""
         values = self._form(inputs, fields)
-        name = safe_name(inputs["output_name"])
+        name = name or safe_name(inputs["output_name"])
         vae = inputs["vae"]
         values.update(
             task_type="image", output_name=name, output_dir=str(self.workspace(name)),
@@ -143,8 +151,21 @@ class TabController:
             resume_from_checkpoint="latest" if resume else None)
         return form.validate(values)
 
+    def config_path(self, name: str) -> str:
+        """Where "Save config" writes by default: `<work folder>/<LoRA name>.yaml`."""
+        return str(self.host.settings().work_dir / f"{safe_name(name)}.yaml")
+
     def workspace(self, name: str) -> Path:
         return self.host.settings().work_dir / safe_name(name)
+
+    def run_name(self, name: str, resume: bool) -> str:
+        """The name a run saves under, and so its work folder's: a new run takes the first of `name`, `name_v2`,
+        ... that no LoRA and no earlier run uses; a resumed one continues the latest run that kept its state."""
+        settings = self.host.settings()
+        if not resume:
+            return free_run_name(settings.lora_dir, settings.work_dir, name)
+        runs = itertools.takewhile(lambda run: self.workspace(run).is_dir(), versions(name))
+        return ([run for run in runs if any(self.workspace(run).glob("checkpoint-*"))] or [name])[-1]
 
     def save_config(self, path_text: str, inputs: dict[str, Any], fields: list[Any]) -> tuple[str, str]:
         path = self.host.path_policy().resolve(path_text, "Config file")
@@ -157,9 +178,22 @@ class TabController:
                               f"{path}", "success"), text
 
     # --- jobs -----------------------------------------------------------------------------
+    def worker_status(self) -> tuple[str, bool]:
+        """(note, whether Start can run): the worker venv's set-up progress until it is ready (the WebUI starts
+        while it is made); nothing to say when another interpreter runs the jobs."""
+        if os.environ.get("LORA_TRAIN_PYTHON") or self.host.settings().worker_python.strip() or self.python_fallback:
+            return "", True
+        state = setup_state()
+        if state.ready:
+            return "", True
+        if state.failed:
+            return markup.message(state.text, "error"), False
+        return markup.message("Setting up the training environment (first launch only; about a minute, longer on a "
+                              f"slow connection). Start is enabled when it is ready. Now: {state.text}", "info"), False
+
     def start(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> str:
         self.runner.ensure_idle()
-        config = self.job_config(inputs, fields, resume)
+        config = self.job_config(inputs, fields, resume, self.run_name(safe_name(inputs["output_name"]), resume))
         workspace = Path(config.output_dir)
         if resume and not any(workspace.glob("checkpoint-*")):
             raise UserError(f"Nothing to resume in {workspace}: it has no checkpoint-<step> folder. Set "
@@ -188,7 +222,9 @@ class TabController:
         files = [(path.name, path.is_file()) for path in lora_files(lora)]
         return markup.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
 
-    def test_now(self, prompt: str, seed: Any, weight: float) -> list:
+    def test_now(self, prompt: str, seed: Any, weight: float, steps: Any = DEFAULT_STEPS, size: Any = 0) -> TryRender:
+        """Start rendering the prompt (default: the trigger word) without and with the LoRA, at `size` (0: the
+        training's sample resolution) with `steps` steps."""
         state = self.runner.snapshot()
         if not self.host.can_render:
             raise UserError("Test renders need the WebUI; in the standalone server, load the LoRA in your own UI.")
@@ -196,9 +232,16 @@ class TabController:
             raise UserError("Train a LoRA first: the test renders the same prompt and seed with and without it.")
         if self.runner.busy():
             raise UserError("Wait for the training job to end before rendering a test.")
-        prompt = (prompt or "").strip() or state.name
-        current = self.host.current_model()
-        size = 1024 if current and arch_of_label(current.arch) is ARCH_NAMES["sdxl"] else 512
-        without = self.host.render(prompt, "", int(seed), 20, size, size)
-        with_lora = self.host.render(f"{prompt} {self.lora_tag(state, weight)}", "", int(seed), 20, size, size)
-        return [(without, "without the LoRA"), (with_lora, f"with {self.lora_tag(state, weight)}")]
+        if self.trial is not None and not self.trial.wait(0):
+            raise UserError("A test render is running: wait for it, or press Stop test.")
+        job = {**{spec.name: spec.default for spec in self.specs}, **state.settings}
+        prompt = (prompt or "").strip() or job.get("trigger_word") or state.name
+        size = size or job["sample_resolution"] or job["resolution"]
+        self.trial = TryRender(self.host, try_request(prompt, self.lora_tag(state, weight), seed, steps, size))
+        return self.trial
+
+    def stop_test(self) -> str:
+        if self.trial is None or self.trial.wait(0):
+            return markup.message("No test render is running.", "info")
+        self.trial.stop()
+        return markup.message("Stopping the test render...", "info")

@@ -56,17 +56,17 @@ def _kind(hint: Any, choices: tuple | None) -> tuple[str, bool]:
     return {bool: "bool", int: "int", float: "float"}.get(hint, "text"), optional
 
 
-def field_specs() -> list[FieldSpec]:
-    """The form fields: every image schema key except the managed ones (text keys live in their own schema)."""
-    hints = typing.get_type_hints(TrainConfig)
+def field_specs(schema: type = TrainConfig, managed: tuple[str, ...] = MANAGED_KEYS) -> list[FieldSpec]:
+    """The form fields: every key of `schema` (the image one unless told) except the managed ones."""
+    hints = typing.get_type_hints(schema)
     specs = []
-    for spec in fields(TrainConfig):
+    for spec in fields(schema):
         meta = spec.metadata
-        if spec.name in MANAGED_KEYS:
+        if spec.name in managed:
             continue
         kind, optional = _kind(hints[spec.name], meta["choices"])
-        specs.append(FieldSpec(spec.name, kind, optional, default_value(spec.name), meta["help"], meta["group"],
-                               meta["choices"]))
+        specs.append(FieldSpec(spec.name, kind, optional, default_value(spec.name, schema), meta["help"],
+                               meta["group"], meta["choices"]))
     return specs
 
 
@@ -113,10 +113,11 @@ def validate(values: dict[str, Any], check_paths: bool = True) -> TrainConfig:
     return build_config(values, "the tab's settings", check_paths)
 
 
-def changed_values(config: TrainConfig) -> dict[str, Any]:
+def changed_values(config: Any) -> dict[str, Any]:
     """The keys whose value differs from the default, in schema order: a short, readable YAML."""
-    return {spec.name: getattr(config, spec.name) for spec in fields(TrainConfig)
-            if getattr(config, spec.name) != default_value(spec.name)}
+    schema = type(config)
+    return {spec.name: getattr(config, spec.name) for spec in fields(schema)
+            if getattr(config, spec.name) != default_value(spec.name, schema)}
 
 
 def dump_yaml(values: dict[str, Any]) -> str:

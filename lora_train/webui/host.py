@@ -25,12 +25,16 @@ class TabSettings:
     defaults_file: str = ""  # a YAML config whose values fill the form at start
     worker_python: str = ""  # empty: the worker venv (WebUI) or this interpreter (standalone)
     dataset_roots: list[str] = field(default_factory=list)
+    llm_models_dir: Path | None = None  # the LLM tab's base models (folders with config.json, .gguf files)
+    llm_lora_dir: Path | None = None  # where the LLM tab's adapters go (never the image Lora folder)
+    captioners_dir: Path | None = None  # captioning models (hub downloads); None: <lora_dir>/../lora_train/captioners
 
 
 class Host(Protocol):
     name: str
     can_render: bool
     inserts_prompts: bool
+    holders: set[str]  # who else needs the GPU now (e.g. "llm"): restore_model waits until it is empty
 
     def settings(self) -> TabSettings: ...
 
@@ -46,8 +50,15 @@ class Host(Protocol):
         """Move the host's model out of VRAM before training; returns a note for the user, if any."""
 
     def restore_model(self) -> str | None:
-        """Bring the model back after training (also after a failure or an interrupt)."""
+        """Bring the model back after training (also after a failure or an interrupt), unless `holders` remain."""
 
     def refresh_loras(self) -> None: ...
 
     def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int): ...
+
+    def render_progress(self) -> tuple[int, int] | None:
+        """(step, steps) of the render under way, when the host knows."""
+
+    def stop_render(self) -> None:
+        """Interrupt the render under way."""
+

@@ -1,9 +1,10 @@
-"""The "LLM LoRA" tab: a text LoRA on a causal language model, trained and tested in the worker process.
+"""The "LLM LoRA" tab: train a text LoRA on a separately loaded causal language model, and test it.
 
-Base model path, data path with a preview (template applied, learned part highlighted, token
-statistics), the main settings, start / interrupt with progress, loss and eval loss, and a test box
-that answers one prompt without and with the adapter (or a stack of adapters at weights). The job
-shares the Train LoRA tab's runner, so only one job runs at a time. No torch in this process.
+Built the same way in the WebUI (beside "Train LoRA") and in `python -m lora_train ui`, with the same
+gradio subset as the image tab. Sections: 1 the base model (load / unload in the model worker),
+2 the dataset with a preview as the model will read it, 3 settings and presets, 4 training with
+progress and the loss chart (eval loss as circles), 5 a test box that answers one prompt without
+and with adapters side by side. Handlers turn every problem into a message in the page.
 """
 
 from __future__ import annotations
@@ -14,135 +15,188 @@ from typing import Any
 import gradio as gr
 
 from ..core.errors import UserError
-from ..text.schema import TEMPLATES
-from . import compat, markup
-from .controller import HostHooks
+from . import compat, form, markup
 from .host import Host
-from .llm_jobs import LlmWorker, adapters_dir, eval_text, job_config, job_spec, preview_html
+from .llm_controller import LLMController, adapters_dir, models_dir
+from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from .llm_worker import ModelWorker
 from .runner import JobRunner, JobState
-from .worker_env import resolve_worker_python
+from .widgets import field_widget, guarded
+from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
-SETTINGS = ("template", "lora_rank", "lora_alpha", "learning_rate", "epochs", "batch_size", "cutoff_len",
-            "val_size", "load_in_4bit", "output_name")
+LLM_RUNNER = JobRunner()  # the text jobs of this process, kept across page reloads
+WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built
+TICK_SECONDS = 1.0
+LOG_SHOWN = 10
+ID = "lora_train_llm_"
+MODEL_KEYS = ("dtype", "load_in_4bit", "trust_remote_code")
+DATA_KEYS = ("template", "cutoff_len", "train_on_inputs", "val_size")
+BASIC_KEYS = ("lora_rank", "lora_alpha", "learning_rate", "epochs", "batch_size")
 
 
-class LlmTab:
-    def __init__(self, host: Host, runner: JobRunner, python_fallback: str | None = None):
-        self.host, self.runner, self.python_fallback = host, runner, python_fallback
+def model_worker(host: Host, python_fallback: str | None) -> ModelWorker:
+    if "worker" not in WORKERS:
+        WORKERS["worker"] = ModelWorker(lambda: resolve_worker_python(host.settings().worker_python, python_fallback),
+                                        [str(EXTENSION_ROOT)])
+    return WORKERS["worker"]
 
-    def _worker(self) -> LlmWorker:
-        settings = self.host.settings()
-        return LlmWorker(resolve_worker_python(settings.worker_python, self.python_fallback), settings.work_dir)
 
-    def _values(self, base_model: str, data: str, settings: tuple) -> dict[str, Any]:
-        values = dict(zip(SETTINGS, settings))
-        for key in ("lora_rank", "epochs", "batch_size", "cutoff_len"):
-            values[key] = int(values[key]) if values[key] is not None else None
-        return {"base_model": (base_model or "").strip(), "metadata_path": (data or "").strip(), **values}
+class LLMTabView:
+    """The components of one built LLM tab and the handlers that feed them."""
 
-    def preview(self, base_model: str, data: str, *settings) -> tuple[str, str]:
-        values = self._values(base_model, data, settings)
-        return preview_html(self._worker().preview(job_config(values, self.host.settings().lora_dir))), ""
+    def __init__(self, controller: LLMController):
+        self.ctl = controller
+        self.widgets: dict[str, Any] = {}
 
-    def start(self, base_model: str, data: str, *settings) -> str:
-        self.runner.ensure_idle()
-        config = job_config(self._values(base_model, data, settings), self.host.settings().lora_dir)
-        worker = self._worker()
-        spec = job_spec(worker.python, config, worker.work_dir)
-        self.runner.start(spec, HostHooks(self.host))
-        return markup.message(f"Started training {spec.name}; the adapter goes to {config['output_dir']}.", "info")
+    def _fields(self, names: tuple[str, ...], values: dict[str, Any]) -> None:
+        for spec in self.ctl.specs:
+            if spec.name in names:
+                self.widgets[spec.name] = field_widget(spec, values[spec.name], ID)
 
-    def interrupt(self) -> str:
-        return markup.message(self.runner.stop(), "info")
+    def build(self) -> gr.Blocks:
+        ctl = self.ctl
+        values = {spec.name: spec.default for spec in ctl.specs}
+        values.update(ctl.preset(DEFAULT_PRESET))
+        placed = MODEL_KEYS + DATA_KEYS + BASIC_KEYS
+        with gr.Blocks(analytics_enabled=False) as tab:
+            gr.HTML('<h2 class="lora-train-title">Train a text LoRA on a language model</h2>')
+            with gr.Accordion("1. Base model", open=True, elem_id=f"{ID}model_section"):
+                with gr.Row():
+                    choices = ctl.model_choices()
+                    model_choice = gr.Dropdown(choices=choices, value=choices[0] if choices else None,
+                                               label=f"Model in {models_dir(ctl.host)}", elem_id=f"{ID}model_choice",
+                                               info="Hugging Face model folders (with config.json) and .gguf files.")
+                    model_path = gr.Textbox(label="or a path", elem_id=f"{ID}model_path",
+                                            placeholder="a model folder or .gguf file elsewhere (wins when filled)")
+                    refresh = gr.Button("Refresh", elem_id=f"{ID}refresh")
+                with gr.Row():
+                    self._fields(MODEL_KEYS, values)
+                with gr.Row():
+                    load = gr.Button("Load", variant="primary", elem_id=f"{ID}load")
+                    unload = gr.Button("Unload", elem_id=f"{ID}unload")
+                model_note = gr.HTML(ctl.model_note(), elem_id=f"{ID}model_note")
+            with gr.Accordion("2. Dataset", open=True, elem_id=f"{ID}dataset_section"):
+                with gr.Row():
+                    data_path = gr.Textbox(label="Dataset (.jsonl / .json / .txt file, or a folder of them)",
+                                           elem_id=f"{ID}data_path",
+                                           placeholder="alpaca rows, chat `messages`, ShareGPT `conversations`, text")
+                    preview_rows = gr.Number(value=3, precision=0, label="Rows to show", elem_id=f"{ID}preview_rows")
+                    preview = gr.Button("Preview", elem_id=f"{ID}preview")
+                with gr.Row():
+                    self._fields(DATA_KEYS, values)
+                preview_stats = gr.HTML("", elem_id=f"{ID}preview_stats")
+                preview_html = gr.HTML("", elem_id=f"{ID}preview_html")
+            with gr.Accordion("3. Settings", open=True, elem_id=f"{ID}settings_section"):
+                with gr.Row():
+                    preset = gr.Dropdown(choices=PRESET_CHOICES, value=DEFAULT_PRESET, label="Preset",
+                                         elem_id=f"{ID}preset")
+                    name = gr.Textbox(label="Adapter name", value="my_llm_lora", elem_id=f"{ID}output_name",
+                                      info=f"The folder in {adapters_dir(ctl.host)} (never overwritten: _v2...).")
+                with gr.Row():
+                    self._fields(BASIC_KEYS, values)
+                with gr.Accordion("Advanced: every setting", open=False, elem_id=f"{ID}advanced"):
+                    self._fields(tuple(spec.name for spec in ctl.specs if spec.name not in placed), values)
+            with gr.Accordion("4. Train", open=True, elem_id=f"{ID}run_section"):
+                with gr.Row():
+                    start = gr.Button("Start training", variant="primary", elem_id=f"{ID}start")
+                    stop = gr.Button("Interrupt (save what is trained)", variant="stop", elem_id=f"{ID}stop")
+                    resume = gr.Button("Resume", elem_id=f"{ID}resume")
+                action_note = gr.HTML("", elem_id=f"{ID}action_note")
+                progress = gr.HTML("", elem_id=f"{ID}progress")
+                job_note = gr.HTML("", elem_id=f"{ID}job_note")
+                chart = gr.HTML("", elem_id=f"{ID}chart")
+                log = gr.Textbox(label="Log (latest lines)", lines=LOG_SHOWN, max_lines=LOG_SHOWN, interactive=False,
+                                 elem_id=f"{ID}log")
+                result = gr.HTML("", elem_id=f"{ID}result")
+            with gr.Accordion("5. Test", open=True, elem_id=f"{ID}test_section"):
+                with gr.Row():
+                    adapter_pick = gr.Dropdown(choices=ctl.adapter_choices(), value=None, label="Add an adapter",
+                                               elem_id=f"{ID}adapter_pick")
+                    adapters = gr.Textbox(label="Adapters (one per line: name or folder, optional :weight)", lines=2,
+                                          elem_id=f"{ID}adapters", placeholder="my_llm_lora:1.0")
+                with gr.Row():
+                    prompt = gr.Textbox(label="Prompt", lines=2, elem_id=f"{ID}prompt")
+                    max_tokens = gr.Number(value=64, precision=0, label="Max new tokens", elem_id=f"{ID}max_tokens")
+                    test = gr.Button("Answer without / with the adapters", elem_id=f"{ID}test")
+                with gr.Row():
+                    without = gr.Textbox(label="Base model", lines=5, interactive=False, elem_id=f"{ID}answer_base")
+                    with_adapters = gr.Textbox(label="With the adapters", lines=5, interactive=False,
+                                               elem_id=f"{ID}answer_adapted")
+                test_note = gr.HTML("", elem_id=f"{ID}test_note")
+            view = gr.State(None)
 
-    def test(self, prompt: str, adapters: str, base_model: str) -> tuple[str, str, str]:
+            fields = [self.widgets[spec.name] for spec in ctl.specs]
+            model_inputs = [model_choice, model_path]
+            job_inputs = model_inputs + [data_path, name] + fields
+
+            refresh.click(guarded(self.refresh, 3, 2), outputs=[model_choice, adapter_pick, model_note])
+            load.click(guarded(self.load, 1, 0), inputs=model_inputs + fields, outputs=[model_note])
+            unload.click(guarded(ctl.unload, 1, 0), outputs=[model_note])
+            preview.click(guarded(self.preview, 2, 0), inputs=model_inputs + [data_path, preview_rows] + fields,
+                          outputs=[preview_stats, preview_html])
+            preset.change(guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset],
+                          outputs=fields + [action_note])
+            start.click(guarded(self.start, 1, 0), inputs=job_inputs, outputs=[action_note])
+            resume.click(guarded(self.resume, 1, 0), inputs=job_inputs, outputs=[action_note])
+            stop.click(guarded(ctl.interrupt, 1, 0), outputs=[action_note])
+            adapter_pick.change(self.add_adapter, inputs=[adapter_pick, adapters], outputs=[adapters])
+            test.click(guarded(self.test, 3, 2), inputs=[prompt, adapters, max_tokens] + fields,
+                       outputs=[without, with_adapters, test_note])
+            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[view],
+                         outputs=[progress, chart, job_note, log, result, adapters, adapter_pick, view])
+        return tab
+
+    # --- handlers -----------------------------------------------------------------------------
+    def refresh(self):
+        choices = self.ctl.model_choices()
+        return (gr.update(choices=choices), gr.update(choices=self.ctl.adapter_choices()), self.ctl.model_note())
+
+    def load(self, choice: str | None, typed: str, *fields):
+        return self.ctl.load(choice, typed, list(fields))
+
+    def preview(self, choice: str | None, typed: str, data_path: str, rows: Any, *fields):
+        return self.ctl.preview(choice, typed, data_path, list(fields), int(rows or 3))
+
+    def apply_preset(self, name: str):
+        values = self.ctl.preset(name)
+        updates = [gr.update(value=form.to_widget(spec, values[spec.name])) if spec.name in values else gr.update()
+                   for spec in self.ctl.specs]
+        return updates + [markup.message(f"Preset {name} applied.", "info")]
+
+    def start(self, choice: str | None, typed: str, data_path: str, name: str, *fields):
+        return self.ctl.start(choice, typed, data_path, name, list(fields))
+
+    def resume(self, choice: str | None, typed: str, data_path: str, name: str, *fields):
+        return self.ctl.start(choice, typed, data_path, name, list(fields), resume=True)
+
+    def add_adapter(self, picked: str | None, current: str):
+        if not picked or picked in [line.split(":")[0].strip() for line in (current or "").splitlines()]:
+            return gr.update()
+        return "\n".join(line for line in [(current or "").strip(), f"{picked}:1.0"] if line)
+
+    def test(self, prompt: str, adapters: str, max_tokens: Any, *fields):
         if not (prompt or "").strip():
             raise UserError("Type a prompt to test.")
-        if self.runner.busy():
-            raise UserError("Wait for the training job to end before testing.")
-        listed = [line.strip() for line in (adapters or "").splitlines() if line.strip()]
-        state = self.runner.snapshot()
-        if not listed and state and state.lora_path and Path(state.lora_path).is_dir():
-            listed = [state.lora_path]
-        answers = self._worker().compare(prompt.strip(), listed, (base_model or "").strip() or None)
-        return answers["base"], answers["adapter"], ""
+        return self.ctl.test(prompt, adapters, list(fields), max_tokens)
 
-    def tick(self, view: dict | None) -> list:
-        state: JobState | None = self.runner.snapshot()
+    def tick(self, view: dict | None):
+        state: JobState | None = self.ctl.runner.snapshot()
         key = [state.number, state.version] if state else None
         view = view or {}
-        if state is None or view.get("key") == key or not state.workspace.name.startswith("llm-"):
-            return [gr.update() for _ in range(5)] + [view]
+        if state is None or view.get("key") == key:
+            return [gr.update() for _ in range(7)] + [view]
         status = state.status if state.ended or not state.finished else "finishing"
         bar = markup.progress(status, state.step, state.total, state.epoch, state.epochs, state.its, state.eta_s,
                               state.loss)
-        saved = markup.message(f"Adapter saved: {state.lora_path}", "success") if state.ended and state.lora_path \
-            and state.status in ("done", "interrupted") else ""
-        return [bar, markup.loss_chart(state.losses), eval_text(state.evals), markup.messages(state.messages),
-                saved, {"key": key}]
+        published = state.ended and state.lora_path and view.get("published") != state.number
+        adapter_update = f"{Path(state.lora_path).name}:1.0" if published else gr.update()
+        return [bar, markup.loss_chart(state.losses, state.eval_losses), markup.messages(state.messages),
+                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state), adapter_update,
+                gr.update(choices=self.ctl.adapter_choices()) if published else gr.update(),
+                {"key": key, "published": state.number if published else view.get("published")}]
 
 
-def _guard(fn, outputs: int, message_at: int):
-    def handler(*args):
-        try:
-            return fn(*args)
-        except UserError as exc:
-            text = str(exc)
-        except Exception as exc:  # a bug: one line here
-            text = f"Unexpected problem ({type(exc).__name__}: {exc})."
-        result: list[Any] = [gr.update() for _ in range(outputs)]
-        result[message_at] = markup.message(text, "error")
-        return result if outputs > 1 else result[0]
-
-    return handler
-
-
-def build_llm_tab(host: Host, runner: JobRunner, python_fallback: str | None = None) -> gr.Blocks:
-    tab = LlmTab(host, runner, python_fallback)
-    with gr.Blocks(analytics_enabled=False) as blocks:
-        gr.Markdown(f"Train a LoRA on a causal language model. Adapters are saved in "
-                    f"`{adapters_dir(host.settings().lora_dir)}`.")
-        base_model = gr.Textbox(label="Base model", elem_id="lora_train_llm_base_model",
-                                info="A Hugging Face model folder, a .gguf file, or a hub id")
-        data = gr.Textbox(label="Training data", elem_id="lora_train_llm_data",
-                          info=".jsonl / .json (alpaca, chat messages or ShareGPT rows) or a .txt of raw text")
-        ids = {key: f"lora_train_llm_{key}" for key in SETTINGS}
-        with gr.Row():
-            widgets = [gr.Dropdown(list(TEMPLATES), value="auto", label="Template", elem_id=ids["template"]),
-                       gr.Number(8, precision=0, label="LoRA rank", elem_id=ids["lora_rank"]),
-                       gr.Number(16, label="LoRA alpha", elem_id=ids["lora_alpha"]),
-                       gr.Number(2e-4, label="Learning rate", elem_id=ids["learning_rate"]),
-                       gr.Number(3, precision=0, label="Epochs", elem_id=ids["epochs"]),
-                       gr.Number(4, precision=0, label="Batch size", elem_id=ids["batch_size"]),
-                       gr.Number(1024, precision=0, label="cutoff_len", elem_id=ids["cutoff_len"]),
-                       gr.Number(0.0, label="val_size", elem_id=ids["val_size"]),
-                       gr.Checkbox(False, label="load_in_4bit (GPU)", elem_id=ids["load_in_4bit"]),
-                       gr.Textbox("my_llm_lora", label="Adapter name", elem_id=ids["output_name"])]
-        with gr.Row():
-            preview_button = gr.Button("Preview data", elem_id="lora_train_llm_preview_button")
-            start_button = gr.Button("Start", variant="primary", elem_id="lora_train_llm_start")
-            stop_button = gr.Button("Interrupt", elem_id="lora_train_llm_interrupt")
-        message = gr.HTML(elem_id="lora_train_llm_message")
-        preview = gr.HTML(elem_id="lora_train_llm_preview")
-        progress = gr.HTML(elem_id="lora_train_llm_progress")
-        chart = gr.HTML(elem_id="lora_train_llm_chart")
-        evals = gr.Markdown(elem_id="lora_train_llm_evals")
-        saved = gr.HTML(elem_id="lora_train_llm_saved")
-        with gr.Row():
-            prompt = gr.Textbox(label="Test prompt", elem_id="lora_train_llm_prompt")
-            adapters = gr.Textbox(label="Adapters (FOLDER or FOLDER:WEIGHT per line; empty: the one just trained)",
-                                  lines=2, elem_id="lora_train_llm_adapters")
-        test_button = gr.Button("Answer with and without the adapter", elem_id="lora_train_llm_test")
-        with gr.Row():
-            without = gr.Textbox(label="Base model", elem_id="lora_train_llm_answer_base")
-            with_adapter = gr.Textbox(label="With the adapter(s)", elem_id="lora_train_llm_answer_adapter")
-        view = gr.State({})
-        inputs = [base_model, data, *widgets]
-        preview_button.click(_guard(tab.preview, 2, 1), inputs=inputs, outputs=[preview, message])
-        start_button.click(_guard(tab.start, 1, 0), inputs=inputs, outputs=[message])
-        stop_button.click(_guard(tab.interrupt, 1, 0), outputs=[message])
-        test_button.click(_guard(tab.test, 3, 2), inputs=[prompt, adapters, base_model],
-                          outputs=[without, with_adapter, message])
-        compat.every(blocks, 1.0, _guard(tab.tick, 6, 3), inputs=[view],
-                     outputs=[progress, chart, evals, message, saved, view])
-    return blocks
+def build_llm_tab(host: Host, image_runners: list[JobRunner], python_fallback: str | None = None) -> gr.Blocks:
+    """The LLM tab for `host`, sharing the process-wide text job runner and model worker."""
+    worker = model_worker(host, python_fallback)
+    return LLMTabView(LLMController(host, LLM_RUNNER, worker, image_runners, python_fallback)).build()

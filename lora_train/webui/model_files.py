@@ -29,8 +29,9 @@ class ModelInfo:
     hash: str | None = None
 
     def describe(self) -> str:
-        extra = " ".join(part for part in (f"[{self.hash}]" if self.hash else "", self.arch or "type unknown") if part)
-        return f"{self.title} {extra}"
+        """`title [hash] SD1`; the hash once (the WebUI's titles end with one already)."""
+        shown = f"[{self.hash}]" if self.hash and not self.title.rstrip().endswith("]") else ""
+        return " ".join(part for part in (self.title, shown, self.arch or "type unknown") if part)
 
 
 def safetensors_keys(path: Path) -> list[str] | None:

@@ -38,6 +38,7 @@ class JobState:
 
     name: str
     workspace: Path
+    settings: dict[str, Any] = field(default_factory=dict)  # the job's config values that differ from the defaults
     number: int = 0  # the how-manieth job of this process: tells a new job from an old one
     status: str = "starting"  # starting | running | done | interrupted | failed
     step: int = 0
@@ -48,7 +49,7 @@ class JobState:
     eta_s: float | None = None
     loss: float | None = None
     losses: list[tuple[int, float]] = field(default_factory=list)
-    evals: list[tuple[int, float, float]] = field(default_factory=list)  # text runs: (step, eval loss, perplexity)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss on held-out rows)
     samples: list[str] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
     log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
@@ -157,7 +158,7 @@ class JobRunner:
                                         encoding="utf-8")
             spec.stop_file.unlink(missing_ok=True)
             self._count += 1
-            self._state = JobState(spec.name, spec.workspace, self._count)
+            self._state = JobState(spec.name, spec.workspace, dict(spec.config), self._count)
             self._process = None
             self._stop_file = spec.stop_file
             self._thread = threading.Thread(target=self._run, args=(spec, hooks, self._state), daemon=True,
@@ -276,7 +277,7 @@ class JobRunner:
             if len(state.losses) > LOSS_POINTS_KEPT:
                 state.losses = state.losses[::2]
         elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
-            state.evals.append((event["step"], float(event["eval_loss"]), float(event.get("perplexity", 0.0))))
+            state.eval_losses.append((event["step"], float(event["eval_loss"])))
         elif kind == "sample" and event.get("path"):
             state.samples = (state.samples + [event["path"]])[-SAMPLES_KEPT:]
         elif kind == "save" and event.get("path"):

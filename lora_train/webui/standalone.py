@@ -1,7 +1,8 @@
 """`python -m lora_train ui`: the Train LoRA and LLM LoRA tabs in a browser, without a WebUI.
 
 Models come from `--models-dir` (its `Stable-diffusion/` and `VAE/` subfolders when it is a
-WebUI models folder), finished LoRAs go to `--lora-dir`. Training runs with this interpreter
+WebUI models folder), finished LoRAs go to `--lora-dir`; the LLM tab's base models come from
+`--llm-models-dir` and its adapters go to `--llm-lora-dir`. Training runs with this interpreter
 (or `--python`, or LORA_TRAIN_PYTHON). On an address other than loopback the server has no
 password, so typed paths are confined to those folders and the `--dataset-root` folders.
 """
@@ -21,17 +22,24 @@ from .worker_env import EXTENSION_ROOT
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lora_train ui",
-                                     description="Serve the Train LoRA tab with plain gradio (no WebUI needed).")
+                                     description="Serve the Train LoRA and LLM LoRA tabs with plain gradio (no WebUI "
+                                                 "needed).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
                         "machine only; any other address confines paths to the folders below)")
     parser.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
     parser.add_argument("--models-dir", type=Path, default=None,
                         help="folder of checkpoints (.safetensors / .ckpt), e.g. a WebUI's models folder")
     parser.add_argument("--lora-dir", type=Path, default=Path("loras"), help="where finished LoRAs go")
+    parser.add_argument("--llm-models-dir", type=Path, default=None, help="the LLM tab's base models: folders with "
+                        "config.json and .gguf files (default: <models-dir>/LLM, else models/LLM)")
+    parser.add_argument("--llm-lora-dir", type=Path, default=None,
+                        help="where the LLM tab's adapters go (default: LLM-LoRA beside --lora-dir)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="samples, logs and checkpoints of each job (default: <lora-dir>/../lora_train_runs)")
     parser.add_argument("--dataset-root", action="append", default=[], type=Path,
                         help="a folder the tab may read datasets from when confined (repeatable)")
+    parser.add_argument("--captioners-dir", type=Path, default=None,
+                        help="captioning models and hub downloads (default: <lora-dir>/../lora_train/captioners)")
     parser.add_argument("--python", default=None, help="interpreter that runs training (default: this one)")
     parser.add_argument("--preset", choices=PRESET_CHOICES, default=DEFAULT_PRESET, help="preset the tab starts with")
     parser.add_argument("--defaults-file", default="", help="a YAML config whose values fill the tab at start")
@@ -41,9 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 def make_host(args: argparse.Namespace) -> StandaloneHost:
     lora_dir = args.lora_dir.resolve()
     work_dir = (args.work_dir or lora_dir.parent / "lora_train_runs").resolve()
+    llm_models = (args.llm_models_dir or (args.models_dir or Path("models")) / "LLM").resolve()
+    llm_loras = (args.llm_lora_dir or lora_dir.parent / "LLM-LoRA").resolve()
     settings = TabSettings(lora_dir, work_dir, args.preset, args.defaults_file, args.python or "",
-                           [str(root) for root in args.dataset_root])
-    roots = [root for root in (args.models_dir, lora_dir, work_dir, *args.dataset_root) if root]
+                           [str(root) for root in args.dataset_root], llm_models, llm_loras,
+                           args.captioners_dir.resolve() if args.captioners_dir else None)
+    roots = [root for root in (args.models_dir, lora_dir, work_dir, llm_models, llm_loras, args.captioners_dir,
+                               *args.dataset_root) if root]
     policy = PathPolicy(args.host not in LOOPBACK_HOSTS, roots, "Start the server with --dataset-root FOLDER.")
     return StandaloneHost(args.models_dir.resolve() if args.models_dir else None, settings, policy)
 
@@ -53,26 +65,31 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
 
     from . import compat
-    from .llm_tab import build_llm_tab
+    from .caption_section import RUNNER as CAPTION_RUNNER
+    from .llm_tab import LLM_RUNNER, build_llm_tab
     from .tab import RUNNER, build_tab
 
     args = build_parser().parse_args(argv)
     host = make_host(args)
-    for folder in (host.tab_settings.lora_dir, host.tab_settings.work_dir):
+    settings = host.tab_settings
+    for folder in (settings.lora_dir, settings.work_dir, settings.llm_lora_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    blocks = gr.TabbedInterface([build_tab(host, python_fallback=sys.executable),
-                                 build_llm_tab(host, RUNNER, python_fallback=sys.executable)],
-                                ["Train LoRA", "LLM LoRA"])
-    blocks.title = "LoRA trainer"
+    with gr.Blocks(analytics_enabled=False, title="LoRA trainer") as blocks:
+        with gr.Tab("Train LoRA", elem_id="lora_train_image_tab"):
+            build_tab(host, python_fallback=sys.executable)
+        with gr.Tab("LLM LoRA", elem_id="lora_train_llm_tab"):
+            build_llm_tab(host, [RUNNER], python_fallback=sys.executable)
     blocks.queue()
     css = (EXTENSION_ROOT / "style.css").read_text(encoding="utf-8")
-    print(f"LoRAs go to {host.tab_settings.lora_dir}; job files to {host.tab_settings.work_dir}", flush=True)
+    print(f"LoRAs go to {settings.lora_dir}, LLM adapters to {settings.llm_lora_dir}; job files to "
+          f"{settings.work_dir}", flush=True)
     try:
         compat.launch(blocks, css, server_name=args.host, server_port=args.port, inbrowser=False)
     except KeyboardInterrupt:
         pass
     finally:
-        if RUNNER.busy():
-            print(RUNNER.stop(), flush=True)
-            RUNNER.wait(120)
+        for runner in (RUNNER, LLM_RUNNER, CAPTION_RUNNER):
+            if runner.busy():
+                print(runner.stop(), flush=True)
+                runner.wait(120)
     return 0

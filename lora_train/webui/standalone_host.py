@@ -3,7 +3,7 @@ line (`python -m lora_train ui`), nothing to unload, no image generator."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .host import TabSettings
@@ -21,6 +21,7 @@ class StandaloneHost:
     name: str = "standalone"
     can_render: bool = False
     inserts_prompts: bool = False
+    holders: set[str] = field(default_factory=set)
 
     def settings(self) -> TabSettings:
         return self.tab_settings
@@ -56,3 +57,9 @@ class StandaloneHost:
 
     def render(self, prompt: str, negative: str, seed: int, steps: int, width: int, height: int):
         raise NotImplementedError("the standalone server has no image generator")
+
+    def render_progress(self) -> tuple[int, int] | None:
+        return None
+
+    def stop_render(self) -> None:
+        return None

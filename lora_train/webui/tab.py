@@ -8,60 +8,29 @@ unexpected) into a message in the page; nothing reaches the user as a traceback.
 
 from __future__ import annotations
 
-import functools
-import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 from PIL import Image
 
 from ..core.errors import UserError
 from . import compat, form, markup
+from .caption_section import CaptionSection
+from .widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .preset_choices import CHOICES as PRESET_CHOICES
 from .runner import JobRunner, JobState
+from .stack_section import build_stack_section
+from .try_lora import DEFAULT_STEPS
 
 # The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
 RUNNER = JobRunner()
 TICK_SECONDS = 1.0
 MODEL_CHECK_SECONDS = 2.0
+TEST_PROGRESS_SECONDS = 0.5
 LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
-
-
-def _guarded(fn: Callable, outputs: int, message_at: int) -> Callable:
-    """Wrap a handler so that errors become a message in output `message_at`, other outputs unchanged."""
-
-    @functools.wraps(fn)
-    def handler(*args):
-        try:
-            return fn(*args)
-        except UserError as exc:
-            text = str(exc)
-        except Exception as exc:  # a bug: one line here, the traceback in the console
-            traceback.print_exc()
-            text = f"Unexpected problem ({type(exc).__name__}: {exc}). The details were printed to the console."
-        if outputs == 1:
-            return markup.message(text, "error")
-        result: list[Any] = [gr.update() for _ in range(outputs)]
-        result[message_at] = markup.message(text, "error")
-        return result
-
-    return handler
-
-
-def _field_widget(spec: form.FieldSpec, value: Any):
-    common = dict(label=spec.label, info=spec.help, elem_id=f"lora_train_{spec.name}")
-    if spec.kind == "bool":
-        return gr.Checkbox(value=bool(value), **common)
-    if spec.kind == "choice":
-        return gr.Dropdown(choices=list(spec.choices), value=value, **common)
-    if spec.kind == "multi":
-        return gr.CheckboxGroup(choices=list(spec.choices), value=list(value or []), **common)
-    if spec.kind in ("int", "float") and not spec.optional:
-        return gr.Number(value=value, precision=0 if spec.kind == "int" else None, **common)
-    return gr.Textbox(value=form.to_widget(spec, value), lines=3 if spec.kind == "lines" else 1, **common)
 
 
 def _load_samples(paths: list[str]) -> list[tuple[Image.Image, str]]:
@@ -108,6 +77,8 @@ class TabView:
                     data_dir = gr.Textbox(label="Dataset folder", elem_id="lora_train_data_dir",
                                           placeholder="a folder of images with same-name .txt captions")
                     scan = gr.Button("Check dataset", elem_id="lora_train_scan")
+                captions = CaptionSection(ctl)
+                captions.build()
                 dataset_note = gr.HTML("", elem_id="lora_train_dataset_note")
                 gallery = gr.Gallery(label="Images and captions", columns=6, height=260, object_fit="contain",
                                      elem_id="lora_train_dataset_gallery")
@@ -123,26 +94,28 @@ class TabView:
                 with gr.Row():
                     for spec in ctl.specs:
                         if spec.name in form.BASIC_KEYS:
-                            self.widgets[spec.name] = _field_widget(spec, values[spec.name])
+                            self.widgets[spec.name] = field_widget(spec, values[spec.name])
                 with gr.Accordion("Advanced: every setting", open=False, elem_id="lora_train_advanced"):
                     for group in dict.fromkeys(spec.group for spec in ctl.specs):
                         with gr.Accordion(group, open=False):
                             for spec in ctl.specs:
                                 if spec.group == group and spec.name not in form.BASIC_KEYS:
-                                    self.widgets[spec.name] = _field_widget(spec, values[spec.name])
+                                    self.widgets[spec.name] = field_widget(spec, values[spec.name])
                 with gr.Row():
                     config_path = gr.Textbox(label="Config file (YAML, the same the CLI runs)",
-                                             elem_id="lora_train_config_path",
-                                             value=str(host.settings().work_dir / "my_lora.yaml"))
+                                             elem_id="lora_train_config_path", value=ctl.config_path("my_lora"))
                     save = gr.Button("Save config", elem_id="lora_train_save_config")
                     load = gr.Button("Load config", elem_id="lora_train_load_config")
                 config_text = gr.Textbox(label="Saved config", lines=6, interactive=False,
                                          elem_id="lora_train_config_text")
             with gr.Accordion("4. Train", open=True, elem_id="lora_train_run_section"):
+                worker_note, worker_ready = ctl.worker_status()
+                worker_note = gr.HTML(worker_note, elem_id="lora_train_worker_note")
                 with gr.Row():
-                    start = gr.Button("Start training", variant="primary", elem_id="lora_train_start")
+                    start = gr.Button("Start training", variant="primary", interactive=worker_ready,
+                                      elem_id="lora_train_start")
                     stop = gr.Button("Interrupt (save what is trained)", variant="stop", elem_id="lora_train_stop")
-                    resume = gr.Button("Resume", elem_id="lora_train_resume")
+                    resume = gr.Button("Resume", interactive=worker_ready, elem_id="lora_train_resume")
                 action_note = gr.HTML(start_note, elem_id="lora_train_action_note")
                 progress = gr.HTML("", elem_id="lora_train_progress")
                 job_note = gr.HTML("", elem_id="lora_train_job_note")
@@ -164,35 +137,49 @@ class TabView:
                     test_prompt = gr.Textbox(label="Test prompt (default: the trigger word)",
                                              elem_id="lora_train_test_prompt")
                     test_seed = gr.Number(value=1234, precision=0, label="Seed", elem_id="lora_train_test_seed")
+                    test_steps = gr.Number(value=DEFAULT_STEPS, precision=0, label="Steps",
+                                           elem_id="lora_train_test_steps")
+                    test_size = gr.Number(value=0, precision=0, label="Size (px; 0: the training resolution)",
+                                          elem_id="lora_train_test_size")
                     test = gr.Button("Test now: without / with the LoRA", elem_id="lora_train_test")
+                    test_stop = gr.Button("Stop test", elem_id="lora_train_test_stop")
+                test_note = gr.HTML("", visible=host.can_render, elem_id="lora_train_test_note")
                 test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
                                          visible=host.can_render, elem_id="lora_train_test_images")
+            build_stack_section(ctl, base_model, guarded)
             view = gr.State(None)
+            auto_config_path = gr.State(ctl.config_path("my_lora"))  # the path as the name gave it, until edited
             seen_model = gr.State({"loaded": ctl.loaded_title(), "followed": default_model})
 
             managed = [base_model, vae, data_dir, trigger, name]
             fields = [self.widgets[spec.name] for spec in ctl.specs]
             form_inputs = managed + fields
 
-            refresh.click(_guarded(self.refresh_models, 3, 2), outputs=[base_model, vae, model_note])
-            scan.click(_guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[dataset_note, gallery])
-            preset.change(_guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset, base_model],
+            refresh.click(guarded(self.refresh_models, 3, 2), outputs=[base_model, vae, model_note])
+            scan.click(guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[dataset_note, gallery])
+            preset.change(guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset, base_model],
                           outputs=fields + [action_note])
-            save.click(_guarded(self.save_config, 2, 0), inputs=[config_path] + form_inputs,
+            save.click(guarded(self.save_config, 2, 0), inputs=[config_path] + form_inputs,
                        outputs=[action_note, config_text])
-            load.click(_guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
+            load.click(guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
                        outputs=form_inputs + [action_note])
-            start.click(_guarded(self.start, 1, 0), inputs=form_inputs, outputs=[action_note])
-            resume.click(_guarded(self.resume, 1, 0), inputs=form_inputs, outputs=[action_note])
-            stop.click(_guarded(ctl.interrupt, 1, 0), outputs=[action_note])
-            weight.change(_guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
+            start.click(guarded(self.start, 1, 0), inputs=form_inputs, outputs=[action_note])
+            resume.click(guarded(self.resume, 1, 0), inputs=form_inputs, outputs=[action_note])
+            stop.click(guarded(ctl.interrupt, 1, 0), outputs=[action_note])
+            weight.change(guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
             insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
-            test.click(_guarded(self.test_now, 2, 1), inputs=[test_prompt, test_seed, weight],
-                       outputs=[test_images, action_note])
-            compat.every(tab, MODEL_CHECK_SECONDS, _guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
+            name.change(guarded(self.follow_name, 2, 0), inputs=[name, config_path, auto_config_path],
+                        outputs=[config_path, auto_config_path])
+            test.click(self.test_now, inputs=[test_prompt, test_seed, weight, test_steps, test_size],
+                       outputs=[test_images, test_note])
+            test_stop.click(guarded(ctl.stop_test, 1, 0), outputs=[test_note])
+            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
                          outputs=[model_note, base_model, seen_model])
-            compat.every(tab, TICK_SECONDS, _guarded(self.tick, 8, 2), inputs=[view, weight],
+            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.worker_state, 3, 0), inputs=[],
+                         outputs=[worker_note, start, resume])
+            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[view, weight],
                          outputs=[progress, chart, job_note, samples, log, result, tag, view])
+            captions.wire(tab, data_dir, trigger)
         return tab
 
     # --- handlers ---------------------------------------------------------------------------
@@ -249,8 +236,27 @@ class TabView:
     def tag_for(self, weight: float) -> str:
         return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
 
-    def test_now(self, prompt: str, seed: Any, weight: float):
-        return self.ctl.test_now(prompt, seed, weight), markup.message("Rendered with the same seed.", "success")
+    def worker_state(self):
+        note, ready = self.ctl.worker_status()
+        return note, gr.update(interactive=ready), gr.update(interactive=ready)
+
+    def follow_name(self, name: str, path: str, auto: str):
+        """The config file path follows the LoRA name, unless the user typed another path."""
+        if path not in ("", auto):
+            return gr.update(), auto
+        new = self.ctl.config_path(name)
+        return new, new
+
+    def test_now(self, prompt: str, seed: Any, weight: float, steps: Any, size: Any):
+        """Streams the render's progress into the note, then the two images (a generator: gradio shows each)."""
+        try:
+            trial = self.ctl.test_now(prompt, seed, weight, steps, size)
+        except Exception as exc:
+            yield gr.update(), markup.message(markup.problem(exc), "error")
+            return
+        while not trial.wait(TEST_PROGRESS_SECONDS):
+            yield gr.update(), trial.progress()
+        yield trial.images, trial.outcome()
 
     def tick(self, view: dict | None, weight: float):
         state: JobState | None = self.ctl.runner.snapshot()

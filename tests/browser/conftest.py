@@ -57,6 +57,12 @@ def training_images(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def small_run_defaults() -> str:
+    """The tab's defaults file (YAML) for small, quick runs at 64 px."""
+    return DEFAULTS
+
+
+@pytest.fixture(scope="module")
 def free_port() -> int:
     """A port nothing listens on, for a server of this module."""
     with socket.socket() as sock:
@@ -95,8 +101,11 @@ def server(workspace, free_port) -> str:
 
 
 @contextlib.contextmanager
-def _running_server(command: list[str], cwd: Path, env: dict, log_path: Path, ready_url: str, timeout: float):
-    """Run a server until the block ends; ready when `ready_url` answers. Its output goes to `log_path`."""
+def _running_server(command: list[str], cwd: Path, env: dict, log_path: Path, ready_url: str, timeout: float,
+                    ready_log: str | None = None):
+    """Run a server until the block ends; ready when `ready_url` answers (polled only once `ready_log`, if given,
+    is in its output: a request that arrives too early can break a server still adding routes). Its output goes
+    to `log_path`."""
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         try:
@@ -106,6 +115,9 @@ def _running_server(command: list[str], cwd: Path, env: dict, log_path: Path, re
                     pytest.fail(f"the server exited: {log_path.read_text()[-4000:]}")
                 if time.monotonic() > deadline:
                     pytest.fail(f"the server did not answer within {timeout:.0f} s: {log_path.read_text()[-4000:]}")
+                if ready_log and ready_log not in log_path.read_text(errors="replace"):
+                    time.sleep(0.5)
+                    continue
                 try:
                     urllib.request.urlopen(ready_url, timeout=5)
                     break

@@ -95,6 +95,9 @@ def save_screenshot(page, tmp_path: Path) -> None:
 
 def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace, tmp_path):
     fill_job(page, workspace, "browser_lora", epochs=12, batch_size=1)  # 96 steps: several 1 s ticks
+    wait_for(lambda: field(page, "lora_train_config_path").input_value() == str(workspace / "runs" /
+                                                                               "browser_lora.yaml"),
+             "the config file path to follow the LoRA name", 30, page)
     page.click("#lora_train_scan")
     wait_for(lambda: "8 images" in messages(page, "lora_train_dataset_note"), "the dataset check", 60, page)
     wait_for(lambda: page.locator("#lora_train_dataset_gallery img").count() >= 8, "the dataset previews", 30)
@@ -105,7 +108,10 @@ def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace
     seen = set()
     wait_for(lambda: seen.add(progress_step(page)[1]) or len(seen) >= 4 or progress_step(page)[0] == "done",
              "the progress bar to move", page=page)
-    wait_for(lambda: page.locator("#lora_train_chart svg polyline").count(), "the loss chart", page=page)
+    wait_for(lambda: page.locator("#lora_train_chart svg polyline.lora-train-loss-smoothed").count(), "the loss chart",
+             page=page)
+    axis_labels = page.locator("#lora_train_chart .lora-train-axis-label").all_text_contents()
+    assert axis_labels == ["step", "loss"] and page.locator("#lora_train_chart polyline.lora-train-loss-raw").count()
     wait_for(lambda: page.locator("#lora_train_samples img").count(), "a sample image", page=page)
     result = wait_until_ended(page)
 
@@ -119,6 +125,16 @@ def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace
     assert field(page, "lora_train_tag").input_value() == "<lora:browser_lora:0.8>"
     assert "Traceback" not in page.inner_text("body")
     save_screenshot(page, tmp_path)
+
+    fill(page, "lora_train_epochs", 1)  # the same name again: a run of its own, named like its file
+    page.click("#lora_train_start")
+    started = wait_for(lambda: "browser_lora_v2" in messages(page, "lora_train_action_note") and
+                       messages(page, "lora_train_action_note"), "the second start", 30, page)
+    assert f"Started training browser_lora_v2 on tiny-sd1.safetensors; files go to " \
+        f"{workspace / 'runs' / 'browser_lora_v2'}" in started
+    wait_for(lambda: "browser_lora_v2.safetensors" in text(page, "lora_train_result"), "the second LoRA", page=page)
+    assert (workspace / "runs" / "browser_lora_v2" / "job.yaml").is_file()
+    assert "browser_lora_v2" not in (workspace / "runs" / "browser_lora" / "job.yaml").read_text()
 
 
 def test_a_second_job_is_refused_and_interrupt_saves_a_partial_lora(page, workspace):

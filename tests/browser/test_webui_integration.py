@@ -1,12 +1,15 @@
-"""The extension inside a real WebUI on CPU (AUTOMATIC1111 1.10.x or Forge): tab, training, Lora list, txt2img.
+"""The extension inside a real WebUI on CPU (AUTOMATIC1111 1.10.x or Forge): tab, training, Lora cards, renders.
 
 Skipped unless LORA_TRAIN_WEBUI_DIR names a WebUI checkout whose environment is set up
 (LORA_TRAIN_WEBUI_PYTHON, default `<checkout>/venv/bin/python`). Nothing is written into the
 checkout: the WebUI runs with a temporary `--data-dir` whose `extensions/lora_train` links to
-this repository, the tiny SD1 model (with its `.yaml`, which the WebUI loads too) as the only
-checkpoint, and a temporary Lora folder. `--skip-install` skips install.py, so the worker is
-this test's interpreter (LORA_TRAIN_PYTHON). A checkout with a `modules_forge` folder is Forge,
-which gets its own CPU flags. See docs/webui.md for how to run it.
+this repository, one checkpoint and a temporary Lora folder. A1111 gets the tiny SD1 model (with
+its `.yaml`, which the WebUI loads too). A checkout with a `modules_forge` folder is Forge, which
+gets its own CPU flags and a real-size SD1 checkpoint with random weights (Forge's loader knows
+models only by their real shapes; LORA_TRAIN_REAL_SD1 names one already written, else it is written
+here, 2.1 GB). `--skip-install` skips install.py, so the worker is this test's interpreter
+(LORA_TRAIN_PYTHON). The tab's settings file keeps the runs small (64 px, 2 sample steps). See
+docs/webui.md for how to run it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import os
 import shutil
 import sys
 import time
-import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,8 +32,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.skipif(not WEBU
                                                    "AUTOMATIC1111 or Forge checkout to run the WebUI integration test")]
 COMMON_FLAGS = ["--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--api",
                 "--no-download-sd-model", "--skip-version-check"]
-# Forge cannot load the tiny model (its loader knows models by their UNet and text-encoder shapes).
-UNRENDERABLE = "Failed to recognize model type"
+RESOLUTION = 64  # the resolution of the small-run defaults (conftest.py)
+# Added to the tab's small-run defaults file: one epoch of two steps on the 8 images.
+RUN_SIZE = "epochs: 1\nbatch_size: 4\n"
+LORA_TABS = ("txt2img", "img2img")
+JOB_TIMEOUT = 900
+PAGE_TIMEOUT_MS = 180_000
 
 
 def _is_forge(checkout: Path) -> bool:
@@ -44,80 +51,253 @@ def _cpu_flags(checkout: Path) -> list[str]:
     return ["--use-cpu", "all", "--no-half", "--precision", "full"]
 
 
-def _api(url: str, payload: dict | None = None, timeout: float = 600):
+def _checkpoint(forge: bool, models: Path, tiny_checkpoints) -> str:
+    """Put the WebUI's one checkpoint into `models`; its file name."""
+    if not forge:
+        tiny = tiny_checkpoints("sd1")
+        shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
+        shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
+        return "tiny-sd1.safetensors"
+    target = models / "real-size-sd1.safetensors"
+    given = os.environ.get("LORA_TRAIN_REAL_SD1")
+    if given:
+        target.symlink_to(Path(given).resolve())
+    else:
+        from lora_train.fixtures.real_size import save_random_checkpoint
+
+        save_random_checkpoint("sd1", target)
+    return target.name
+
+
+def _api(url: str, payload: dict | None = None, timeout: float = 900):
     data = json.dumps(payload).encode() if payload is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
+@dataclass(frozen=True)
+class WebUI:
+    url: str
+    root: Path  # its --data-dir; the Lora folder is root / "Lora"
+    forge: bool
+    checkpoint: str  # the file name of its one checkpoint
+
+
 @pytest.fixture(scope="module")
-def webui(tmp_path_factory, tiny_checkpoints, training_images, free_port, running_server):
+def webui(tmp_path_factory, tiny_checkpoints, small_run_defaults, free_port, running_server):
     root = tmp_path_factory.mktemp("webui")
     checkout = Path(WEBUI_DIR).resolve()
+    forge = _is_forge(checkout)
     python = os.environ.get("LORA_TRAIN_WEBUI_PYTHON") or str(checkout / "venv" / "bin" / "python")
     (root / "extensions").mkdir()
     (root / "extensions" / "lora_train").symlink_to(ROOT, target_is_directory=True)
     models = root / "Stable-diffusion"
     models.mkdir()
-    tiny = tiny_checkpoints("sd1")
-    shutil.copy(tiny.single_file, models / "tiny-sd1.safetensors")
-    shutil.copy(tiny.yaml, models / "tiny-sd1.yaml")
+    checkpoint = _checkpoint(forge, models, tiny_checkpoints)
+    (root / "tab-defaults.yaml").write_text(small_run_defaults + RUN_SIZE)
+    (root / "config.json").write_text(json.dumps({"lora_train_defaults_file": str(root / "tab-defaults.yaml")}))
     env = dict(os.environ, LORA_TRAIN_PYTHON=sys.executable, LORA_TRAIN_LOCK_DIR=str(root), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1")
+               TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
     command = [python, "launch.py", *COMMON_FLAGS, *_cpu_flags(checkout), "--port", str(free_port),
                "--data-dir", str(root), "--ckpt-dir", str(models), "--lora-dir", str(root / "Lora")]
     url = f"http://127.0.0.1:{free_port}"
-    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600):
-        yield url, root, _is_forge(checkout)
+    # A1111 adds its API after the page is served; polling the API before that breaks its start (starlette 0.26)
+    with running_server(command, checkout, env, root / "webui.log", f"{url}/sdapi/v1/sd-models", 600,
+                        ready_log="Startup time:"):
+        yield WebUI(url, root, forge, checkpoint)
 
 
-def _render(url: str, prompt: str, forge: bool) -> bytes:
-    payload = dict(prompt=prompt, seed=7, steps=4, width=64, height=64, cfg_scale=5, sampler_name="Euler")
-    try:
-        return base64.b64decode(_api(f"{url}/sdapi/v1/txt2img", payload)["images"][0])
-    except urllib.error.HTTPError as error:
-        body = error.read().decode(errors="replace")
-        if forge and UNRENDERABLE in body:
-            pytest.skip(f"Forge's loader does not recognise the tiny model, so it cannot render ({body[:200]}); "
-                        "everything before the render passed")
-        raise AssertionError(body[:2000]) from error
+def _render_strength_grid(page) -> None:
+    """The Stack & test section renders a grid through the WebUI's own txt2img."""
+    page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # the insert switched to txt2img
+    page.locator("#lora_train_stack_section").get_by_text("6. Stack & test").first.click()
+    page.click("#lora_train_stack_refresh")
+    for elem_id, value in (("lora_train_stack_lora_1", "webui_lora"), ("lora_train_stack_weights_1", "1"),
+                           ("lora_train_stack_prompt", "zq"), ("lora_train_stack_width", 64),
+                           ("lora_train_stack_height", 64), ("lora_train_stack_steps", 4)):
+        box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+        box.fill(str(value))
+        box.press("Enter" if elem_id.endswith("lora_1") else "Tab")
+    page.click("#lora_train_stack_render")
+    page.wait_for_function("document.querySelector('#lora_train_stack_note').innerText.includes('Saved the grid') "
+                           "|| document.querySelector('#lora_train_stack_note .lora-train-error')", timeout=600_000)
+    assert "Saved the grid" in page.inner_text("#lora_train_stack_note"), page.inner_text("#lora_train_stack_note")
 
 
-def test_tab_trains_on_the_loaded_checkpoint_and_the_lora_works_in_txt2img(webui, browser, training_images):
-    url, root, forge = webui
+def _txt2img(url: str, prompt: str) -> tuple[bytes, str]:
+    """The image and the infotext of a small render."""
+    payload = dict(prompt=prompt, seed=7, steps=4, width=RESOLUTION, height=RESOLUTION, cfg_scale=5,
+                   sampler_name="Euler")
+    answer = _api(f"{url}/sdapi/v1/txt2img", payload)
+    return base64.b64decode(answer["images"][0]), json.loads(answer["info"])["infotexts"][0]
+
+
+def _open_tab(browser, webui: WebUI):
+    """A freshly loaded page on the Train LoRA tab, once the tab shows the WebUI's checkpoint."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(webui.url, timeout=PAGE_TIMEOUT_MS)
+    # gradio 3 tab buttons have no role; Forge's page can take a minute to answer on a busy CPU
+    page.locator(".tab-nav button", has_text="Train LoRA").first.click(timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector("#lora_train_start", timeout=PAGE_TIMEOUT_MS)
+    # the WebUI loads its checkpoint after the UI is up; the tab follows within seconds
+    stem = Path(webui.checkpoint).stem
+    page.wait_for_function(f"document.querySelector('#lora_train_model_note').innerText.includes('{stem}')",
+                           timeout=120_000)
+    return page
+
+
+def _start_training(page, training_images: Path) -> None:
+    """Fill the form (the rest comes from the tab's defaults file) and press Start."""
+    for elem_id, value in (("lora_train_data_dir", training_images), ("lora_train_trigger_word", "zq"),
+                           ("lora_train_output_name", "webui_lora")):
+        box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+        box.fill(str(value))
+        box.press("Tab")
+    page.click("#lora_train_start")
+    page.wait_for_function("document.querySelector('#lora_train_action_note').innerText.includes('Started')")
+
+
+def _wait_for_result(page, name: str) -> None:
+    """Until the tab shows `name` saved; fails at once on a job error."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        for note in ("#lora_train_job_note", "#lora_train_action_note"):
+            assert not page.locator(f"{note} .lora-train-error").count(), page.inner_text(note)
+        if page.locator(f"#lora_train_result [data-lora-name='{name}']").count():
+            return
+        time.sleep(1)
+    pytest.fail(f"{name} was not saved within {JOB_TIMEOUT} s: {page.inner_text('#lora_train_job_note')}")
+
+
+def _wait_for_cards(page, name: str) -> None:
+    """The LoRA's card in the txt2img and img2img Lora pages, with no click (built on the server, sent on refresh)."""
+    for tab in LORA_TABS:
+        page.wait_for_selector(f"#{tab}_lora_cards .card[data-name='{name}']", state="attached", timeout=30_000)
+
+
+def _test_renders(page) -> list[list[int]]:
+    """Press Test now (2 steps: a real-size model takes 20 s a step on a busy CPU) and wait for its two images;
+    their sizes in pixels."""
+    steps = page.locator("#lora_train_test_steps input").first
+    steps.fill("2")
+    steps.press("Tab")
+    page.click("#lora_train_test")
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        sizes = page.eval_on_selector_all("#lora_train_test_images img",
+                                          "images => images.filter(i => i.complete && i.naturalWidth)"
+                                          ".map(i => [i.naturalWidth, i.naturalHeight])")
+        note = page.inner_text("#lora_train_test_note")
+        assert not page.locator("#lora_train_test_note .lora-train-error").count(), note
+        if len(sizes) >= 2:
+            return sizes
+        time.sleep(1)
+    pytest.fail(f"no test renders within {JOB_TIMEOUT} s: {note}; gallery: "
+                f"{page.inner_html('#lora_train_test_images')[:2000]}")
+
+
+def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui, browser, training_images):
+    page = _open_tab(browser, webui)
+    assert "SD1" in page.inner_text("#lora_train_model_note")
+    assert webui.checkpoint in page.locator("#lora_train_base_model input").input_value()
+    assert page.locator("#lora_train_resolution input").input_value() == str(RESOLUTION)  # the settings file
+    _start_training(page, training_images)
+    page.close()  # the job goes on; the Lora pages this WebUI built for the first page do not know the LoRA
+
+    lora = webui.root / "Lora" / "webui_lora.safetensors"
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while not lora.with_suffix(".preview.png").is_file() and time.monotonic() < deadline:
+        time.sleep(2)
+    page = _open_tab(browser, webui)
     try:
-        page.goto(url)
-        page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # gradio 3 tab buttons have no role
-        page.wait_for_selector("#lora_train_start", timeout=60_000)
-        # the WebUI loads its checkpoint after the UI is up; the tab follows within seconds
-        page.wait_for_function("document.querySelector('#lora_train_model_note').innerText.includes('tiny-sd1')",
-                               timeout=120_000)
-        assert "SD1" in page.inner_text("#lora_train_model_note")
-        assert "tiny-sd1" in page.locator("#lora_train_base_model input").input_value()
-        for elem_id, value in (("lora_train_data_dir", training_images), ("lora_train_trigger_word", "zq"),
-                               ("lora_train_output_name", "webui_lora"), ("lora_train_resolution", 64),
-                               ("lora_train_epochs", 2), ("lora_train_batch_size", 4)):
-            box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
-            box.fill(str(value))
-            box.press("Tab")
-        page.click("#lora_train_start")
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline and "LoRA saved" not in page.inner_text("#lora_train_result"):
-            assert not page.locator("#lora_train_job_note .lora-train-error").count(), page.inner_text(
-                "#lora_train_job_note")
-            time.sleep(1)
-        assert "LoRA saved" in page.inner_text("#lora_train_result")
+        _wait_for_result(page, "webui_lora")
+        _wait_for_cards(page, "webui_lora")  # a freshly loaded page after the job
+        assert _test_renders(page) == [[RESOLUTION, RESOLUTION]] * 2  # at the training resolution
         page.click("#lora_train_insert")  # gradio 4 runs the event's JavaScript after the click returns
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value"
                                ".includes('<lora:webui_lora:0.8>')", timeout=10_000)
-        # ... and refreshes the Lora page, built when the page opened, so the new card is there without a restart
-        page.wait_for_selector("#txt2img_lora_cards .card[data-name='webui_lora']", state="attached", timeout=30_000)
+        if not webui.forge:
+            _render_strength_grid(page)
+        page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # Insert or the grid left it
+        _start_training(page, training_images)  # the same name again, the page open this time
+        _wait_for_result(page, "webui_lora_v2")
+        _wait_for_cards(page, "webui_lora_v2")
     finally:
         page.close()
-    assert (root / "Lora" / "webui_lora.safetensors").is_file()
-    sidecar = json.loads((root / "Lora" / "webui_lora.json").read_text())  # what the Lora card shows
+    sidecar = json.loads(lora.with_suffix(".json").read_text())  # what the Lora card shows
     assert (sidecar["sd version"], sidecar["activation text"], sidecar["preferred weight"]) == ("SD1", "zq", 0.8)
-    assert "webui_lora" in [lora["name"] for lora in _api(f"{url}/sdapi/v1/loras")]
-    assert _render(url, "zq", forge) != _render(url, "zq <lora:webui_lora:1>", forge)
+    assert {"webui_lora", "webui_lora_v2"} <= {item["name"] for item in _api(f"{webui.url}/sdapi/v1/loras")}
+    plain, _ = _txt2img(webui.url, "zq")
+    with_lora, infotext = _txt2img(webui.url, "zq <lora:webui_lora:1>")
+    assert plain != with_lora
+    if not webui.forge:
+        grid = json.loads(max((webui.root / "outputs" / "lora_train" / "grids").glob("stack-*.json")).read_text())
+        assert grid["weights"] == [[0.0, 1.0]] and len(grid["infotexts"]) == 2
+        assert "Lora hashes" not in grid["infotexts"][0] and 'Lora hashes: "webui_lora: ' in grid["infotexts"][1]
+    assert "webui_lora" in infotext.split("Lora hashes:")[1], infotext
+
+
+def test_llm_tab_trains_into_its_own_folder_and_answers_with_the_adapter(webui, browser, tiny_llm):
+    """The LLM LoRA tab inside the WebUI: a model from models/LLM, the adapter in models/LLM-LoRA (never Lora)."""
+    from test_tab_browser import choose, field, fill, text, wait_for
+    from text_support import SEED, seed_rows
+
+    url, root = webui.url, webui.root
+    shutil.copytree(tiny_llm("llama"), root / "models" / "LLM" / "tiny-llama")
+    shutil.copy(SEED, root / "qa.jsonl")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.locator(".tab-nav button", has_text="LLM LoRA").first.click()
+        page.wait_for_selector("#lora_train_llm_start", timeout=60_000)
+        page.click("#lora_train_llm_refresh")
+        time.sleep(2)
+        choose(page, "lora_train_llm_model_choice", "tiny-llama")
+        page.click("#lora_train_llm_load")
+        wait_for(lambda: "Loaded:" in text(page, "lora_train_llm_model_note"), "the model to load", 300, page)
+        for elem_id, value in (("data_path", root / "qa.jsonl"), ("output_name", "webui_llm"), ("epochs", 15),
+                               ("learning_rate", 0.01)):
+            fill(page, f"lora_train_llm_{elem_id}", value)
+        page.click("#lora_train_llm_start")
+        wait_for(lambda: "Adapter saved" in text(page, "lora_train_llm_result"), "the adapter", 900, page)
+        question, answer = seed_rows()[0]["instruction"], seed_rows()[0]["output"]
+        fill(page, "lora_train_llm_prompt", question)
+        page.click("#lora_train_llm_test")
+        adapted = wait_for(lambda: field(page, "lora_train_llm_answer_adapted").input_value(), "the answers", 300,
+                           page)
+        assert adapted.strip() == answer and field(page, "lora_train_llm_answer_base").input_value() != adapted
+    finally:
+        page.close()
+    assert (root / "models" / "LLM-LoRA" / "webui_llm" / "adapter_model.safetensors").is_file()
+    assert not any("webui_llm" in path.name for path in (root / "Lora").glob("*"))
+
+
+def test_caption_section_captions_a_folder_in_the_worker(webui, browser, tmp_path):
+    """The Caption section inside the WebUI: the tiny tagger runs in the worker, the captions land beside the images
+    and the gallery lists them (written for A1111 1.10's gradio 3 and Forge's gradio 4)."""
+    from lora_train.fixtures.captioners import build_tagger, image_folder
+
+    url = webui.url
+    folder = image_folder(tmp_path / "to_caption")
+    tagger = build_tagger(tmp_path / "tiny-tagger")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        page.locator(".tab-nav button", has_text="Train LoRA").first.click()
+        page.wait_for_selector("#lora_train_caption_run", timeout=60_000)
+        for elem_id, value in (("lora_train_data_dir", folder), ("lora_train_trigger_word", "zq"),
+                               ("lora_train_caption_model", tagger)):
+            box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+            box.fill(str(value))
+            box.press("Enter")
+            box.press("Tab")
+        page.click("#lora_train_caption_run")
+        page.wait_for_selector("#lora_train_caption_progress [data-status='done']", state="attached",
+                               timeout=300_000)
+        page.wait_for_function("document.querySelectorAll('#lora_train_caption_gallery img').length >= 3",
+                               timeout=60_000)
+    finally:
+        page.close()
+    assert (folder / "red.txt").read_text().strip() == "zq, red background, ^_^"
+    assert (folder / "green.txt").read_text().strip() == "zq, hatsune miku, ^_^"

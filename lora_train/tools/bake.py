@@ -1,0 +1,186 @@
+"""`bake`: LoRAs at weights added into a base checkpoint, saved as a new single-file checkpoint.
+
+The change of each layer is what A1111's built-in Lora extension computes (`network.py`,
+`finalize_updown`): dW = alpha / rank * up @ down, reshaped to the layer (1x1 convs, 3x3 LoCon
+convs); for DoRA, dW = (W + dW) * dora_scale / ||W + dW|| - W with the norm per input channel;
+then times the weight. The LoRAs' changes are each computed from the original weights and summed,
+as when they are stacked in a prompt. Arithmetic is in fp32, the result is stored in the base's
+dtype. A single-file base keeps its exact key layout (every other tensor copied unchanged, the
+`.yaml` beside it copied beside the new file); a diffusers folder is written in the original
+(ldm / sgm) single-file layout the WebUI loads. Fused q/k/v (OpenCLIP's `in_proj_weight`) get each
+projection in its rows; an inpainting UNet's 9-channel input conv gets a 4-channel LoRA's change
+on its latent channels. The base is never written to, and the output never overwrites a file.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..adapters.dora import along_axis, input_norm
+from ..core.atomic import write_new_file
+from ..core.errors import UserError
+from ..core.arch import ARCH_NAMES
+from ..models.checkpoint_file import open_checkpoint
+from ..models.ldm_config import find_ldm_config
+from ..models.single_file import part_configs
+from .checkpoint_targets import Target, checkpoint_arch, checkpoint_targets
+from .lora_file import LoraFile, LoraModule, read_any_lora
+from .merge import check_same_family
+
+
+@dataclass
+class BakeResult:
+    path: Path
+    layout: str
+    dtype: str
+    changed: int = 0  # checkpoint tensors changed
+    modules: int = 0  # LoRA modules applied
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BaseWeights:
+    """The base checkpoint as original-layout tensors, with what is needed to place LoRA modules."""
+
+    state: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+    arch: str
+    unet_config: dict
+    layout: str
+    yaml: Path | None = None
+
+
+def dora_change(delta: torch.Tensor, weight: torch.Tensor, dora_scale: torch.Tensor, name: str) -> torch.Tensor:
+    """A1111's `apply_weight_decompose`: (W + dW) * dora_scale / ||W + dW|| - W, norm per input channel."""
+    if dora_scale.numel() != weight.shape[1]:
+        raise UserError(f"{name}.dora_scale has shape {tuple(dora_scale.shape)}; the WebUI reads DoRA scales per input "
+                        f"channel ({weight.shape[1]} values), so this file cannot be baked as the WebUI applies it.")
+    merged = weight + delta
+    return merged * along_axis(dora_scale.float().flatten() / input_norm(merged), merged.ndim, 1) - weight
+
+
+def module_change(name: str, module: LoraModule, weight: torch.Tensor) -> torch.Tensor:
+    """The change of one layer (fp32, shaped like `weight`) at strength 1."""
+    delta = module.delta()
+    if delta.shape != weight.shape:
+        if delta.numel() == weight.numel():  # Linear <-> 1x1 conv
+            delta = delta.reshape(weight.shape)
+        elif (delta.ndim == weight.ndim == 4 and delta.shape[0] == weight.shape[0]
+              and delta.shape[2:] == weight.shape[2:] and delta.shape[1] < weight.shape[1]):
+            # inpainting: the latent channels come first, then the mask and the masked image
+            delta = torch.cat([delta, delta.new_zeros(weight.shape[0], weight.shape[1] - delta.shape[1],
+                                                      *weight.shape[2:])], dim=1)
+        else:
+            raise UserError(f"{name}: the LoRA changes a layer of shape {tuple(delta.shape)} but the base model's is "
+                            f"{tuple(weight.shape)}: the LoRA was made for a different model.")
+    if module.dora_scale is not None:
+        delta = dora_change(delta, weight, module.dora_scale, name)
+    return delta
+
+
+def _single_file_base(path: Path) -> BaseWeights:
+    checkpoint = open_checkpoint(path)
+    arch = checkpoint_arch(checkpoint.meta)
+    if arch is None:
+        raise UserError(f"{path} is not a Stable Diffusion 1.x / 2.x / SDXL checkpoint (no text encoder found), so "
+                        "LoRAs cannot be baked into it.")
+    ldm = find_ldm_config(path)
+    unet = part_configs(arch, False, path, ldm, checkpoint.meta).unet
+    return BaseWeights(checkpoint.read(""), dict(checkpoint.metadata), arch, unet, "single-file",
+                       ldm.path if ldm else None)
+
+
+def _folder_dtype(folder: Path) -> torch.dtype:
+    for weights in sorted((folder / "unet").glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as handle:
+            return handle.get_tensor(next(iter(handle.keys()))).dtype
+    return torch.float32
+
+
+def _diffusers_base(folder: Path) -> BaseWeights:
+    from ..fixtures.checkpoints import ldm_state_dict
+    from ..models.load import load_base_model
+
+    dtype = _folder_dtype(folder)
+    model = load_base_model(folder, dtype=torch.float32)
+    parts = types.SimpleNamespace(arch=model.arch, unet=model.unet, vae=model.vae, text_encoders=model.text_encoders,
+                                  scheduler=model.noise_scheduler)
+    state = {key: value.to(dtype) if value.is_floating_point() else value
+             for key, value in ldm_state_dict(parts).items()}
+    return BaseWeights(state, {}, model.arch, dict(model.unet.config), "diffusers folder -> single-file")
+
+
+def load_base_weights(path: Path) -> BaseWeights:
+    """A single-file checkpoint or a diffusers folder as original-layout tensors."""
+    return _diffusers_base(path) if path.is_dir() else _single_file_base(path)
+
+
+def check_base_family(base: BaseWeights, loras: list[LoraFile], base_path: Path) -> None:
+    """UserError when a LoRA was made for another model family than the base."""
+    for lora in loras:
+        if lora.arch and lora.arch != base.arch:
+            raise UserError(f"{lora.path.name} is a LoRA for {lora.label} but the base {base_path.name} is "
+                            f"{ARCH_NAMES[base.arch].title}: bake LoRAs into a checkpoint of the family they were "
+                            "trained on.")
+
+
+def _changes(base: BaseWeights, loras: list[LoraFile], weights: list[float], result: BakeResult
+             ) -> dict[str, torch.Tensor]:
+    targets = checkpoint_targets({key: value.shape for key, value in base.state.items()}, base.arch, base.unet_config)
+    changes: dict[str, torch.Tensor] = {}
+    for lora, weight in zip(loras, weights):
+        missing = [name for name in lora.modules if name not in targets]
+        if len(missing) == len(lora.modules):
+            raise UserError(f"None of the {len(missing)} modules of {lora.path.name} is a layer of the base model "
+                            f"(e.g. {missing[0]}): it was made for a different model.")
+        if missing:
+            result.notes.append(f"{lora.path.name}: {len(missing)} modules are not layers of this base and were "
+                                f"skipped (e.g. {', '.join(missing[:3])}).")
+        for name, module in lora.modules.items():
+            target: Target | None = targets.get(name)
+            if target is None or weight == 0:
+                continue
+            original = base.state[target.key].float()
+            rows = target.rows or slice(None)
+            change = changes.setdefault(target.key, torch.zeros_like(original))
+            change[rows] += weight * module_change(name, module, original[rows])
+            result.modules += 1
+    return changes
+
+
+def bake_loras(base_path: str | Path, files: list[str | Path], weights: list[float], out: str | Path) -> BakeResult:
+    """Bake the LoRAs at their weights into the base and save `out`; see the module docstring."""
+    base_path, out = Path(base_path), Path(out)
+    if len(weights) != len(files):
+        raise UserError(f"Give one weight per LoRA: {len(files)} files but {len(weights)} weights.")
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out}: the baked checkpoint is saved as .safetensors; give a name ending in it.")
+    if out.exists():
+        raise UserError(f"{out} already exists and is never overwritten (the base model least of all): choose a new "
+                        "name.")
+    loras = [read_any_lora(file) for file in files]
+    check_same_family(loras)
+    base = load_base_weights(base_path)
+    check_base_family(base, loras, base_path)
+    dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in base.state.values() if v.is_floating_point()})
+    result = BakeResult(out, base.layout, "/".join(dtypes))
+    for key, change in _changes(base, loras, weights, result).items():
+        base.state[key] = (base.state[key].float() + change).to(base.state[key].dtype)
+        result.changed += 1
+    baked = [{"file": lora.path.name, "weight": weight, "sshs_model_hash": lora.metadata.get("sshs_model_hash")}
+             for lora, weight in zip(loras, weights)]
+    metadata = {**base.metadata, "lora_train_baked": json.dumps({"base": base_path.name, "loras": baked})}
+    state = {key: value.contiguous() for key, value in base.state.items()}
+    write_new_file(out, lambda temporary: save_file(state, str(temporary), metadata))
+    if base.yaml is not None:
+        text = base.yaml.read_text(encoding="utf-8")
+        write_new_file(out.with_suffix(".yaml"), lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        result.notes.append(f"Copied the model config {base.yaml.name} beside it as {out.with_suffix('.yaml').name}.")
+    return result

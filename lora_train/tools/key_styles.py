@@ -1,0 +1,105 @@
+"""LoRA key styles -> kohya module names, grouped: `{kohya name: {"lora_down.weight": ..., "alpha": ...}}`.
+
+kohya and LyCORIS files already use kohya names. diffusers / PEFT files name modules by their
+path in the pipeline component (`unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q`,
+`text_encoder.text_model.encoder.layers.0.self_attn.q_proj`, `text_encoder_2....`, or PEFT's
+`base_model.model.<path>` for a UNet adapter) with `lora_A` / `lora_B` (or diffusers' older
+attention-processor keys, `attn1.processor.to_q_lora.down.weight`). Their alpha is the `.alpha`
+key (diffusers' network alphas), the `lora_adapter_metadata` header diffusers writes, or the rank
+(scale 1). The UNet of SDXL is named by its original (sgm) blocks in kohya's form, using the
+block layout of SDXL base.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+import torch
+
+from ..core.errors import UserError
+from ..kohya.names import group_by_module
+from ..models.unet_layout import block_prefixes, to_original
+
+_KOHYA = re.compile(r"^lora_(unet|te|te1|te2)_")
+_PEFT_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+               "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
+               "lora_A.default.weight": "lora_down.weight", "lora_B.default.weight": "lora_up.weight"}
+_COMPONENTS = ("text_encoder_2", "text_encoder", "unet", "base_model.model")
+_SDXL_UNET_LAYOUT = {"layers_per_block": 2,
+                     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
+
+
+def _split_peft_key(key: str) -> tuple[str, str, str] | None:
+    """(component, module path, kohya suffix) of a diffusers / PEFT key, or None."""
+    component = next((c for c in _COMPONENTS if key.startswith(c + ".")), None)
+    if component is None:
+        return None
+    rest = key[len(component) + 1:].replace("_lora.down.", ".lora.down.").replace("_lora.up.", ".lora.up.")
+    for suffix, kohya in (*_PEFT_PARTS.items(), ("alpha", "alpha")):
+        if rest.endswith("." + suffix):
+            path = rest[:-len(suffix) - 1].replace(".processor.", ".")
+            return ("unet" if component == "base_model.model" else component), path, kohya
+    if rest.endswith("lora_magnitude_vector") or ".lora_magnitude_vector." in rest:
+        raise UserError(f"{key}: this diffusers / PEFT file holds DoRA magnitudes per output channel, a form the "
+                        "WebUI does not load; merge, resize and bake read kohya-format DoRA (dora_scale) only.")
+    return None
+
+
+def _adapter_alphas(metadata: Mapping[str, str]) -> dict[str, tuple[float, int, dict]]:
+    """component -> (lora_alpha, r, alpha_pattern) from diffusers' `lora_adapter_metadata` header."""
+    try:
+        packed = json.loads(metadata.get("lora_adapter_metadata") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    found = {}
+    for component in ("unet", "text_encoder", "text_encoder_2"):
+        if f"{component}.lora_alpha" in packed:
+            found[component] = (float(packed[f"{component}.lora_alpha"]), int(packed.get(f"{component}.r", 0)),
+                                packed.get(f"{component}.alpha_pattern") or {})
+    return found
+
+
+def _kohya_name(component: str, path: str, sdxl: bool) -> str:
+    if component == "unet":
+        if sdxl:
+            path = to_original(path, block_prefixes(_SDXL_UNET_LAYOUT))
+        return "lora_unet_" + path.replace(".", "_")
+    if not path.startswith("text_model."):  # transformers 5 dropped the level; kohya names keep it
+        path = "text_model." + path
+    prefix = {"text_encoder": "lora_te1" if sdxl else "lora_te", "text_encoder_2": "lora_te2"}[component]
+    return f"{prefix}_{path.replace('.', '_')}"
+
+
+def _from_peft(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> dict[str, dict[str, torch.Tensor]]:
+    split = {key: _split_peft_key(key) for key in tensors}
+    sdxl = any(parts and parts[0] == "text_encoder_2" for parts in split.values())
+    alphas = _adapter_alphas(metadata)
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, parts in split.items():
+        if parts is None:
+            continue
+        component, path, suffix = parts
+        try:
+            name = _kohya_name(component, path, sdxl)
+        except KeyError:
+            raise UserError(f"{key}: the UNet module {path} is not in SDXL base's block layout, so the file cannot "
+                            "be converted to kohya names.") from None
+        entry = grouped.setdefault(name, {})
+        entry[suffix] = tensors[key]
+        if suffix == "lora_down.weight" and "alpha" not in entry and component in alphas:
+            alpha, _, pattern = alphas[component]
+            match = next((value for pattern_key, value in pattern.items() if path.endswith(pattern_key)), alpha)
+            entry["alpha"] = torch.tensor(float(match))
+    return grouped
+
+
+def kohya_style(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
+                ) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
+    """The tensors grouped by kohya module name, and the key style found (kohya | diffusers)."""
+    if any(_KOHYA.match(key) for key in tensors):
+        return group_by_module({key: value for key, value in tensors.items() if _KOHYA.match(key)}), "kohya"
+    converted = _from_peft(tensors, metadata)
+    return converted, "diffusers" if converted else "kohya"
