@@ -28,6 +28,7 @@ from typing import IO, Any, Callable
 from .atomic import disk_error
 
 Event = dict[str, Any]
+EventSink = Callable[[Event], None]  # whatever takes events: a sink, a Fanout, a front end's callback
 
 
 def make_event(type_: str, **fields: Any) -> Event:

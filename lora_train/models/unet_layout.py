@@ -1,4 +1,4 @@
-"""Where each diffusers UNet module lives in the original (ldm / sgm) UNet.
+"""Where each diffusers UNet module lives in the original (ldm / sgm) UNet, and back.
 
 The original UNet numbers its blocks `input_blocks.N`, `middle_block.N`, `output_blocks.N`;
 diffusers names them `down_blocks.i.resnets.j`, `mid_block.attentions.0`, ... The mapping
@@ -67,3 +67,19 @@ def to_original(path: str, prefixes: Mapping[str, str]) -> str:
             return prefixes[prefix] + ("." + rest if rest else "")
     raise KeyError(path)
 
+
+def to_diffusers(path: str, prefixes: Mapping[str, str]) -> str:
+    """The inverse of `to_original`."""
+    inverse = {v: k for k, v in prefixes.items()}
+    resnet_inverse = {v: k for k, v in RESNET_RENAMES.items()}
+    for prefix in sorted(inverse, key=len, reverse=True):
+        if path == prefix or path.startswith(prefix + "."):
+            target = inverse[prefix]
+            rest = path[len(prefix):].lstrip(".")
+            if ".resnets." in target:
+                for original, diffusers_name in sorted(resnet_inverse.items(), key=lambda kv: -len(kv[0])):
+                    if rest == original or rest.startswith(original + "."):
+                        rest = diffusers_name + rest[len(original):]
+                        break
+            return target + ("." + rest if rest else "")
+    raise KeyError(path)

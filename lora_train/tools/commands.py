@@ -120,7 +120,7 @@ def _grid(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .grid import render_grid
-    from .grid_image import GridSpec, parse_weights
+    from ..core.grid_image import GridSpec, parse_weights
 
     if len(args.files) > 2 or len(args.weights) != len(args.files):
         raise UserError("Give one or two LoRAs and one --weights list for each.")

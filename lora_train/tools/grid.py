@@ -15,7 +15,7 @@ from ..core.errors import UserError
 from ..core.arch import ARCH_NAMES
 from ..models.load import load_base_model
 from ..models.pipeline import make_pipeline
-from .grid_image import GridSpec, compose_grid, save_grid
+from ..core.grid_image import GridSpec, compose_grid, save_grid
 from .lora_file import read_any_lora
 from .merge import check_same_family
 

@@ -12,7 +12,7 @@ from test_tab_browser import choose, fill, messages, wait_for
 from tools_support import lora_file
 
 from lora_train.adapters.spec import LoraSpec
-from lora_train.tools.grid_image import LABEL_HEIGHT, LABEL_WIDTH
+from lora_train.core.grid_image import LABEL_HEIGHT, LABEL_WIDTH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..core.atomic import write_new_file
-from ..core.errors import UserError
+from .atomic import write_new_file
+from .errors import UserError
 
 LABEL_HEIGHT, LABEL_WIDTH = 28, 96
 
