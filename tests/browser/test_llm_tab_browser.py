@@ -20,6 +20,7 @@ from text_support import SEED, seed_rows
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ID = "lora_train_llm_"
 JOB_TIMEOUT = 240
+EPOCHS = 40  # long enough (120 steps) for the page to see the chart grow between its 1 s updates on a fast machine
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_load_preview_train_and_compare_answers(llm_page, workspace):
     assert f"{len(seed_rows())} training sequence(s), 0 for eval. Tokens per sequence: min" in stats
 
     fill(page, f"{ID}output_name", "zorblax")
-    fill(page, f"{ID}epochs", 15)
+    fill(page, f"{ID}epochs", EPOCHS)
     fill(page, f"{ID}learning_rate", 0.01)
     fill(page, f"{ID}val_size", 2)
     page.click(f"#{ID}start")
@@ -89,10 +90,10 @@ def test_load_preview_train_and_compare_answers(llm_page, workspace):
     wait_for(lambda: llm_progress(page)[0] in ("done", "interrupted", "failed") and text(page, f"{ID}result"),
              "the job to end", JOB_TIMEOUT, page)
     status, step, total = llm_progress(page)
-    assert (status, step) == ("done", total) and total == 45  # 10 training rows, batch 4: 3 steps x 15 epochs
+    assert (status, step) == ("done", total) and total == 3 * EPOCHS  # 10 training rows, batch 4: 3 steps an epoch
     assert len(seen - {0, 1}) >= 2, f"chart sizes seen: {sorted(seen)}"
     points, evals = chart_points(page)
-    assert points == total and evals == 15  # one eval loss per epoch
+    assert points == total and evals == EPOCHS  # one eval loss per epoch
     result = text(page, f"{ID}result")
     published = workspace / "LLM-LoRA" / "zorblax"
     assert "Adapter saved" in result and str(published) in result and result.count("✓") == 4

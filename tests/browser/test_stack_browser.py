@@ -8,7 +8,7 @@ import json
 
 import pytest
 from PIL import Image
-from test_tab_browser import choose, fill, messages, wait_for
+from test_tab_browser import choose, field, fill, messages, wait_for
 from tools_support import lora_file
 
 from lora_train.adapters.spec import LoraSpec
@@ -25,12 +25,19 @@ def stack_loras(workspace):
             for name, seed in (("style_a", 0), ("style_b", 1))]
 
 
+def choose_listed(page, elem_id: str, value: str) -> None:
+    """Choose `value` once the dropdown lists it: the Refresh that adds it answers asynchronously, and a dropdown
+    drops a typed value it does not list."""
+    wait_for(lambda: choose(page, elem_id, value) or field(page, elem_id).input_value() == value,
+             f"{value} in {elem_id}", 30, page)
+
+
 def test_grid_renders_and_the_pair_merges_into_a_new_lora(page, workspace, stack_loras):
     page.get_by_text("6. Stack & test").click()
     page.click("#lora_train_stack_refresh")
     choose(page, "lora_train_base_model", "tiny-sd1.safetensors")
-    choose(page, "lora_train_stack_lora_1", "style_a")
-    choose(page, "lora_train_stack_lora_2", "style_b")
+    choose_listed(page, "lora_train_stack_lora_1", "style_a")
+    choose_listed(page, "lora_train_stack_lora_2", "style_b")
     fill(page, "lora_train_stack_weights_1", "1")
     fill(page, "lora_train_stack_weights_2", "0.5, 1")
     for elem_id, value in (("width", 64), ("height", 64), ("steps", 2)):
