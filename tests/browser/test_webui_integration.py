@@ -113,12 +113,20 @@ def _render_strength_grid(page) -> None:
     page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # the insert switched to txt2img
     page.locator("#lora_train_stack_section").get_by_text("6. Stack & test").first.click()
     page.click("#lora_train_stack_refresh")
-    for elem_id, value in (("lora_train_stack_lora_1", "webui_lora"), ("lora_train_stack_weights_1", "1"),
-                           ("lora_train_stack_prompt", "zq"), ("lora_train_stack_width", 64),
-                           ("lora_train_stack_height", 64), ("lora_train_stack_steps", 4)):
+    lora = page.locator("#lora_train_stack_lora_1 input").first
+    deadline = time.monotonic() + 60
+    while lora.input_value() != "webui_lora":  # the refresh answers later; until then the list lacks the LoRA
+        assert time.monotonic() < deadline, "the refreshed LoRA list never offered webui_lora"
+        lora.fill("webui_lora")
+        lora.press("Enter")
+        lora.press("Tab")
+        time.sleep(0.5)
+    for elem_id, value in (("lora_train_stack_weights_1", "1"), ("lora_train_stack_prompt", "zq"),
+                           ("lora_train_stack_width", 64), ("lora_train_stack_height", 64),
+                           ("lora_train_stack_steps", 4)):
         box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
         box.fill(str(value))
-        box.press("Enter" if elem_id.endswith("lora_1") else "Tab")
+        box.press("Tab")
     page.click("#lora_train_stack_render")
     page.wait_for_function("document.querySelector('#lora_train_stack_note').innerText.includes('Saved the grid') "
                            "|| document.querySelector('#lora_train_stack_note .lora-train-error')", timeout=600_000)
