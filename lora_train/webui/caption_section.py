@@ -169,7 +169,8 @@ class CaptionSection:
         settings = self.ctl.host.settings()
         python = resolve_worker_python(settings.worker_python, self.ctl.python_fallback)
         workspace = settings.work_dir / "captioning"
-        self.runner.start(CaptionSpec(python, {}, workspace, f"captioning {folder.name}", [str(EXTENSION_ROOT)],
+        # The folder goes with the job: gradio 3's periodic update re-sends the inputs the page had when it loaded.
+        self.runner.start(CaptionSpec(python, {"train_data_dir": str(folder)}, workspace, f"captioning {folder.name}", [str(EXTENSION_ROOT)],
                                       arguments), HostHooks(self.ctl.host))
         return markup.message(f"Captioning {folder} with the {method} ({arguments[4]}).", "info")
 
@@ -261,8 +262,9 @@ class CaptionSection:
         bar = markup.progress(state.status, state.step, state.total, None, None, state.its, state.eta_s, None)
         outputs = [bar] + unchanged
         outputs[5] = note = _job_note(state)
-        if state.ended and view.get("listed") != state.number and data_dir:
-            outputs[1:6] = self.listing(data_dir, note)
+        folder = data_dir or state.settings.get("train_data_dir", "")
+        if state.ended and view.get("listed") != state.number and folder:
+            outputs[1:6] = self.listing(folder, note)
             view = {**view, "listed": state.number}
         return outputs + [{**view, "key": key}]
 
