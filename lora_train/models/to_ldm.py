@@ -9,11 +9,14 @@ Works on meta tensors too (only names and shapes are needed to check configs).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, Mapping
 
 import torch
 from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
+from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX
 from .unet_layout import block_prefixes, to_original
 
 StateDict = Mapping[str, torch.Tensor]
@@ -107,3 +110,35 @@ def _open_clip_layer_key(key: str) -> str:
     for diffusers, ldm in _OPEN_CLIP_LAYER:
         key = key.replace(diffusers, ldm)
     return key
+
+
+def model_to_ldm(arch: str, unet: torch.nn.Module, vae: torch.nn.Module, text_encoders: Sequence[torch.nn.Module],
+                 scheduler: Any) -> dict[str, torch.Tensor]:
+    """A whole diffusers model in the original single-file key layout, with the extras real files carry (the
+    DDPM schedule buffers of SD1/SD2, CLIP's position_ids, OpenCLIP's logit_scale and, for SD2, the last
+    OpenCLIP block that SD2 does not use)."""
+    state = unet_to_ldm(unet.state_dict(), unet.config, UNET_PREFIX)
+    state.update(vae_to_ldm(vae.state_dict(), vae.config, VAE_PREFIX))
+    for spec, encoder in zip(ARCHS[arch].text_encoders, text_encoders):
+        if not spec.open_clip:
+            state.update(clip_to_ldm(encoder.state_dict(), spec.ldm_prefix))
+            continue
+        tower = open_clip_to_ldm(encoder.state_dict(), spec.ldm_prefix)
+        width = encoder.config.hidden_size
+        tower.setdefault(spec.ldm_prefix + "text_projection", torch.eye(width))
+        tower[spec.ldm_prefix + "logit_scale"] = torch.tensor(math.log(100.0))
+        if spec.unused_last_layer:
+            tower.update(_repeat_last_block(tower, spec.ldm_prefix, encoder.config.num_hidden_layers))
+        state.update(tower)
+    if arch != "sdxl":
+        alphas_cumprod = scheduler.alphas_cumprod
+        state.update(betas=scheduler.betas, alphas_cumprod=alphas_cumprod,
+                     alphas_cumprod_prev=torch.cat([torch.ones(1), alphas_cumprod[:-1]]))
+    return {key: value.detach().contiguous() for key, value in state.items()}
+
+
+def _repeat_last_block(tower: dict[str, torch.Tensor], prefix: str, layers: int) -> dict[str, torch.Tensor]:
+    """OpenCLIP's final block, which SD2 checkpoints hold but never use (a copy of the one before)."""
+    last = f"{prefix}transformer.resblocks.{layers - 1}."
+    return {f"{prefix}transformer.resblocks.{layers}.{key[len(last):]}": value.clone()
+            for key, value in tower.items() if key.startswith(last)}

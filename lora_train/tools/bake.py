@@ -15,7 +15,6 @@ on its latent channels. The base is never written to, and the output never overw
 from __future__ import annotations
 
 import json
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,15 +104,13 @@ def _folder_dtype(folder: Path) -> torch.dtype:
 
 
 def _diffusers_base(folder: Path) -> BaseWeights:
-    from ..fixtures.checkpoints import ldm_state_dict
     from ..models.load import load_base_model
+    from ..models.to_ldm import model_to_ldm
 
     dtype = _folder_dtype(folder)
     model = load_base_model(folder, dtype=torch.float32)
-    parts = types.SimpleNamespace(arch=model.arch, unet=model.unet, vae=model.vae, text_encoders=model.text_encoders,
-                                  scheduler=model.noise_scheduler)
-    state = {key: value.to(dtype) if value.is_floating_point() else value
-             for key, value in ldm_state_dict(parts).items()}
+    whole = model_to_ldm(model.arch, model.unet, model.vae, model.text_encoders, model.noise_scheduler)
+    state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in whole.items()}
     return BaseWeights(state, {}, model.arch, dict(model.unet.config), "diffusers folder -> single-file")
 
 
