@@ -145,9 +145,59 @@ def test_channels_last_changes_no_result():
     context = torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator)
     with torch.no_grad():
         plain = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample
-        use_channels_last([unet], torch.device("cpu"))
-        assert not unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)  # not on CPU
-        unet.to(memory_format=torch.channels_last)  # what it does on CUDA
+        use_channels_last([unet])
         nhwc = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample
     assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_a_job_trains_with_the_collector_on_and_releases_what_it_froze(tiny_sd1_file, tmp_path, monkeypatch):
+    """The collector is off only while the job imports and loads: a run that trained with it off would
+    keep every cyclic garbage it made; afterwards nothing the job froze stays out of reach."""
+    import gc
+
+    from lora_train.train.step import StepRunner
+
+    monkeypatch.setenv("LORA_TRAIN_LOCK_DIR", str(tmp_path))
+    seen: list[tuple[bool, int]] = []
+    step = StepRunner.optimizer_step
+    monkeypatch.setattr(StepRunner, "optimizer_step",
+                        lambda self, *a: seen.append((gc.isenabled(), gc.get_freeze_count())) or step(self, *a))
+    train(tiny_sd1_file, tmp_path / "out", max_train_steps=2, train_text_encoder=False, sample_steps=0)
+    assert len(seen) == 2 and all(enabled and frozen > 0 for enabled, frozen in seen)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_the_paused_collector_frees_the_blocks_cyclic_garbage():
+    import gc
+    import weakref
+
+    from lora_train.core.collector import collector_paused, release_frozen
+
+    class Node:
+        pass
+
+    try:
+        with collector_paused():
+            cycle = Node()
+            cycle.me = cycle
+            gone = weakref.ref(cycle)
+            del cycle
+            assert gone() is not None and not gc.isenabled()  # nothing collected inside
+        assert gone() is None and gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        release_frozen()
+
+
+def test_cached_token_ids_are_the_tokenizers_own():
+    from lora_train.fixtures.components import tiny_sd1
+    from lora_train.train.conditioning import TokenCache, tokenize
+
+    tokenizers = tiny_sd1().tokenizers
+    cache = TokenCache(tokenizers, size=2)
+    batches = [["a photo of sks", "red cube"], ["red cube", "a photo of sks"], ["a b c " * 40, "red cube"],
+               ["a photo of sks", "a photo of sks"]]
+    for captions in batches:  # hits, misses and evictions (size 2)
+        for cached, fresh in zip(cache(captions), tokenize(tokenizers, captions)):
+            assert torch.equal(cached, fresh)
+    assert cache.ids_of.cache_info().currsize == 2

@@ -25,6 +25,7 @@ from accelerate.utils import set_seed
 from ..adapters.spec import LoraSpec
 from ..adapters.targets import select_targets
 from ..config import TrainConfig
+from ..core.collector import collector_paused
 from ..core.events import Fanout, LogFileSink
 from ..models.base_model import BaseModel
 from ..models.load import load_base_model
@@ -92,7 +93,7 @@ def load_model(config: TrainConfig, session: Session) -> BaseModel:
     for module in [base.unet, *base.text_encoders]:
         module.to(device, precision.weight_dtype)
     base.vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
-    use_channels_last([base.unet, base.vae], device)
+    use_channels_last([base.unet, base.vae])
     return base
 
 
@@ -142,47 +143,53 @@ def sample_settings(config: TrainConfig, data: ImageData) -> SampleSettings:
                           config.sample_guidance_scale, config.sample_resolution or config.resolution)
 
 
+def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> ImageLoop:
+    """Data (+ caches), base model, LoRA, optimizer and resumed progress, assembled into the loop; sends `start`."""
+    report, accelerator = session.report, session.accelerator
+    # The data before the model: a dataset problem is reported in a second.
+    data = build_image_data(config, accelerator.num_processes, accelerator.process_index)
+    for warning in data.warnings:
+        report.say(warning, "warning")
+    base = load_model(config, session)
+    scheduler = training_scheduler(base.noise_scheduler, config.zero_terminal_snr)
+    fill_caches(config, data, base, session.device, session.output_dir, report.say)
+    lora = add_lora(config, base, session)
+    schedule = make_schedule(config, data)
+    state = training_state(config, lora, schedule, session)
+    wrapped = {name: accelerator.prepare(module) for name, module in lora.trained.items()}
+    for module in lora.trained.values():
+        module.train()
+
+    progress = Progress(step=0, epoch=0, batch_in_epoch=0)
+    if config.resume_from_checkpoint:
+        path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir)
+        progress = state.restore(path)
+        report.say(f"Resumed from {path} at step {progress.step}")
+
+    runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)
+    if config.compile_unet and "unet" in wrapped:
+        runner.unet = CompiledWithFallback(runner.unet, lambda text: report.say(text, "warning"))
+    report.event("start", step=progress.step, total=schedule.total_steps, epoch=progress.epoch + 1,
+                 epochs=schedule.epochs, path=str(session.output_dir),
+                 message=f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
+                         f"{lora.module_count} LoRA modules")
+    return ImageLoop(
+        schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress, runner=runner,
+        checkpoints=Checkpoints(session.output_dir, config.save_total_limit, config.seed),
+        writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, time.time()),
+        samples=sample_settings(config, data), base=base, precision=session.precision, accelerator=accelerator,
+        report=report, stop=stop, learning_rate=config.learning_rate, preferred_weight=config.preferred_weight)
+
+
 def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path | None:
     """Train; return the saved LoRA's path (also after a stop request), or raise UserError."""
     session = open_session(config, emit)
-    report, accelerator = session.report, session.accelerator
     try:
-        # The data before the model: a dataset problem is reported in a second.
-        data = build_image_data(config, accelerator.num_processes, accelerator.process_index)
-        for warning in data.warnings:
-            report.say(warning, "warning")
-        base = load_model(config, session)
-        scheduler = training_scheduler(base.noise_scheduler, config.zero_terminal_snr)
-        fill_caches(config, data, base, session.device, session.output_dir, report.say)
-        lora = add_lora(config, base, session)
-        schedule = make_schedule(config, data)
-        state = training_state(config, lora, schedule, session)
-        wrapped = {name: accelerator.prepare(module) for name, module in lora.trained.items()}
-        for module in lora.trained.values():
-            module.train()
-
-        progress = Progress(step=0, epoch=0, batch_in_epoch=0)
-        if config.resume_from_checkpoint:
-            path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir)
-            progress = state.restore(path)
-            report.say(f"Resumed from {path} at step {progress.step}")
-
-        runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)
-        if config.compile_unet and "unet" in wrapped:
-            runner.unet = CompiledWithFallback(runner.unet, lambda text: report.say(text, "warning"))
-        loop = ImageLoop(
-            schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress, runner=runner,
-            checkpoints=Checkpoints(session.output_dir, config.save_total_limit, config.seed),
-            writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, time.time()),
-            samples=sample_settings(config, data), base=base, precision=session.precision, accelerator=accelerator,
-            report=report, stop=stop, learning_rate=config.learning_rate, preferred_weight=config.preferred_weight)
-        report.event("start", step=progress.step, total=schedule.total_steps, epoch=progress.epoch + 1,
-                     epochs=schedule.epochs, path=str(session.output_dir),
-                     message=f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
-                             f"{lora.module_count} LoRA modules")
+        with collector_paused():  # the start builds millions of long-lived objects: see core/collector.py
+            loop = build_loop(config, session, stop)
         try:
             return loop.run()
         except torch.cuda.OutOfMemoryError:
-            raise out_of_memory_message(progress.step, config.resolution, config.batch_size) from None
+            raise out_of_memory_message(loop.progress.step, config.resolution, config.batch_size) from None
     finally:
-        report.close()
+        session.report.close()

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..core.collector import collector_paused, release_frozen
 from ..core.events import Fanout
 from .faults import out_of_memory_message
 from ..core.lock import CPU, TrainingLock
@@ -27,22 +28,25 @@ def run_job(config: TrainConfig | TextConfig, emit: Fanout, stop: StopRequest) -
     with lock:  # before the slow imports: a refusal comes at once
         import torch
 
-        if isinstance(config, TextConfig):
-            from ..text.trainer import out_of_memory_advice, train_text_lora
+        try:
+            if isinstance(config, TextConfig):
+                with collector_paused(collect=False):  # no collections in the imports: a second saved
+                    from ..text.trainer import out_of_memory_advice, train_text_lora
+                try:
+                    return train_text_lora(config, emit, stop)
+                except torch.cuda.OutOfMemoryError:
+                    raise out_of_memory_advice(config) from None
+            from ..models.lean_import import without_optional_packages
 
             try:
-                return train_text_lora(config, emit, stop)
-            except torch.cuda.OutOfMemoryError:
-                raise out_of_memory_advice(config) from None
-        from ..models.lean_import import without_optional_packages
-
-        try:
-            with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it: seconds saved
-                from .image_trainer import train_image_lora
-
-                return train_image_lora(config, emit, stop)
-        except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
-            raise out_of_memory_message(None, config.resolution, config.batch_size) from None
+                with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it
+                    with collector_paused(collect=False):
+                        from .image_trainer import train_image_lora
+                    return train_image_lora(config, emit, stop)
+            except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
+                raise out_of_memory_message(None, config.resolution, config.batch_size) from None
+        finally:
+            release_frozen()  # a process that goes on (tests, a library caller) can collect the job's objects
 
 
 def job_devices() -> list[str]:

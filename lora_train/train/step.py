@@ -15,7 +15,7 @@ from accelerate import Accelerator
 
 from ..config import TrainConfig
 from ..models.base_model import BaseModel
-from .conditioning import TextConditioning, encode_text, sdxl_time_ids, tokenize
+from .conditioning import TextConditioning, TokenCache, encode_text, sdxl_time_ids
 from .latents import encode_latents
 from .noise import diffusion_loss, sample_noise, sample_timesteps, snr_weights, training_target
 from .precision import Precision
@@ -31,6 +31,7 @@ class StepRunner:
         self.generator = torch.Generator()
         self.unet = wrapped.get("unet", base.unet)
         self.text_encoders = [wrapped.get(f"text_encoder_{i}", te) for i, te in enumerate(base.text_encoders)]
+        self.tokenize = TokenCache(base.tokenizers)
 
     def optimizer_step(self, step: int, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
         """Forward and backward over the chunk's batches, then optimizer step number `step`; returns the mean
@@ -92,7 +93,7 @@ class StepRunner:
             pooled = cached.get("pooled")
             return TextConditioning(cached["hidden_states"].to(self.device),
                                     pooled.to(self.device) if pooled is not None else None)
-        ids = [t.to(self.device) for t in tokenize(self.base.tokenizers, batch["caption"])]
+        ids = [t.to(self.device) for t in self.tokenize(batch["caption"])]
         grad = torch.enable_grad() if self.config.train_text_encoder else torch.no_grad()
         with grad:
             return encode_text(self.base.arch, self.text_encoders, ids, self.config.clip_skip)
@@ -108,10 +109,10 @@ def enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def use_channels_last(modules: list[torch.nn.Module], device: torch.device) -> None:
-    """Channels-last (NHWC) convolutions for the frozen UNet and VAE on CUDA, where the tensor-core
-    convolutions use that layout. Not on CPU: measured there it was 20% faster on a loaded machine and
-    11% slower on a quiet one. Activations follow the weights' layout, so inputs need no change."""
-    if device.type == "cuda":
-        for module in modules:
-            module.to(memory_format=torch.channels_last)
+def use_channels_last(modules: list[torch.nn.Module]) -> None:
+    """Channels-last (NHWC) convolutions for the frozen UNet and VAE: the layout CUDA's tensor-core convolutions
+    and oneDNN's CPU ones are fastest in. Measured on the tiny SD1 model (2-core CPU, 64 px, batch 2, calls
+    interleaved): UNet forward + backward 0.92x, VAE encode 0.87x. Activations follow the weights' layout,
+    so inputs need no change."""
+    for module in modules:
+        module.to(memory_format=torch.channels_last)
