@@ -116,7 +116,7 @@ def main() -> int:
                                    env)))
     print(f"{args.images} images of {args.size}x{args.size}, batch {args.batch_size}, "
           f"{'tiny models' if not (args.tagger or args.vlm or args.clip) else 'given models'}")
-    print(f"| run | images/s (wall, with loading) | images/s (steady) | peak RSS |\n|---|---:|---:|---:|")
+    print("| run | images/s (wall, with loading) | images/s (steady) | peak RSS |\n|---|---:|---:|---:|")
     for name, result in rows:
         if "error" in result:
             print(f"| {name} | error: {result['error']} | | |")
