@@ -176,7 +176,9 @@ def main() -> int:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # every child inherits it
     references = {name: os.environ[var] for name, var in (("diffusers", "LORA_BENCH_DIFFUSERS"),
-                                                           ("sd-scripts", "LORA_BENCH_KOHYA")) if os.environ.get(var)}
+                                                           ("sd-scripts", "LORA_BENCH_KOHYA"),
+                                                           ("the baseline", "LORA_BENCH_BASELINE")) if os.environ.get(var)}
+    references = {"lora_train": str(ROOT), **references}
     missing = [(name, f"set {var} to a checkout of {repo}") for name, var, repo in (
         ("diffusers' example", "LORA_BENCH_DIFFUSERS", "huggingface/diffusers"),
         ("kohya", "LORA_BENCH_KOHYA", "kohya-ss/sd-scripts")) if not os.environ.get(var)]
