@@ -22,6 +22,7 @@ from accelerate.utils import set_seed
 
 from ..core.errors import UserError
 from ..core.events import Fanout, LogFileSink, make_event
+from ..train.optimizer_state import load_optimizer_state
 from ..train.resume_state import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
                                 restore_rng, save_checkpoint, trainable_state)
 from ..train.faults import check_finite_loss
@@ -105,7 +106,7 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
         path = resolve_resume_path(config.resume_from_checkpoint, output_dir)
         tensors, state = load_checkpoint(path)
         load_trainable({"model": model}, tensors, path)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"], state.get("optimizer_kind"), path, say)
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         restore_rng(state["rng"])
         progress = Progress(**state["progress"])

@@ -163,7 +163,7 @@ def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> Imag
     progress = Progress(step=0, epoch=0, batch_in_epoch=0)
     if config.resume_from_checkpoint:
         path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir)
-        progress = state.restore(path)
+        progress = state.restore(path, report.say)
         report.say(f"Resumed from {path} at step {progress.step}")
 
     runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)

@@ -1,7 +1,7 @@
 """Full training state for exact resume: `output_dir/checkpoint-<step>/`.
 
-A checkpoint holds the LoRA parameters (safetensors), the optimizer, LR schedule and loss
-scaler states, torch's and Python's random states, and where in the data the run was (the
+A checkpoint holds the LoRA parameters (safetensors), the optimizer (and which one it was: see
+optimizer_state.py), LR schedule and loss scaler states, torch's and Python's random states, and where in the data the run was (the
 noise of a step is seeded from the step itself, so it needs no saved state). It is written into a temporary folder (each file fsynced) and renamed into place, so a
 process killed mid-save leaves the previous checkpoint intact; a full or read-only disk is a
 UserError naming the folder, and leaves no partial folder. Everything loads with
@@ -26,6 +26,8 @@ from safetensors.torch import load_file
 
 from ..core.errors import UserError
 from ..core.atomic import disk_error
+from .optimizer_state import load_optimizer_state, optimizer_kind
+from .reporting import Say
 
 PREFIX = "checkpoint-"
 # Not a .safetensors name: the WebUI lists every .safetensors under models/Lora as a LoRA.
@@ -89,7 +91,7 @@ def save_checkpoint(output_dir: str | Path, params: dict[str, torch.Tensor], opt
     final = checkpoint_dir(output_dir, progress.step)
     staging = final.with_name(final.name + ".tmp")
     tensors = safetensors.torch.save({k: v.detach().contiguous().cpu() for k, v in params.items()})
-    state = {"optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+    state = {"optimizer": optimizer.state_dict(), "optimizer_kind": optimizer_kind(optimizer), "lr_scheduler": lr_scheduler.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_snapshot(),
              "progress": asdict(progress), "settings": settings}
     try:
@@ -154,11 +156,11 @@ class TrainingState:
         prune_checkpoints(output_dir, keep)
         return path
 
-    def restore(self, path: Path) -> Progress:
+    def restore(self, path: Path, say: Say) -> Progress:
         """Load a checkpoint into the run; returns where in the data it was."""
         tensors, state = load_checkpoint(path)
         load_trainable(self.trained, tensors, path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"], state.get("optimizer_kind"), path, say)
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
