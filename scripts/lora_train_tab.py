@@ -18,13 +18,13 @@ from modules import script_callbacks  # noqa: E402
 
 from lora_train.webui.a1111_host import WebUIHost, register_settings  # noqa: E402
 from lora_train.webui.llm_tab import build_llm_tab  # noqa: E402
-from lora_train.webui.tab import RUNNER, build_tab  # noqa: E402
+from lora_train.webui.tab import build_tab  # noqa: E402
 
 
 def on_ui_tabs():
     host = WebUIHost()
     return [(build_tab(host), "Train LoRA", "lora_train"),
-            (build_llm_tab(host, [RUNNER]), "LLM LoRA", "lora_train_llm")]
+            (build_llm_tab(host), "LLM LoRA", "lora_train_llm")]
 
 
 script_callbacks.on_ui_tabs(on_ui_tabs)

@@ -46,7 +46,7 @@ PROBE = textwrap.dedent('''
             "events": len(blocks.fns),
             "config_components": len(config["components"]),
         }
-        llm = build_llm_tab(host, [])
+        llm = build_llm_tab(host)
         llm.get_config_file()
         report[host_class.__name__]["llm_ids"] = sorted(b.elem_id for b in llm.blocks.values()
                                                         if getattr(b, "elem_id", None))

@@ -72,7 +72,7 @@ def setup(tmp_path):
     settings = TabSettings(tmp_path / "loras", tmp_path / "runs", llm_models_dir=llm_models,
                            llm_lora_dir=tmp_path / "LLM-LoRA")
     host = RecordingHost(tmp_path / "models", settings, PathPolicy())
-    controller = LLMController(host, JobRunner(), FakeWorker(False), [], python_fallback=sys.executable)
+    controller = LLMController(host, JobRunner(), FakeWorker(False), python_fallback=sys.executable)
     return controller, tmp_path
 
 

@@ -111,6 +111,33 @@ def test_interrupt_saves_a_partial_lora_and_a_second_job_is_refused(tmp_path, fa
     assert runner.stop() == "No training job is running."
 
 
+def test_one_job_of_any_kind_runs_at_a_time(tmp_path, fake_worker):
+    """Training, captioning and LLM training each move the WebUI's model out of VRAM and back: while one
+    runs, the others are refused with a message naming the running job; runners of another group are not."""
+    group: list[JobRunner] = []
+    training, captioning = JobRunner("training", group), JobRunner("captioning", group)
+    elsewhere, hooks = JobRunner(), RecordingHooks()
+    captioning.start(_spec(tmp_path, fake_worker, "slow", "tagging"), hooks)
+    try:
+        with pytest.raises(UserError, match="A captioning job is already running: tagging"):
+            training.start(_spec(tmp_path, fake_worker, "quick", "lora"), hooks)
+        assert not training.busy()
+        elsewhere.start(_spec(tmp_path, fake_worker, "quick", "apart"), hooks)
+        assert elsewhere.wait(60)
+    finally:
+        captioning.stop()
+        assert captioning.wait(60)
+    training.start(_spec(tmp_path, fake_worker, "quick", "lora"), hooks)
+    assert training.wait(60) and training.snapshot().status == "done"
+
+
+def test_the_extensions_runners_share_one_group():
+    from lora_train.webui import jobs
+
+    assert jobs.EXCLUSIVE == [jobs.TRAINING, jobs.CAPTIONING, jobs.LLM_TRAINING]
+    assert all(runner.group is jobs.EXCLUSIVE for runner in jobs.EXCLUSIVE)
+
+
 def test_an_error_event_is_one_message_and_a_crash_never_shows_a_traceback(tmp_path, fake_worker):
     runner, hooks = JobRunner(), RecordingHooks()
     runner.start(_spec(tmp_path, fake_worker, "error"), hooks)

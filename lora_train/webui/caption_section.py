@@ -29,10 +29,10 @@ from ..core.errors import UserError
 from ..data.images import load_rgb
 from . import compat, markup
 from .controller import HostHooks, TabController
+from .jobs import CAPTIONING
 from .runner import JobRunner, JobSpec, JobState
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
-RUNNER = JobRunner()  # captioning jobs, one at a time, apart from training's
 THUMBNAIL = 160
 GALLERY_LIMIT = 60
 COUNTS_SHOWN = 40
@@ -52,7 +52,7 @@ class CaptionSpec(JobSpec):
 class CaptionSection:
     """Layout (`build`, inside the tab's Blocks) and wiring (`wire`, once the dataset boxes exist)."""
 
-    def __init__(self, ctl: TabController, runner: JobRunner = RUNNER):
+    def __init__(self, ctl: TabController, runner: JobRunner = CAPTIONING):
         self.ctl = ctl
         self.runner = runner
         self.c: dict[str, Any] = {}
@@ -155,9 +155,7 @@ class CaptionSection:
 
     def start(self, data_dir: str, trigger: str, method: str, model: str, mode: str, general: float,
               character: float, prompt: str, vocabulary: str) -> str:
-        if self.ctl.runner.busy():
-            raise UserError("A training job is running; caption the images before training, or after it ends.")
-        self.runner.ensure_idle()
+        self.runner.ensure_idle()  # and the other kinds of job (jobs.py)
         folder = self.folder(data_dir)
         arguments = [str(folder), "--method", method, "--model", self._model(model, method), "--mode", mode,
                      "--general-threshold", str(general), "--character-threshold", str(character),

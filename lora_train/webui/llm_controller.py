@@ -101,12 +101,10 @@ def publish_adapter(adapter: Path, folder: Path) -> Path:
 class LLMController:
     """The LLM tab's actions for one host; the runner and the model worker are shared by every page."""
 
-    def __init__(self, host: Host, runner: JobRunner, worker: ModelWorker, other_runners: list[JobRunner],
-                 python_fallback: str | None = None):
+    def __init__(self, host: Host, runner: JobRunner, worker: ModelWorker, python_fallback: str | None = None):
         self.host = host
         self.runner = runner
         self.worker = worker
-        self.other_runners = other_runners  # the image tab's: one training job at a time
         self.python_fallback = python_fallback
         self.specs = form.field_specs(TextConfig, MANAGED_KEYS)
 
@@ -201,8 +199,7 @@ class LLMController:
 
     def start(self, choice: str | None, typed: str | None, data_path: str | None, name: str, fields: list[Any],
               resume: bool = False) -> str:
-        for runner in [self.runner, *self.other_runners]:
-            runner.ensure_idle()
+        self.runner.ensure_idle()  # and the other kinds of job (jobs.py)
         config = self.job_config(choice, typed, data_path, name, fields, resume)
         workspace = Path(config.output_dir)
         if resume and not any(workspace.glob("checkpoint-*")):

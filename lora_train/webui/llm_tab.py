@@ -20,11 +20,11 @@ from .host import Host
 from .llm_controller import LLMController, adapters_dir, models_dir
 from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .llm_worker import ModelWorker
-from .runner import JobRunner, JobState
+from .jobs import LLM_TRAINING
+from .runner import JobState
 from .widgets import field_widget, guarded
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
-LLM_RUNNER = JobRunner()  # the text jobs of this process, kept across page reloads
 WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built
 TICK_SECONDS = 1.0
 LOG_SHOWN = 10
@@ -196,7 +196,7 @@ class LLMTabView:
                 {"key": key, "published": state.number if published else view.get("published")}]
 
 
-def build_llm_tab(host: Host, image_runners: list[JobRunner], python_fallback: str | None = None) -> gr.Blocks:
+def build_llm_tab(host: Host, python_fallback: str | None = None) -> gr.Blocks:
     """The LLM tab for `host`, sharing the process-wide text job runner and model worker."""
     worker = model_worker(host, python_fallback)
-    return LLMTabView(LLMController(host, LLM_RUNNER, worker, image_runners, python_fallback)).build()
+    return LLMTabView(LLMController(host, LLM_TRAINING, worker, python_fallback)).build()

@@ -1,4 +1,4 @@
-"""One training job at a time, in a worker process; its live state for the tab to show.
+"""One job at a time per group of runners, in a worker process; its live state for the tab to show.
 
 The job runs `<python> -m lora_train train --config job.yaml --events jsonl --stop-file STOP`
 in its workspace folder. A thread reads the JSON-line events from the worker's stdout and
@@ -127,7 +127,12 @@ class TracebackFilter:
 class JobRunner:
     """Starts jobs, one at a time, and keeps the latest one's state."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "training", group: list[JobRunner] | None = None) -> None:
+        """`kind` names its jobs in messages; of the runners sharing a `group` one runs a job at a time (each
+        job moves the WebUI's model out of VRAM and back)."""
+        self.kind = kind
+        self.group = group if group is not None else []
+        self.group.append(self)
         self._lock = threading.Lock()
         self._state: JobState | None = None
         self._process: subprocess.Popen | None = None
@@ -143,12 +148,13 @@ class JobRunner:
         return self._thread is not None and self._thread.is_alive()
 
     def ensure_idle(self) -> None:
-        """Raise the "already running" message when a job is running."""
-        if self.busy():
-            running = self._state
-            where = f" (step {running.step}/{running.total or '?'})" if running and running.total else ""
-            raise UserError(f"A training job is already running: {running.name if running else '?'}{where}. "
-                            "Only one job runs at a time: wait for it to finish or press Interrupt.")
+        """Raise the "already running" message when a job of this runner or of its group is running."""
+        for runner in self.group:
+            if runner.busy():
+                running = runner._state
+                where = f" (step {running.step}/{running.total or '?'})" if running and running.total else ""
+                raise UserError(f"A {runner.kind} job is already running: {running.name if running else '?'}{where}. "
+                                "Only one job runs at a time: wait for it to finish or stop it.")
 
     def start(self, spec: JobSpec, hooks: JobHooks) -> None:
         with self._lock:
@@ -170,7 +176,7 @@ class JobRunner:
         with self._lock:
             state, process = self._state, self._process
             if state is None or not self.busy():
-                return "No training job is running."
+                return f"No {self.kind} job is running."
             if state.stop_requested and process is not None:
                 process.terminate()
                 return "Stopping the worker now; it saves what it has before it ends."
@@ -212,10 +218,10 @@ class JobRunner:
             stderr_reader.join(timeout=10)
             if not state.finished:
                 self._update(state, lambda: self._fail(
-                    state, f"The training process ended without a result (exit code {code}). The log below and "
+                    state, f"The {self.kind} process ended without a result (exit code {code}). The log below and "
                            f"{spec.workspace / 'train.log'} say what happened."))
         except OSError as exc:
-            text = (f"Could not start the training process with {spec.python}: {exc}. Check the worker "
+            text = (f"Could not start the {self.kind} process with {spec.python}: {exc}. Check the worker "
                     "interpreter in the settings.")
             self._update(state, lambda: self._fail(state, text))
         finally:
@@ -289,4 +295,4 @@ class JobRunner:
             state.lora_path = event.get("path")
             state.eta_s = 0
         elif kind == "error":
-            self._fail(state, event.get("message") or "The training job failed.")
+            self._fail(state, event.get("message") or f"The {self.kind} job failed.")

@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
 
     from . import compat
-    from .caption_section import RUNNER as CAPTION_RUNNER
-    from .llm_tab import LLM_RUNNER, build_llm_tab
-    from .tab import RUNNER, build_tab
+    from .jobs import EXCLUSIVE
+    from .llm_tab import build_llm_tab
+    from .tab import build_tab
 
     args = build_parser().parse_args(argv)
     host = make_host(args)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         with gr.Tab("Train LoRA", elem_id="lora_train_image_tab"):
             build_tab(host, python_fallback=sys.executable)
         with gr.Tab("LLM LoRA", elem_id="lora_train_llm_tab"):
-            build_llm_tab(host, [RUNNER], python_fallback=sys.executable)
+            build_llm_tab(host, python_fallback=sys.executable)
     blocks.queue()
     css = (EXTENSION_ROOT / "style.css").read_text(encoding="utf-8")
     print(f"LoRAs go to {settings.lora_dir}, LLM adapters to {settings.llm_lora_dir}; job files to "
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for runner in (RUNNER, LLM_RUNNER, CAPTION_RUNNER):
+        for runner in EXCLUSIVE:
             if runner.busy():
                 print(runner.stop(), flush=True)
                 runner.wait(120)

@@ -21,12 +21,11 @@ from .widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .preset_choices import CHOICES as PRESET_CHOICES
-from .runner import JobRunner, JobState
+from .jobs import TRAINING
+from .runner import JobState
 from .stack_section import build_stack_section
 from .try_lora import DEFAULT_STEPS
 
-# The job registry: one job at a time per process, kept across page reloads and UI rebuilds.
-RUNNER = JobRunner()
 TICK_SECONDS = 1.0
 MODEL_CHECK_SECONDS = 2.0
 TEST_PROGRESS_SECONDS = 0.5
@@ -276,4 +275,4 @@ class TabView:
 
 def build_tab(host: Host, python_fallback: str | None = None) -> gr.Blocks:
     """The tab for `host`, sharing the process-wide job runner."""
-    return TabView(TabController(host, RUNNER, python_fallback)).build()
+    return TabView(TabController(host, TRAINING, python_fallback)).build()
