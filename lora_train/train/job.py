@@ -26,27 +26,35 @@ def run_job(config: TrainConfig | TextConfig, emit: Fanout, stop: StopRequest) -
     first_process = os.environ.get("LOCAL_RANK", "0") == "0"
     lock = TrainingLock(job_devices(), config.output_name) if first_process else contextlib.nullcontext()
     with lock:  # before the slow imports: a refusal comes at once
-        import torch
-
         try:
-            if isinstance(config, TextConfig):
-                with collector_paused(collect=False):  # no collections in the imports: a second saved
-                    from ..text.trainer import out_of_memory_advice, train_text_lora
-                try:
-                    return train_text_lora(config, emit, stop)
-                except torch.cuda.OutOfMemoryError:
-                    raise out_of_memory_advice(config) from None
-            from ..models.lean_import import without_optional_packages
-
-            try:
-                with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it
-                    with collector_paused(collect=False):
-                        from .image_trainer import train_image_lora
-                    return train_image_lora(config, emit, stop)
-            except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
-                raise out_of_memory_message(None, config.resolution, config.batch_size) from None
+            return (_train_text if isinstance(config, TextConfig) else _train_image)(config, emit, stop)
         finally:
             release_frozen()  # a process that goes on (tests, a library caller) can collect the job's objects
+
+
+def _train_text(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path | None:
+    import torch
+
+    with collector_paused(collect=False):  # no collections in the imports: a second saved
+        from ..text.trainer import out_of_memory_advice, train_text_lora
+    try:
+        return train_text_lora(config, emit, stop)
+    except torch.cuda.OutOfMemoryError:
+        raise out_of_memory_advice(config) from None
+
+
+def _train_image(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path | None:
+    import torch
+
+    from ..models.lean_import import without_optional_packages
+
+    try:
+        with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it: seconds saved
+            with collector_paused(collect=False):  # no collections in the imports: a second saved
+                from .image_trainer import train_image_lora
+            return train_image_lora(config, emit, stop)
+    except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
+        raise out_of_memory_message(None, config.resolution, config.batch_size) from None
 
 
 def job_devices() -> list[str]:

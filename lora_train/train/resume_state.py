@@ -1,11 +1,12 @@
 """Full training state for exact resume: `output_dir/checkpoint-<step>/`.
 
-A checkpoint holds the LoRA parameters (safetensors), the optimizer (and which one it was: see
-optimizer_state.py), LR schedule and loss scaler states, torch's and Python's random states, and where in the data the run was (the
-noise of a step is seeded from the step itself, so it needs no saved state). It is written into a temporary folder (each file fsynced) and renamed into place, so a
-process killed mid-save leaves the previous checkpoint intact; a full or read-only disk is a
-UserError naming the folder, and leaves no partial folder. Everything loads with
-`torch.load(weights_only=True)`: no pickle code runs on resume.
+A checkpoint holds the LoRA parameters (safetensors), the optimizer state and which optimizer it
+was (see optimizer_state.py), the LR schedule and loss scaler states, torch's and Python's random
+states, and where in the data the run was (the noise of a step is seeded from the step itself, so
+it needs no saved state). It is written into a temporary folder (each file fsynced) and renamed
+into place, so a process killed mid-save leaves the previous checkpoint intact; a full or
+read-only disk is a UserError naming the folder, and leaves no partial folder. Everything loads
+with `torch.load(weights_only=True)`: no pickle code runs on resume.
 """
 
 from __future__ import annotations

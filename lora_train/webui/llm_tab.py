@@ -17,10 +17,10 @@ import gradio as gr
 from ..core.errors import UserError
 from . import compat, form, markup
 from .host import Host
+from .jobs import LLM_TRAINING
 from .llm_controller import LLMController, adapters_dir, models_dir
 from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .llm_worker import ModelWorker
-from .jobs import LLM_TRAINING
 from .runner import JobState
 from .widgets import field_widget, guarded
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
