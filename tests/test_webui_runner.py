@@ -122,11 +122,14 @@ def test_one_job_of_any_kind_runs_at_a_time(tmp_path, fake_worker):
         with pytest.raises(UserError, match="A captioning job is already running: tagging"):
             training.start(_spec(tmp_path, fake_worker, "quick", "lora"), hooks)
         assert not training.busy()
+        assert training.running_in_group() is captioning  # what test renders, grids and LLM loads check
+        assert elsewhere.running_in_group() is None
         elsewhere.start(_spec(tmp_path, fake_worker, "quick", "apart"), hooks)
         assert elsewhere.wait(60)
     finally:
         captioning.stop()
         assert captioning.wait(60)
+    assert training.running_in_group() is None
     training.start(_spec(tmp_path, fake_worker, "quick", "lora"), hooks)
     assert training.wait(60) and training.snapshot().status == "done"
 

@@ -230,8 +230,8 @@ class TabController:
             raise UserError("Test renders need the WebUI; in the standalone server, load the LoRA in your own UI.")
         if state is None or not state.lora_path or not state.ended:
             raise UserError("Train a LoRA first: the test renders the same prompt and seed with and without it.")
-        if self.runner.busy():
-            raise UserError("Wait for the training job to end before rendering a test.")
+        if busy := self.runner.running_in_group():
+            raise UserError(f"Wait for the {busy.kind} job to end before rendering a test.")
         if self.trial is not None and not self.trial.wait(0):
             raise UserError("A test render is running: wait for it, or press Stop test.")
         job = {**{spec.name: spec.default for spec in self.specs}, **state.settings}

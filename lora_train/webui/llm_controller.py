@@ -141,8 +141,8 @@ class LLMController:
     def load(self, choice: str | None, typed: str | None, fields: list[Any]) -> str:
         values = form.form_values(self.specs, fields)
         path = self.base_model(choice, typed)
-        if self.runner.busy():
-            raise UserError("A training job is running: load the model for testing when it ends.")
+        if busy := self.runner.running_in_group():
+            raise UserError(f"A {busy.kind} job is running: load the model for testing when it ends.")
         released = self.host.release_model()
         try:
             self.worker.request("load", base_model=str(path), dtype=values["dtype"],
@@ -161,7 +161,7 @@ class LLMController:
         if self.worker.loaded:
             self.worker.request("unload")
         self.host.holders.discard(LLM_HOLDER)
-        note = None if self.runner.busy() else self.host.restore_model()
+        note = None if self.runner.running_in_group() else self.host.restore_model()  # else the job's end does
         return self.model_note() + markup.message(note or "", "info")
 
     # --- data -------------------------------------------------------------------------------

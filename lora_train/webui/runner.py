@@ -147,14 +147,18 @@ class JobRunner:
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def running_in_group(self) -> JobRunner | None:
+        """The runner of this group (this one included) whose job is running, if any."""
+        return next((runner for runner in self.group if runner.busy()), None)
+
     def ensure_idle(self) -> None:
         """Raise the "already running" message when a job of this runner or of its group is running."""
-        for runner in self.group:
-            if runner.busy():
-                running = runner._state
-                where = f" (step {running.step}/{running.total or '?'})" if running and running.total else ""
-                raise UserError(f"A {runner.kind} job is already running: {running.name if running else '?'}{where}. "
-                                "Only one job runs at a time: wait for it to finish or stop it.")
+        runner = self.running_in_group()
+        if runner is not None:
+            running = runner._state
+            where = f" (step {running.step}/{running.total or '?'})" if running and running.total else ""
+            raise UserError(f"A {runner.kind} job is already running: {running.name if running else '?'}{where}. "
+                            "Only one job runs at a time: wait for it to finish or stop it.")
 
     def start(self, spec: JobSpec, hooks: JobHooks) -> None:
         with self._lock:

@@ -65,8 +65,8 @@ class StackSection:
 
     def _worker(self, arguments: list[str]) -> str:
         """Run `python -m lora_train ...` in the worker; its stdout, or a UserError with its error line."""
-        if self.ctl.runner.busy():
-            raise UserError("A training job is running: wait for it to end (or interrupt it) first.")
+        if busy := self.ctl.runner.running_in_group():
+            raise UserError(f"A {busy.kind} job is running: wait for it to end (or interrupt it) first.")
         settings = self.ctl.host.settings()
         python = resolve_worker_python(settings.worker_python, self.ctl.python_fallback)
         env = dict(os.environ, PYTHONIOENCODING="utf-8")
@@ -98,8 +98,8 @@ class StackSection:
             raise UserError("Write a prompt for the grid.")
         out_dir = self.ctl.host.settings().work_dir / "grids"
         if self.ctl.host.can_render:
-            if self.ctl.runner.busy():
-                raise UserError("A training job is running: wait for it to end (or interrupt it) first.")
+            if busy := self.ctl.runner.running_in_group():
+                raise UserError(f"A {busy.kind} job is running: wait for it to end (or interrupt it) first.")
             images = [self.ctl.host.render(spec.prompt_for(row, column), spec.negative_prompt, spec.seed, spec.steps,
                                            spec.width, spec.height) for row, column in spec.cells()]
             spec.base_model = base_model or ""
