@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -85,3 +87,15 @@ def test_other_trainers_files_and_per_block_ranks(tmp_path):
     report = inspect_lora(tmp_path / "peft.safetensors")
     assert report["format"] == "diffusers / PEFT" and report["modules"] == {"unet": 1}
     assert report["blocks"] == [{"block": "IN01", "modules": 1, "ranks": [4], "alphas": [4.0]}]
+
+
+def test_reading_a_header_imports_no_peft_nor_bitsandbytes(tmp_path):
+    """`inspect` reads a header: it must not pay for (nor print the notices of) the training libraries."""
+    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=4.0), "sd_v1", "stable-diffusion-v1")
+    probe = ("import sys\nfrom lora_train.cli import main\ncode = main(['inspect', sys.argv[1]])\n"
+             "print(sorted(name for name in ('peft', 'bitsandbytes', 'diffusers', 'transformers', 'accelerate') "
+             "if name in sys.modules), code)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[] 0"
+    assert "Base model:    SD 1" in done.stdout and "bitsandbytes" not in done.stderr
