@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,9 @@ from lora_train.kohya.state import kohya_state_dict
 from lora_train.kohya.metadata import TrainingRun, build_metadata
 from lora_train.core.card import sidecar, write_sidecar
 from lora_train.kohya.write import save_lora
+from lora_train.cli import main
 from lora_train.tools.inspect import format_report, inspect_lora
+from text_support import make_adapter
 
 
 def _save(tmp_path, arch, spec, version, architecture):
@@ -99,3 +102,25 @@ def test_reading_a_header_imports_no_peft_nor_bitsandbytes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[] 0"
     assert "Base model:    SD 1" in done.stdout and "bitsandbytes" not in done.stderr
+
+
+def test_a_peft_adapter_folder_and_its_weights_file_are_described_as_an_llm_adapter(tmp_path, tiny_llm, capsys):
+    base = tiny_llm("llama")
+    adapter = make_adapter(base, tmp_path / "llm", 4, 1, ["q_proj", "v_proj"])
+    for path in (adapter, adapter / "adapter_model.safetensors"):
+        report = inspect_lora(path)
+        assert report["format"] == "PEFT adapter" and report["base_model"] == str(base)
+        assert report["ranks"] == [4] and report["alpha"] == 8 and report["layers"] == {"q_proj": 2, "v_proj": 2}
+        assert main(["inspect", str(path)]) == 0
+        text = capsys.readouterr().out
+        assert "text generation" in text and "UNet" not in text and "Alpha:         8" in text
+
+
+def test_a_folder_that_is_no_adapter_says_what_it_is(tmp_path, tiny_llm, tiny_sd1_diffusers):
+    for folder, what in ((tiny_llm("llama"), "a model folder (config.json)"),
+                         (tiny_sd1_diffusers, "a diffusers model folder"), (tmp_path, "a folder with no LoRA file")):
+        with pytest.raises(UserError, match=re.escape(f"{folder} is {what}")):
+            inspect_lora(folder)
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "one.safetensors"))
+    with pytest.raises(UserError, match=r"a folder of 1 .safetensors file\(s\) \(one.safetensors\): give one of them"):
+        inspect_lora(tmp_path)

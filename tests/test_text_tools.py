@@ -9,25 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM
 
 from lora_train.cli import main
 from lora_train.core.errors import UserError
 from lora_train.text.tools import load_stack, merge_adapter, stack_adapters
-from text_support import CHATML
+from text_support import CHATML, make_adapter
 
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7]])
-
-
-def make_adapter(base: Path, folder: Path, rank: int, seed: int, targets: list[str]) -> Path:
-    """An adapter with random (non-zero) up and down weights, saved by peft."""
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
-        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False, task_type="CAUSAL_LM"))
-    model.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture
