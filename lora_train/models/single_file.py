@@ -19,7 +19,7 @@ from ..core.errors import UserError
 from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
 from .base_model import BaseModel
 from .checkpoint_file import CheckpointFile, open_checkpoint
-from .clip_tokenizer import check_tokenizer_fits, load_clip_tokenizer
+from .clip_tokenizer import fit_tokenizer, load_clip_tokenizer
 from .detect import detect_checkpoint_arch
 from .ldm_config import LdmConfig, find_ldm_config
 from .ldm_parts import text_encoder_state_dict, unet_state_dict, vae_state_dict
@@ -79,7 +79,7 @@ def load_checkpoint(checkpoint: CheckpointFile, vae_path: Path | None, predictio
     tokenizers = [load_clip_tokenizer(folder, pad_token=spec.pad_token)
                   for spec, folder in zip(specs, configs.text_encoder_folders)]
     for spec, tokenizer, encoder, folder in zip(specs, tokenizers, text_encoders, configs.text_encoder_folders):
-        check_tokenizer_fits(tokenizer, encoder, folder, f"the text encoder under {spec.ldm_prefix} in {path}")
+        fit_tokenizer(tokenizer, encoder, folder, f"the text encoder under {spec.ldm_prefix} in {path}")
     scheduler = training_scheduler(shipped_config(arch, v_prediction, "scheduler"), v_prediction)
     return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers, scheduler, path.stem, path)
 
