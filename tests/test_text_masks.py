@@ -160,3 +160,7 @@ def test_preview_shows_rows_as_the_model_sees_them(tmp_path, tiny_llm, capsys):
     assert [learned for _, learned in first] == [False, True]
     assert first[0][0].startswith("### Instruction:\n") and first[1][0].endswith("</s>\n\n")
     assert 0 < preview["tokens_min"] <= preview["tokens_mean"] <= preview["tokens_max"]
+    assert main(["llm", "preview", "--config", str(config), "--set", "val_size=4", "--set", "template=chatml",
+                 "--json"]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    assert changed["template"] == "chatml" and changed["train_rows"] == 8 and changed["val_rows"] == 4

@@ -25,6 +25,13 @@ _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", 
 _YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
 
 
+def add_override_option(parser) -> None:
+    """`--set KEY=VALUE` (repeatable) on an argparse parser, read by `parse_overrides`: one option for every
+    command that loads a config."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set lora_rank=8 (repeatable)")
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """`["lora_rank=8", "sample_prompts=[a cat]"]` -> {"lora_rank": 8, ...}; values are read as YAML."""
     result = {}
