@@ -8,8 +8,10 @@ the temporary file, so a full disk or a killed process never leaves a partial Lo
 Disk errors become UserErrors naming the folder. `write_new_folder` does the same for a whole folder
 (a PEFT adapter). `replace_file` (for cache entries, which may be rewritten) publishes with a
 rename over the old file instead and leaves errors to its caller.
-Published files get the mode a plain `open()` would give them (0666 less the umask), not the 0600
-of the temporary file, so a WebUI run by another user, or a shared models folder, can read them.
+Published files get the mode a plain `open()` would give them (0666 less the umask; folders 0777 less
+it), not the 0600 of the temporary file, so a WebUI run by another user, or a shared models folder, can
+read them; the mode is set again once the writer is done, as some writers (safetensors' `save_file`)
+replace the file they are given with a 0600 one.
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ def _umask() -> int:
         return mask
 
 
+def _plain_mode(path: Path) -> None:
+    """Give `path` the mode a plain `open()` / `mkdir()` would (0666 / 0777 less the umask)."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
 def _temporary_file(path: Path) -> tuple[int, Path]:
     """An open descriptor and the name of a new hidden temporary file beside `path`, with a plain file's mode."""
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it 0600
+    _plain_mode(Path(name))  # mkstemp makes it 0600
     return descriptor, Path(name)
 
 
@@ -118,6 +125,7 @@ def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.close(descriptor)
         try:
             write(temporary)
+            _plain_mode(temporary)
             _fsync(temporary)
             _publish(temporary, path)
         finally:
@@ -138,10 +146,11 @@ def write_new_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent))
-        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes it 0700
+        _plain_mode(temporary)  # mkdtemp makes it 0700
         try:
             write(temporary)
             for item in temporary.rglob("*"):
+                _plain_mode(item)
                 if item.is_file():
                     _fsync(item)
             if path.exists():
