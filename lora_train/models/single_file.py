@@ -26,7 +26,7 @@ from .ldm_parts import text_encoder_state_dict, unet_state_dict, vae_state_dict
 from .prediction import declared_v_prediction, looks_like_v_prediction, training_scheduler
 from .shipped import shipped_config, shipped_dir
 from .vae_file import load_vae_file
-from .weights import empty_model, load_weights
+from .weights import check_weights, empty_model, load_weights
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,15 @@ def _load_unet(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dt
     model = empty_model(lambda: UNet2DConditionModel.from_config(configs.unet))
     state_dict = unet_state_dict(checkpoint.read(UNET_PREFIX, dtype), configs.unet, model, what, configs.advice)
     return load_weights(model, state_dict, what, configs.advice)
+
+
+def check_unet_config(checkpoint: CheckpointFile, configs: PartConfigs) -> None:
+    """UserError (with the configs' advice) unless the checkpoint's UNet tensors are, by name and shape, those of
+    `configs.unet`; read from the header only (a file of non-standard shape without its yaml is found here)."""
+    what = f"The UNet in {checkpoint.path}"
+    model = empty_model(lambda: UNet2DConditionModel.from_config(configs.unet))
+    tensors = {key: value for key, value in checkpoint.meta.items() if key.startswith(UNET_PREFIX)}
+    check_weights(model, unet_state_dict(tensors, configs.unet, model, what, configs.advice), what, configs.advice)
 
 
 def _load_vae(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dtype) -> AutoencoderKL:
