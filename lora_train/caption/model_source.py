@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lora_train.core.errors import UserError
 from lora_train.core.events import EventSink, make_event
+from lora_train.core.units import byte_size
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -90,8 +91,8 @@ def download_progress(spec: str, emit: EventSink, every_s: float = 2.0):
             now = time.monotonic()
             if self.unit == "B" and self.total and (now - last[0] >= every_s or self.n >= self.total):
                 last[0] = now
-                emit(make_event("log", level="info", message=f"Downloading {spec}: {self.n / 1e6:,.1f} of "
-                                                            f"{self.total / 1e6:,.1f} MB"))
+                emit(make_event("log", level="info", message=f"Downloading {spec}: {byte_size(self.n)} of "
+                                                            f"{byte_size(self.total)}"))
             return shown
 
     return EventBar
