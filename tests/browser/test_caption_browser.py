@@ -31,7 +31,7 @@ def test_caption_edit_bulk_replace_and_restore(page, workspace):
     page.click("#lora_train_caption_run")
     wait_for(lambda: caption_status(page) in ("done", "failed"), "captioning to end", 120, page)
     assert caption_status(page) == "done", page.inner_text("#lora_train_caption_note")
-    wait_for(lambda: "3 captions written" in messages(page, "lora_train_caption_note"), "the summary", 30, page)
+    wait_for(lambda: "3 new captions written" in messages(page, "lora_train_caption_note"), "the summary", 30, page)
     assert read(folder, "red") == "zq, red background, ^_^"
     wait_for(lambda: page.locator("#lora_train_caption_gallery img").count() >= 3, "the caption gallery", 30, page)
     assert "hatsune miku" in page.inner_text("#lora_train_caption_counts")
