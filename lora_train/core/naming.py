@@ -5,6 +5,7 @@ already used: `name`, then `name_v2`, `name_v3`, ... Epoch saves are `name-00000
 name), versioned the same way. A name counts as used when
 any file the LoRA would own exists (the weights, the card's `.json`, the `.preview.png`, or an
 older `.pt` / `.ckpt` of that name, which the WebUI would list under the same name).
+A resumed run may take a name it saved under before (its own partial save, core/ownership.py).
 `free_run_name` picks a new run's name up front, so that its work folder carries the same name.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UserError
+from .ownership import is_own
 
 LORA_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"
@@ -81,12 +83,21 @@ def _lora_taken(folder: Path, stem: str) -> bool:
     return any((folder / (stem + suffix)).exists() for suffix in _TAKEN_SUFFIXES)
 
 
-def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None) -> Path:
-    """The first unused `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind."""
+def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None, run_id: str | None = None) -> Path:
+    """The first `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind that is unused, or
+    that the run `run_id` saved before (a resumed run replaces its own partial save, never another file)."""
     folder = Path(folder)
     stem = save_stem(check_output_name(name), epoch=epoch)
-    return folder / (next(candidate for candidate in versions(stem) if not _lora_taken(folder, candidate))
-                     + LORA_SUFFIX)
+    return folder / (next(candidate for candidate in versions(stem) if not _lora_taken(folder, candidate)
+                          or is_own(folder / (candidate + LORA_SUFFIX), run_id)) + LORA_SUFFIX)
+
+
+def free_folder_path(folder: str | Path, name: str, *, run_id: str | None = None) -> Path:
+    """The first `name`, `name_v2`, ... in the folder that is unused or the run `run_id` saved, for savers that
+    write a folder (PEFT adapters)."""
+    folder = Path(folder)
+    return folder / next(c for c in versions(check_output_name(name))
+                         if not (folder / c).exists() or is_own(folder / c, run_id))
 
 
 def free_run_name(lora_folder: str | Path, work_folder: str | Path, name: str) -> str:
@@ -94,9 +105,3 @@ def free_run_name(lora_folder: str | Path, work_folder: str | Path, name: str) -
     `work_folder` uses: a new run saves under it and keeps its job files in `work_folder/<it>`."""
     return next(candidate for candidate in versions(check_output_name(name))
                 if not _lora_taken(Path(lora_folder), candidate) and not (Path(work_folder) / candidate).exists())
-
-
-def free_folder_path(folder: str | Path, name: str) -> Path:
-    """The first unused `name`, `name_v2`, ... in the folder, for savers that write a folder (PEFT adapters)."""
-    folder = Path(folder)
-    return folder / next(c for c in versions(check_output_name(name)) if not (folder / c).exists())
