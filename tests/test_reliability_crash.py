@@ -100,6 +100,25 @@ def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_s
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+def test_ctrl_c_then_resume_on_the_command_line_finishes_the_lora_it_started(tiny_sd1_file, tmp_path):
+    config = job_config(tmp_path, tiny_sd1_file, max_train_steps=12, sample_every_n_steps=1)
+    with Background(config, tmp_path) as job:
+        job.wait_until(lambda: any(e["type"] == "step" and e["step"] >= 2 for e in job.events()))
+        job.process.send_signal(signal.SIGINT)  # the first Ctrl+C: save, then stop
+        assert job.process.wait(timeout=300) == 0
+    stopped = job.events()[-1]
+    out = tmp_path / "out"
+    assert stopped["type"] == "done" and stopped["interrupted"] and stopped["path"] == str(out / "my_lora.safetensors")
+
+    resumed = run_cli(config, tmp_path, "--set", "resume_from_checkpoint=latest")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.events[-1]["path"] == str(out / "my_lora.safetensors"), "one run, one LoRA"
+    assert sorted(path.name for path in out.glob("my_lora*")) == ["my_lora.json", "my_lora.preview.png",
+                                                                  "my_lora.safetensors"]
+    start = next(e for e in resumed.events if e["type"] == "start")
+    assert [step for step, _ in start["losses"]] == list(range(1, stopped["step"] + 1))
+
+
 def test_a_second_ctrl_c_stops_at_once_with_a_message(tiny_sd1_file, tmp_path):
     config = job_config(tmp_path, tiny_sd1_file, max_train_steps=2, save_steps=1)
     with Background(config, tmp_path, fault="pause-checkpoint:1") as job:
