@@ -61,7 +61,8 @@ def test_a_kill_inside_a_lora_save_leaves_the_earlier_lora_whole(tiny_sd1_file, 
 def test_a_kill_inside_a_checkpoint_save_leaves_the_previous_checkpoint(tiny_sd1_file, tmp_path):
     out = killed_inside_a_save("pause-checkpoint:2", tmp_path, tiny_sd1_file, max_train_steps=3, save_steps=1)
 
-    assert (out / "checkpoint-my_lora-2.tmp" / "training_state.pt").stat().st_size > 0, "the kill did not land in the save"
+    staging = out / "checkpoint-my_lora-2.tmp"
+    assert (staging / "training_state.pt").stat().st_size > 0, "the kill did not land in the save"
     assert not (out / "checkpoint-my_lora-2").exists()
     assert resolve_resume_path("latest", out, "my_lora") == out / "checkpoint-my_lora-1"
     params, state = load_checkpoint(out / "checkpoint-my_lora-1")

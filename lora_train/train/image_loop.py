@@ -4,7 +4,8 @@ Each optimizer step covers `accumulation` batches; after it come the step report
 and sample schedules, and the stop check (agreed across processes, so all stop at the same
 step). A stop request and the end of the schedule both go through `finish`: the LoRA and its
 card are written, with a checkpoint to resume from when interrupted; the card's preview is the
-final sample, or the last one made before a stop. Only the main process writes files; the others take the same steps silently.
+final sample, or the last one made before a stop. Only the main process writes files; the others
+take the same steps silently.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Names are chosen per save (`name`, else `name_v2`, ...; epoch saves `name-000004`), never over an
 existing file but the run's own: a resumed run replaces the partial LoRA it saved when it was stopped
-(the header records the run's id, core/ownership.py), so it finishes under the name it started with. The files go to `lora_output_dir` (e.g. the WebUI's models/Lora), or output_dir when
-it is not set. What the header and the card record about the run is gathered once, in
-`lora_writer`; each save adds its step and epoch counts, the time, and the network as the LoRA
-layers hold it (a run continued from a `pretrained_lora` may have other ranks than the config's).
+(the header records the run's id, core/ownership.py), so it finishes under the name it started with.
+The files go to `lora_output_dir` (e.g. the WebUI's models/Lora), or output_dir when it is not set.
+What the header and the card record about the run is gathered once, in `lora_writer`; each save
+adds its step and epoch counts, the time, and the network as the LoRA layers hold it (a run
+continued from a `pretrained_lora` may have other ranks than the config's).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import yaml
 
 from ..core.errors import UserError
 from ..core.events import describe
-from ..core.loss_history import LossHistory, thinned
+from ..core.loss_history import read_points, thinned
 
 LOG_LINES = 200
 SAMPLES_KEPT = 8
@@ -283,8 +283,7 @@ class JobRunner:
         if kind in ("start", "step", "epoch") and not state.finished:
             state.status = "running"
         if kind == "start":  # a resumed run sends its curve so far: the chart shows it from step 1
-            curve = LossHistory.from_fields(event)
-            state.losses, state.eval_losses = curve.losses, curve.eval_losses
+            state.losses, state.eval_losses = read_points(event.get("losses")), read_points(event.get("eval_losses"))
         elif kind == "step" and isinstance(event.get("loss"), (int, float)):
             state.losses = thinned([*state.losses, (event["step"], float(event["loss"]))])
         elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
