@@ -185,7 +185,10 @@ def test_a_reused_name_gets_its_own_work_folder_named_like_the_lora_it_saves(set
     assert free_lora_path(loras, spec.name) == loras / "my lora_v2.safetensors"  # where the engine saves it
     assert (runs / "my lora" / "job.yaml").read_text() == "first run's job"
 
-    (runs / "my lora_v2" / "checkpoint-4").mkdir(parents=True)  # that run stopped and kept its state
+    kept = runs / "my lora_v2" / "checkpoint-my lora_v2-4"  # that run stopped and kept its state
+    kept.mkdir(parents=True)
+    for name in ("training_state.pt", "lora_params.st"):
+        (kept / name).write_bytes(b"state")
     controller.start(inputs, fields, resume=True)
     assert started[-1].workspace == runs / "my lora_v2" and started[-1].name == "my lora_v2"
     (runs / "stale").mkdir()  # a run that saved nothing still keeps its folder to itself

@@ -7,10 +7,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from lora_train.config import load_config
 from lora_train.core.errors import UserError
+from lora_train.core.ownership import RUN_ID_KEY
 from lora_train.text.schema import TextConfig
 from lora_train.webui import form, markup
 from lora_train.webui.host import TabSettings
@@ -176,6 +179,53 @@ def test_publishing_never_overwrites_an_adapter(tmp_path):
     (source / "f").write_text("1")
     paths = [publish_adapter(source, tmp_path / "out") for _ in range(3)]
     assert [p.name for p in paths] == ["a", "a_v2", "a_v3"]
+
+
+def adapter(folder: Path, run_id: str, content: str) -> Path:
+    """An adapter folder whose weights' header records the run that saved it, as the engine writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"w": np.zeros(1, np.float32)}, str(folder / "adapter_model.safetensors"),
+              metadata={"format": "pt", RUN_ID_KEY: run_id})
+    (folder / "adapter_config.json").write_text(content)
+    return folder
+
+
+def test_a_resumed_runs_adapter_replaces_the_copy_of_its_own_partial_adapter_only(tmp_path):
+    published = tmp_path / "LLM-LoRA"
+    theirs = adapter(published / "artist_llm", "another run", "theirs")
+    trained = adapter(tmp_path / "runs" / "llm" / "artist_llm" / "artist_llm", "run 1", "partial")
+    assert publish_adapter(trained, published) == published / "artist_llm_v2"  # stopped: the partial adapter
+    adapter(trained, "run 1", "finished")  # the same run, resumed, saved over its partial adapter
+    assert publish_adapter(trained, published) == published / "artist_llm_v2"
+    assert (published / "artist_llm_v2" / "adapter_config.json").read_text() == "finished"
+    assert (theirs / "adapter_config.json").read_text() == "theirs"
+    assert sorted(path.name for path in published.iterdir()) == ["artist_llm", "artist_llm_v2"]
+
+
+def test_a_reused_name_gets_its_own_work_folder_named_like_the_adapter_it_saves(setup, monkeypatch):
+    controller, tmp_path = setup
+    started = []
+    monkeypatch.setattr(controller.runner, "start", lambda spec, hooks: started.append(spec))
+    adapter(tmp_path / "LLM-LoRA" / "artist_llm", "first run", "{}")  # the first run's published adapter
+    first_run = tmp_path / "runs" / "llm" / "artist_llm"
+    first_run.mkdir(parents=True)
+    (first_run / "job.yaml").write_text("first run's job")
+    note = controller.start("tiny", "", str(SEED), "artist_llm", fields(controller))
+    spec = started[-1]
+    assert "Started training artist_llm_v2" in note
+    assert spec.name == spec.config["output_name"] == "artist_llm_v2"
+    assert spec.workspace == Path(spec.config["output_dir"]) == tmp_path / "runs" / "llm" / "artist_llm_v2"
+    assert (first_run / "job.yaml").read_text() == "first run's job"
+
+    with pytest.raises(UserError, match=r"no checkpoint-artist_llm-<step> folder of the job 'artist_llm'"):
+        controller.start("tiny", "", str(SEED), "artist_llm", fields(controller), resume=True)
+    kept = spec.workspace / "checkpoint-artist_llm_v2-3"  # the second run stopped and kept its state
+    kept.mkdir(parents=True)
+    for name in ("training_state.pt", "lora_params.st"):
+        (kept / name).write_bytes(b"state")
+    assert "Resuming training artist_llm_v2" in controller.start("tiny", "", str(SEED), "artist_llm",
+                                                                 fields(controller), resume=True)
+    assert started[-1].workspace == spec.workspace and started[-1].config["resume_from_checkpoint"] == "latest"
 
 
 def test_the_loss_chart_shows_the_eval_loss(setup):

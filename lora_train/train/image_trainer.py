@@ -14,7 +14,6 @@ agreed across them, and only the main process writes files and sends events.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +26,13 @@ from ..adapters.targets import select_targets
 from ..config import TrainConfig
 from ..core.collector import collector_paused
 from ..core.events import Fanout, LogFileSink
+from ..core.resume_folders import resolve_resume_path
 from ..models.base_model import BaseModel
 from ..models.load import load_base_model
 from .compile import CompiledWithFallback
 from .faults import out_of_memory_message
 from .image_data import ImageData, build_image_data, fill_caches
-from .image_loop import Checkpoints, ImageLoop, Schedule
+from .image_loop import ImageLoop, Schedule
 from .lora_setup import LoraSetup, attach_lora
 from .lora_writer import lora_writer, save_sizes
 from .noise import training_scheduler
@@ -40,7 +40,8 @@ from .optim import ParamGroup, build_lr_scheduler, build_optimizer
 from .output import check_free_space, prepare_output_dir, remove_partial_saves
 from .precision import Precision, resolve_precision
 from .reporting import Reporter
-from .resume_state import Progress, TrainingState, resolve_resume_path
+from .resume_state import Checkpoints, Progress, TrainingState
+from .run_record import RunRecord
 from .sampling import SampleSettings, sample_prompts
 from .step import StepRunner, enable_gradient_checkpointing, use_channels_last
 from .stop import StopRequest
@@ -160,23 +161,23 @@ def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> Imag
     for module in lora.trained.values():
         module.train()
 
-    progress = Progress(step=0, epoch=0, batch_in_epoch=0)
+    progress, run = Progress(step=0, epoch=0, batch_in_epoch=0), RunRecord.start(config.output_name, base.path)
     if config.resume_from_checkpoint:
-        path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir)
-        progress = state.restore(path, report.say)
+        path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir, config.output_name)
+        resumed = state.restore(path, run, report.say)
+        progress, run, report.history = resumed.progress, resumed.run, resumed.history
         report.say(f"Resumed from {path} at step {progress.step}")
 
     runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)
     if config.compile_unet and "unet" in wrapped:
         runner.unet = CompiledWithFallback(runner.unet, lambda text: report.say(text, "warning"))
-    report.event("start", step=progress.step, total=schedule.total_steps, epoch=progress.epoch + 1,
-                 epochs=schedule.epochs, path=str(session.output_dir),
-                 message=f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
-                         f"{lora.module_count} LoRA modules")
+    report.start(progress.step, schedule.total_steps, progress.epoch + 1, schedule.epochs, session.output_dir,
+                 f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
+                 f"{lora.module_count} LoRA modules")
     return ImageLoop(
         schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress, runner=runner,
-        checkpoints=Checkpoints(session.output_dir, config.save_total_limit, config.seed),
-        writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, time.time()),
+        checkpoints=Checkpoints(session.output_dir, config.output_name, config.save_total_limit, config.seed),
+        record=run, writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, run),
         samples=sample_settings(config, data), base=base, precision=session.precision, accelerator=accelerator,
         report=report, stop=stop, learning_rate=config.learning_rate, preferred_weight=config.preferred_weight)
 

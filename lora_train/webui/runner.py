@@ -25,10 +25,10 @@ import yaml
 
 from ..core.errors import UserError
 from ..core.events import describe
+from ..core.loss_history import read_points, thinned
 
 LOG_LINES = 200
 SAMPLES_KEPT = 8
-LOSS_POINTS_KEPT = 2000
 FINISHED = ("done", "interrupted", "failed")
 
 
@@ -282,10 +282,10 @@ class JobRunner:
                 setattr(state, key, event[key])
         if kind in ("start", "step", "epoch") and not state.finished:
             state.status = "running"
-        if kind == "step" and isinstance(event.get("loss"), (int, float)):
-            state.losses.append((event["step"], float(event["loss"])))
-            if len(state.losses) > LOSS_POINTS_KEPT:
-                state.losses = state.losses[::2]
+        if kind == "start":  # a resumed run sends its curve so far: the chart shows it from step 1
+            state.losses, state.eval_losses = read_points(event.get("losses")), read_points(event.get("eval_losses"))
+        elif kind == "step" and isinstance(event.get("loss"), (int, float)):
+            state.losses = thinned([*state.losses, (event["step"], float(event["loss"]))])
         elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
             state.eval_losses.append((event["step"], float(event["eval_loss"])))
         elif kind == "sample" and event.get("path"):
