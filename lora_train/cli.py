@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from .caption.cli import add_caption_parser, run_caption_command
+from .config.load import add_override_option
 from .core.errors import UserError
 from .text.cli import add_llm_parser, run_llm
 from .tools.commands import COMMANDS as TOOL_COMMANDS, add_parsers as tool_parsers
@@ -27,8 +28,7 @@ def _add_train(sub) -> None:
 
 def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="the YAML config file (keys: see docs/config.md)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key, e.g. --set lora_rank=8 (repeatable)")
+    add_override_option(parser)
     add_event_options(parser)
 
 

@@ -279,7 +279,7 @@ CASES = [
     Case("disk_full_at_lora", "job", r"Not enough free space in \S+out to save my_lora\.safetensors",
          fault=_full_when_flushed),
     Case("disk_too_small_for_the_saves", "job", r"Not enough free space for this job in \S+out: its saves need about "
-         r"\d+ MB and 0 MB are free\. Free some disk space, or set output_dir / lora_output_dir to another drive",
+         r"\d+ KB and 1\.0 KB are free\. Free some disk space, or set output_dir / lora_output_dir to another drive",
          fault=_nearly_full),
     Case("disk_full_from_the_start", "job", r"Not enough free space in \S+out to save train\.log",
          fault=_full_from_the_start),

@@ -88,11 +88,14 @@ def test_download_progress_becomes_events():
     from lora_train.caption.model_source import download_progress
 
     events = []
-    bar = download_progress("owner/model", events.append, every_s=0)(total=4_000_000, unit="B")
-    bar.update(1_000_000)
-    bar.update(3_000_000)
-    assert [e["message"] for e in events] == ["Downloading owner/model: 1.0 of 4.0 MB",
-                                              "Downloading owner/model: 4.0 of 4.0 MB"]
+    bar = download_progress("owner/model", events.append, every_s=0)(total=4 * 2**20, unit="B")
+    bar.update(2**20)
+    bar.update(3 * 2**20)
+    small = download_progress("owner/small", events.append, every_s=0)(total=30_000, unit="B")
+    small.update(30_000)  # a small file: its size, not "0.0 of 0.0 MB"
+    assert [e["message"] for e in events] == ["Downloading owner/model: 1.0 MB of 4.0 MB",
+                                              "Downloading owner/model: 4.0 MB of 4.0 MB",
+                                              "Downloading owner/small: 29 KB of 29 KB"]
 
 
 @pytest.mark.slow

@@ -77,6 +77,17 @@ def test_missing_required_path_and_missing_file(tmp_path, paths):
         load_config(overrides={"base_model": paths["base_model"], "train_data_dir": paths["base_model"]})
 
 
+def test_a_key_set_twice_is_refused_naming_it_and_both_lines(tmp_path, paths):
+    body = (f"base_model: {paths['base_model']}\ntrain_data_dir: {paths['train_data_dir']}\nlearning_rate: 1e-4\n"
+            "lora_rank: 8\nlearning_rate: 1e-2\n")
+    with pytest.raises(UserError, match=r"sets 'learning_rate' twice \(lines 3 and 5\): only one value can apply"):
+        load_config(write(tmp_path, body))
+    nested = f"base_model: {paths['base_model']}\ntrain_data_dir: {paths['train_data_dir']}\nsample_prompts:\n" \
+             "  - {prompt: a, prompt: b}\n"
+    with pytest.raises(UserError, match=r"sets 'prompt' twice \(lines 4 and 4\)"):
+        load_config(write(tmp_path, nested))
+
+
 def test_a_set_without_equals_is_explained():
     with pytest.raises(UserError, match="write it as key=value"):
         parse_overrides(["lora_rank"])

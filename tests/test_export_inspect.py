@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,7 +18,9 @@ from lora_train.kohya.state import kohya_state_dict
 from lora_train.kohya.metadata import TrainingRun, build_metadata
 from lora_train.core.card import sidecar, write_sidecar
 from lora_train.kohya.write import save_lora
+from lora_train.cli import main
 from lora_train.tools.inspect import format_report, inspect_lora
+from text_support import make_adapter
 
 
 def _save(tmp_path, arch, spec, version, architecture):
@@ -85,3 +90,37 @@ def test_other_trainers_files_and_per_block_ranks(tmp_path):
     report = inspect_lora(tmp_path / "peft.safetensors")
     assert report["format"] == "diffusers / PEFT" and report["modules"] == {"unet": 1}
     assert report["blocks"] == [{"block": "IN01", "modules": 1, "ranks": [4], "alphas": [4.0]}]
+
+
+def test_reading_a_header_imports_no_peft_nor_bitsandbytes(tmp_path):
+    """`inspect` reads a header: it must not pay for (nor print the notices of) the training libraries."""
+    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=4.0), "sd_v1", "stable-diffusion-v1")
+    probe = ("import sys\nfrom lora_train.cli import main\ncode = main(['inspect', sys.argv[1]])\n"
+             "print(sorted(name for name in ('peft', 'bitsandbytes', 'diffusers', 'transformers', 'accelerate') "
+             "if name in sys.modules), code)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[] 0"
+    assert "Base model:    SD 1" in done.stdout and "bitsandbytes" not in done.stderr
+
+
+def test_a_peft_adapter_folder_and_its_weights_file_are_described_as_an_llm_adapter(tmp_path, tiny_llm, capsys):
+    base = tiny_llm("llama")
+    adapter = make_adapter(base, tmp_path / "llm", 4, 1, ["q_proj", "v_proj"])
+    for path in (adapter, adapter / "adapter_model.safetensors"):
+        report = inspect_lora(path)
+        assert report["format"] == "PEFT adapter" and report["base_model"] == str(base)
+        assert report["ranks"] == [4] and report["alpha"] == 8 and report["layers"] == {"q_proj": 2, "v_proj": 2}
+        assert main(["inspect", str(path)]) == 0
+        text = capsys.readouterr().out
+        assert "text generation" in text and "UNet" not in text and "Alpha:         8" in text
+
+
+def test_a_folder_that_is_no_adapter_says_what_it_is(tmp_path, tiny_llm, tiny_sd1_diffusers):
+    for folder, what in ((tiny_llm("llama"), "a model folder (config.json)"),
+                         (tiny_sd1_diffusers, "a diffusers model folder"), (tmp_path, "a folder with no LoRA file")):
+        with pytest.raises(UserError, match=re.escape(f"{folder} is {what}")):
+            inspect_lora(folder)
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "one.safetensors"))
+    with pytest.raises(UserError, match=r"a folder of 1 .safetensors file\(s\) \(one.safetensors\): give one of them"):
+        inspect_lora(tmp_path)

@@ -10,7 +10,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.loaders.single_file_utils import create_unet_diffusers_config_from_ldm
 
-from lora_train.fixtures.ldm_yaml import unet_params
+from lora_train.models.ldm_yaml import unet_params
 from lora_train.fixtures.real_size import real_size_checkpoint
 from lora_train.models.shipped import shipped_config
 from lora_train.models.single_file import load_checkpoint

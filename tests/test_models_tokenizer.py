@@ -1,6 +1,7 @@
 """A model folder's own tokenizer, in every format transformers saves, with vocabularies that are not CLIP's:
 loaded for SD1, SD2 and SDXL (both tokenizers), trained on end to end, and a clear error when it does not fit."""
 
+import json
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from lora_train.core.errors import UserError
 from lora_train.fixtures.checkpoints import build_tiny_checkpoint
 from lora_train.models.load import load_base_model
 from lora_train.models.clip_tokenizer import write_clip_tokenizer_files
+from lora_train.train.conditioning import tokenize
 from train_support import train
 
 # arch -> vocabulary size of each text encoder (none of them CLIP's 49,408)
@@ -77,3 +79,18 @@ def test_tokenizer_larger_than_the_embedding_table_is_refused_before_training(od
         train(base_model, tmp_path / "out", max_train_steps=1)
     message = str(error.value)
     assert "49408" in message and "900" in message and str(tokenizer_2) in message
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_a_tokenizer_saved_without_model_max_length_gets_the_text_encoders_window(tiny_checkpoints, tmp_path, arch):
+    """What `CLIPTokenizer(...).save_pretrained` writes when no model_max_length was set: transformers then reads
+    10**30, which tokenizing with padding to that length cannot convert (OverflowError)."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_checkpoints(arch).diffusers, folder)
+    for config in folder.glob("tokenizer*/tokenizer_config.json"):
+        values = json.loads(config.read_text())
+        values.pop("model_max_length")
+        config.write_text(json.dumps(values))
+    base = load_base_model(folder)
+    for tokenizer, encoder, ids in zip(base.tokenizers, base.text_encoders, tokenize(base.tokenizers, ["a cat"])):
+        assert tokenizer.model_max_length == encoder.config.max_position_embeddings == ids.shape[1]

@@ -37,6 +37,26 @@ def test_atomic_writes_get_the_mode_open_gives(tmp_path, umask, mask):
     assert mode(adapter) == mode(tmp_path / "plain") == 0o777 & ~mask  # a PEFT adapter folder
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_a_writer_that_replaces_its_file_still_gives_the_plain_mode(tmp_path, umask, mask):
+    """safetensors' save_file (bake's checkpoint, peft's adapter weights) replaces the file it is given with a
+    0600 one."""
+    import torch
+    from safetensors.torch import save_file
+
+    umask(mask)
+    tensors = {"weight": torch.zeros(2)}
+    baked = write_new_file(tmp_path / "baked.safetensors", lambda temporary: save_file(tensors, str(temporary)))
+
+    def adapter(folder: Path) -> None:
+        (folder / "nested").mkdir()
+        save_file(tensors, str(folder / "nested" / "adapter_model.safetensors"))
+
+    folder = write_new_folder(tmp_path / "adapter", adapter)
+    assert mode(baked) == mode(folder / "nested" / "adapter_model.safetensors") == 0o666 & ~mask
+    assert mode(folder / "nested") == 0o777 & ~mask
+
+
 @pytest.mark.slow
 def test_a_training_run_saves_readable_files_everywhere(tiny_sd1_file, tmp_path, umask):
     umask(0o002)  # a group-shared models folder

@@ -118,3 +118,42 @@ def test_a_gguf_of_an_architecture_transformers_cannot_read_names_it(tmp_path, c
 
     gguf = write_tiny_gguf(tiny_llm("llama"), tmp_path / "odd.gguf", architecture="zorblaxlm")
     refused(tmp_path, capsys, "zorblaxlm", "Hugging Face model folder", base_model=str(gguf))
+
+
+def _preview(tmp_path, capsys, **keys) -> tuple[int, str, str]:
+    config = tmp_path / "preview.yaml"
+    config.write_text(yaml.safe_dump({"task_type": "text-generation", "output_dir": str(tmp_path / "out"), **keys}))
+    code = main(["llm", "preview", "--config", str(config), "--rows", "1", "--json"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    return code, out.out, out.err
+
+
+def test_text_overlap_is_checked_against_cutoff_len_on_txt_data_only(tmp_path, capsys, tiny_llm):
+    base = str(tiny_llm("llama"))
+    code, out, err = _preview(tmp_path, capsys, base_model=base, metadata_path=str(SEED), cutoff_len=64)
+    assert code == 0 and json.loads(out)["rows"], err
+    book = tmp_path / "book.txt"
+    book.write_text("Quill is a city by the sea. " * 40)
+    code, _, err = _preview(tmp_path, capsys, base_model=base, metadata_path=str(book), cutoff_len=64)
+    assert code == 2 and f"'text_overlap' (128) must be smaller than 'cutoff_len' (64) for the .txt data in {book}" \
+        in err
+    code, out, err = _preview(tmp_path, capsys, base_model=base, metadata_path=str(book), cutoff_len=64,
+                              text_overlap=16)
+    assert code == 0 and json.loads(out)["train_rows"] > 1, err
+
+
+def test_text_data_is_decoded_as_captions_are_never_with_characters_replaced(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_bytes("A café in Quill.\n".encode("cp1252"))
+    rows_utf16 = tmp_path / "rows.jsonl"
+    rows_utf16.write_text(SEED.read_text(encoding="utf-8"), encoding="utf-16")  # with its byte-order mark
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"instruction": "Où?", "output": "À Quill."}\n'.encode("cp1252"))
+    rows = read_rows([book, rows_utf16, latin])
+    assert rows.documents == ["A café in Quill.\n"]
+    assert len(rows.conversations) == len(SEED.read_text().splitlines()) + 1 and not rows.problems
+    assert rows.conversations[-1][0]["content"] == "Où?"
+    assert rows.warnings == [f"{book}: not UTF-8, read as Windows-1252: re-save it as UTF-8 if some characters "
+                             "look wrong", f"{latin}: not UTF-8, read as Windows-1252: re-save it as UTF-8 if some "
+                             "characters look wrong"]

@@ -160,3 +160,23 @@ def test_preview_shows_rows_as_the_model_sees_them(tmp_path, tiny_llm, capsys):
     assert [learned for _, learned in first] == [False, True]
     assert first[0][0].startswith("### Instruction:\n") and first[1][0].endswith("</s>\n\n")
     assert 0 < preview["tokens_min"] <= preview["tokens_mean"] <= preview["tokens_max"]
+    assert main(["llm", "preview", "--config", str(config), "--set", "val_size=4", "--set", "template=chatml",
+                 "--json"]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    assert changed["template"] == "chatml" and changed["train_rows"] == 8 and changed["val_rows"] == 4
+
+
+def test_preview_keeps_the_configs_trust_remote_code_unless_the_flag_is_given(tmp_path, tiny_llm, capsys, monkeypatch):
+    import lora_train.text.preview as preview_module
+    from lora_train.cli import main
+
+    seen = []
+    real = preview_module.preview_data
+    monkeypatch.setattr(preview_module, "preview_data", lambda config, rows: seen.append(config) or real(config, rows))
+    config = tmp_path / "job.yaml"
+    config.write_text(f"task_type: text-generation\nbase_model: {tiny_llm('llama')}\nmetadata_path: {SEED}\n"
+                      "trust_remote_code: true\n")
+    assert main(["llm", "preview", "--config", str(config), "--json"]) == 0
+    assert main(["llm", "preview", "--config", str(config), "--set", "trust_remote_code=false", "--json"]) == 0
+    capsys.readouterr()
+    assert [config.trust_remote_code for config in seen] == [True, False]

@@ -9,24 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM
 
 from lora_train.cli import main
 from lora_train.core.errors import UserError
 from lora_train.text.tools import load_stack, merge_adapter, stack_adapters
+from text_support import CHATML, make_adapter
 
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7]])
-
-
-def make_adapter(base: Path, folder: Path, rank: int, seed: int, targets: list[str]) -> Path:
-    """An adapter with random (non-zero) up and down weights, saved by peft."""
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
-        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False, task_type="CAUSAL_LM"))
-    model.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture
@@ -100,3 +92,50 @@ def test_generate_answers_with_and_without_the_adapters(adapters, capsys):
                  "--max-new-tokens", "6", "--json"]) == 0
     answers = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(answers) == {"base", "adapter"} and answers["base"] != answers["adapter"]
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    code = main(["llm", *map(str, argv)])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    return code, out.err
+
+
+def test_a_truncated_adapter_is_named_by_every_tool(tmp_path, adapters, capsys):
+    _, a, b = adapters
+    weights = a / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    for argv in (["generate", a, "--prompt", "hi", "--max-new-tokens", "2"], ["stack", b, a, "--out", tmp_path / "s"],
+                 ["merge", a, "--out", tmp_path / "m"]):
+        code, err = _cli(capsys, *argv)
+        assert code == 2 and f"{weights} is not a readable adapter weights file" in err and "truncated" in err, err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "m").exists()
+
+
+def test_adapters_of_different_base_models_do_not_stack(tmp_path, adapters, tiny_llm, capsys):
+    base, a, _ = adapters
+    other_base = tiny_llm("llama", chat_template=CHATML)
+    other = make_adapter(other_base, tmp_path / "other", 4, 3, ["q_proj"])
+    code, err = _cli(capsys, "stack", a, other, "--out", tmp_path / "s")
+    assert code == 2 and "different base models" in err
+    assert f"a on {base}" in err and f"other on {other_base}" in err and "--base" in err
+    assert not (tmp_path / "s").exists()
+    code, err = _cli(capsys, "stack", a, other, "--base", base, "--out", tmp_path / "s")
+    assert code == 0 and f"note: other was trained on {other_base}, not on {base}." in err
+
+
+def test_an_adapter_for_another_architecture_is_refused_naming_both(tmp_path, adapters, tiny_llm, capsys):
+    base, _, _ = adapters
+    neox = make_adapter(tiny_llm("gpt_neox"), tmp_path / "neox", 4, 1, ["query_key_value"])
+    code, err = _cli(capsys, "merge", neox, "--base", base, "--out", tmp_path / "m")
+    assert code == 2 and f"{neox} does not fit this base model" in err and "query_key_value" in err
+    assert f"trained on {tiny_llm('gpt_neox')}: use that model" in err
+
+
+def test_stack_json_records_absolute_adapter_paths(tmp_path, adapters, monkeypatch, capsys):
+    _, a, b = adapters
+    monkeypatch.chdir(a.parent)
+    assert main(["llm", "stack", "a:0.5", "b", "--out", str(tmp_path / "s")]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    recipe = json.loads((out / "stack.json").read_text())
+    assert recipe["adapters"] == [{"path": str(a.resolve()), "weight": 0.5}, {"path": str(b.resolve()), "weight": 1.0}]

@@ -193,3 +193,9 @@ def test_a_bf16_base_trains_with_fp32_lora_weights(tmp_path, tiny_llm):
     tensors = load_file(adapter / "adapter_model.safetensors")
     assert tensors and all(t.dtype == torch.float32 for t in tensors.values())
     assert all("query_key_value" in name for name in tensors)
+
+
+def test_each_step_reports_the_learning_rate_it_used(tmp_path, tiny_llm):
+    events = []
+    train(tmp_path, tiny_llm("llama"), events=events.append, max_train_steps=2, scheduler="cosine", learning_rate=1e-3)
+    assert [event["lr"] for event in events if event["type"] == "step"] == pytest.approx([1e-3, 5e-4])

@@ -4,17 +4,21 @@ base's precision and layout, handles the inpainting input conv, and refuses what
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_export_support import unet_inputs, unet_output, text_outputs
+from test_export_support import fresh, inject, randomize, text_outputs, unet_inputs, unet_output
 from tools_support import lora_file, max_difference
 from train_support import train
 
 from lora_train.adapters.spec import LoraSpec
 from lora_train.core.errors import UserError
+from lora_train.kohya.state import kohya_state_dict
+from lora_train.kohya.write import save_lora
 from lora_train.models.load import load_base_model
 from lora_train.tools.bake import bake_loras
 
@@ -56,7 +60,7 @@ def test_diffusers_folder_base_bakes_to_a_single_file_that_diffusers_loads_and_t
     second, _ = lora_file(tmp_path, "b", "sd1", LoraSpec(rank=2, alpha=2.0), seed=4)
     result = bake_loras(files.diffusers, [first, second], [1.0, 0.0], tmp_path / "baked.safetensors")
     assert result.layout.startswith("diffusers folder")
-    shutil.copy(files.yaml, tmp_path / "baked.yaml")  # a tiny model needs its config beside it
+    assert (tmp_path / "baked.yaml").is_file()  # a tiny model needs its config beside it: bake wrote it
     _assert_same_model(load_base_model(result.path), model)
 
     pipe = StableDiffusionPipeline.from_single_file(str(result.path), config=str(files.diffusers),
@@ -125,3 +129,67 @@ def test_cli_bakes_and_prints_what_it_did(tiny_sd1_file, tmp_path, capsys):
     assert "single-file layout, float32" in printed and "Copied the model config" in printed
     assert main(["bake", str(tiny_sd1_file), str(lora), "--out", str(tmp_path / "new.safetensors")]) == 2
     assert "already exists and is never overwritten" in capsys.readouterr().err
+
+
+def _odd_layout_model():
+    """The tiny SD1 with a UNet of another block layout: three levels of one ResNet each."""
+    from diffusers import UNet2DConditionModel
+
+    model = fresh("sd1")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        model.unet = UNet2DConditionModel(
+            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 32, 64),
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+            attention_head_dim=4, norm_num_groups=32)
+    return model
+
+
+def _lora_of(model, folder, name, seed):
+    """(path, the model carrying it) of a random LoRA on this model."""
+    import copy
+
+    carrying = inject(copy.deepcopy(model), LoraSpec(rank=4, alpha=2.0))
+    randomize(carrying, seed)
+    path = save_lora(folder / f"{name}.safetensors", kohya_state_dict("sd1", carrying.unet, carrying.text_encoders,
+                                                                      "fp32"), {"ss_base_model_version": "sd_v1"})
+    return path, carrying
+
+
+@pytest.mark.slow
+def test_a_diffusers_folder_of_any_unet_layout_bakes_into_a_file_that_trains_and_bakes_again(tmp_path):
+    from lora_train.fixtures.checkpoints import diffusers_pipeline
+
+    base = _odd_layout_model()
+    folder = tmp_path / "odd-diffusers"
+    diffusers_pipeline(base).save_pretrained(folder)
+    first, with_first = _lora_of(base, tmp_path, "first", 3)
+    second, _ = _lora_of(base, tmp_path, "second", 4)
+    result = bake_loras(folder, [first], [1.0], tmp_path / "baked.safetensors")
+    assert "the UNet is not of the standard SD 1.x shape" in " ".join(result.notes)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in (result.path, tmp_path / "baked.yaml", tmp_path / "baked-text-encoder" / "config.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+    _assert_same_model(load_base_model(result.path), with_first)
+
+    again = bake_loras(result.path, [second], [1.0], tmp_path / "again.safetensors")
+    both = bake_loras(folder, [first, second], [1.0, 1.0], tmp_path / "both.safetensors")
+    assert again.modules == both.modules // 2 and not [note for note in again.notes if "skipped" in note]
+    expected = load_file(both.path)
+    for key, value in load_file(again.path).items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6)
+
+    lora_path, events = train(result.path, tmp_path / "trained", max_train_steps=1)
+    assert lora_path.is_file() and [event["loss"] for event in events if event["type"] == "step"]
+
+
+def test_a_single_file_of_another_shape_without_its_yaml_is_refused_before_baking(tiny_sd1_file, tmp_path):
+    copy = tmp_path / "no-yaml.safetensors"
+    shutil.copy(tiny_sd1_file, copy)
+    lora, _ = lora_file(tmp_path, "lora", "sd1", LoraSpec(rank=2, alpha=2.0))
+    with pytest.raises(UserError, match=r"The UNet in .*no-yaml.safetensors does not match its model config.*"
+                                        r"put the ldm config it was made with beside it as no-yaml.yaml"):
+        bake_loras(copy, [lora], [1.0], tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists() and not (tmp_path / "out.yaml").exists()

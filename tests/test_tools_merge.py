@@ -16,6 +16,8 @@ from lora_train.tools.bake import bake_loras
 from lora_train.tools.blocks import block_of
 from lora_train.tools.lora_file import read_any_lora
 from lora_train.tools.merge import merge_loras
+from lora_train.tools.resize import resize_lora
+from text_support import make_adapter
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +160,17 @@ def test_dora_merge_on_the_base_equals_baking_the_inputs(sd1_pair, tiny_sd1_file
 def test_a_file_that_is_not_a_lora_is_refused(tiny_sd1_file, tmp_path):
     with pytest.raises(UserError, match="is not a LoRA"):
         merge_loras([tiny_sd1_file], [1.0], tmp_path / "no.safetensors")
+
+
+def test_an_llm_adapter_is_named_as_such_and_nothing_is_written(sd1_pair, tiny_llm, tiny_sd1_file, tmp_path):
+    adapter = make_adapter(tiny_llm("llama"), tmp_path / "llm", 4, 1, ["q_proj", "v_proj"])
+    weights = adapter / "adapter_model.safetensors"
+    for tool in (lambda: merge_loras([sd1_pair[0], weights], [1.0, 1.0], tmp_path / "no.safetensors"),
+                 lambda: bake_loras(tiny_sd1_file, [weights], [1.0], tmp_path / "no.safetensors"),
+                 lambda: resize_lora(weights, tmp_path / "no.safetensors", rank=2)):
+        with pytest.raises(UserError, match=rf"{weights} is a PEFT adapter of a language model .*llm merge"):
+            tool()
+    assert not (tmp_path / "no.safetensors").exists()
 
 
 def test_output_is_never_overwritten(sd1_pair, tmp_path):

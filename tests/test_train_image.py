@@ -248,3 +248,10 @@ def test_a_zero_unet_lr_keeps_the_unet_lora_as_it_starts(tiny_sd1_file, tmp_path
     assert te_ups and any(t.any() for t in te_ups), "the text encoder's LoRA trains"
     with safe_open(str(path), framework="pt") as handle:
         assert handle.metadata()["ss_unet_lr"] == "0.0"
+
+
+def test_each_step_reports_the_learning_rate_it_used(tiny_sd1_file, tmp_path):
+    """Not the next step's: a 2-step cosine run trained at 1e-3 then 5e-4 (the last line read 0 before)."""
+    _, events = train(tiny_sd1_file, tmp_path / "out", max_train_steps=2, scheduler="cosine", learning_rate=1e-3,
+                      sample_steps=0)
+    assert [event["lr"] for event in events if event["type"] == "step"] == pytest.approx([1e-3, 5e-4])

@@ -33,3 +33,16 @@ def text_config(**values):
     from lora_train.text.schema import TextConfig, check_text_config
 
     return build_config({"task_type": "text-generation", **values}, "the test", True, TextConfig, check_text_config)
+
+
+def make_adapter(base: Path, folder: Path, rank: int, seed: int, targets: list[str]) -> Path:
+    """An adapter with random (non-zero) up and down weights, saved by peft."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False, task_type="CAUSAL_LM"))
+    model.save_pretrained(folder)
+    return folder

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lora_train.core.errors import UserError
 from lora_train.core.events import EventSink, make_event
+from lora_train.core.units import byte_size
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -29,7 +30,9 @@ class ModelFiles:
     fallback: tuple[str, ...] = ()  # downloaded only when `download` left something required missing
 
     def missing(self, folder: Path) -> list[str]:
-        return [need for need in self.required if not any((folder / alt).is_file() for alt in need.split("|"))]
+        """The required entries `folder` lacks, in words (`a.safetensors or a.bin`)."""
+        return [need.replace("|", " or ") for need in self.required
+                if not any((folder / alt).is_file() for alt in need.split("|"))]
 
     def described(self) -> str:
         return ", ".join(need.replace("|", " or ") for need in self.required)
@@ -63,8 +66,12 @@ def resolve_model(spec: str, files: ModelFiles, captioners_dir: Path, emit: Even
         raise _download_error(spec, files, target, exc) from None
     missing = files.missing(target)
     if missing:
-        raise UserError(f"{spec} was downloaded into {target} but lacks {', '.join(missing)}: it is not a model "
-                        f"for this method. Choose another model.")
+        from huggingface_hub import constants
+
+        offline = " (offline: nothing was downloaded)" if constants.HF_HUB_OFFLINE else ""
+        raise UserError(f"{target}, the folder of {spec}, lacks {', '.join(missing)}{offline}. Copy them from "
+                        f"https://huggingface.co/{spec} into it; if the repo has none, it is not a model for this "
+                        "method: choose another model.")
     return target
 
 
@@ -84,8 +91,8 @@ def download_progress(spec: str, emit: EventSink, every_s: float = 2.0):
             now = time.monotonic()
             if self.unit == "B" and self.total and (now - last[0] >= every_s or self.n >= self.total):
                 last[0] = now
-                emit(make_event("log", level="info", message=f"Downloading {spec}: {self.n / 1e6:,.1f} of "
-                                                            f"{self.total / 1e6:,.1f} MB"))
+                emit(make_event("log", level="info", message=f"Downloading {spec}: {byte_size(self.n)} of "
+                                                            f"{byte_size(self.total)}"))
             return shown
 
     return EventBar
@@ -93,6 +100,9 @@ def download_progress(spec: str, emit: EventSink, every_s: float = 2.0):
 
 def _download_error(spec: str, files: ModelFiles, target: Path, exc: Exception) -> UserError:
     reason = str(exc).strip().splitlines()[0].split(". ")[0][:200] if str(exc).strip() else "no detail"
+    required = {alternative for need in files.required for alternative in need.split("|")}
+    others = [pattern for pattern in files.download if pattern not in required]
+    also = f" (with its other {', '.join(others)} files)" if others else ""
     return UserError(f"Could not download the model {spec} from the Hugging Face hub ({type(exc).__name__}: "
-                     f"{reason}). Download {files.described()} from https://huggingface.co/{spec} yourself "
+                     f"{reason}). Download {files.described()}{also} from https://huggingface.co/{spec} yourself "
                      f"and put them in {target}, or give --model a local folder.")

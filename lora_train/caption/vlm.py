@@ -19,7 +19,9 @@ from PIL import Image
 from lora_train.caption.model_source import ModelFiles
 from lora_train.core.errors import UserError
 
-VLM_FILES = ModelFiles(required=("config.json", "model.safetensors|model.safetensors.index.json"),
+VLM_FILES = ModelFiles(required=("config.json", "model.safetensors|model.safetensors.index.json",
+                                 "processor_config.json|preprocessor_config.json",
+                                 "tokenizer.json|tokenizer.model|vocab.json|vocab.txt|spiece.model"),
                        download=("*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"))
 PREFIX_MODELS = {"blip", "blip-2", "git"}  # the prompt is the caption's first words
 _DTYPES = ("auto", "fp32", "fp16", "bf16")

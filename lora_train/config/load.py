@@ -20,9 +20,17 @@ import yaml
 from ..core.errors import UserError
 from ..core.naming import NAME_ADVICE, output_name_problem
 from .schema import TrainConfig
+from .strict_yaml import RepeatedKey, load_strict
 
 _TYPE_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
 _YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
+def add_override_option(parser) -> None:
+    """`--set KEY=VALUE` (repeatable) on an argparse parser, read by `parse_overrides`: one option for every
+    command that loads a config."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set lora_rank=8 (repeatable)")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -45,9 +53,12 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"Config file {path} does not exist. Start from one of the examples in configs/.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        data = load_strict(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError(f"Config file {path} is not UTF-8 text. Save it as UTF-8 and try again.") from None
+    except RepeatedKey as exc:
+        raise UserError(f"Config file {path} sets {exc.key!r} twice (lines {exc.first_line} and {exc.line}): "
+                        "only one value can apply. Delete the line you do not want.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

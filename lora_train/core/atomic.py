@@ -9,8 +9,10 @@ Disk errors become UserErrors naming the folder. `write_new_folder` does the sam
 (a PEFT adapter). `rewrite_file` / `rewrite_folder` replace what is there in one rename instead: only
 for files the writer owns (a resumed run's own partial save). `replace_file` (for cache entries, which
 may be rewritten) publishes with a rename over the old file too and leaves errors to its caller.
-Published files get the mode a plain `open()` would give them (0666 less the umask), not the 0600
-of the temporary file, so a WebUI run by another user, or a shared models folder, can read them.
+Published files get the mode a plain `open()` would give them (0666 less the umask; folders 0777 less
+it), not the 0600 of the temporary file, so a WebUI run by another user, or a shared models folder, can
+read them; the mode is set again once the writer is done, as some writers (safetensors' `save_file`)
+replace the file they are given with a 0600 one.
 """
 
 from __future__ import annotations
@@ -62,10 +64,15 @@ def _umask() -> int:
         return mask
 
 
+def _plain_mode(path: Path) -> None:
+    """Give `path` the mode a plain `open()` / `mkdir()` would (0666 / 0777 less the umask)."""
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
 def _temporary_file(path: Path) -> tuple[int, Path]:
     """An open descriptor and the name of a new hidden temporary file beside `path`, with a plain file's mode."""
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it 0600
+    _plain_mode(Path(name))  # mkstemp makes it 0600
     return descriptor, Path(name)
 
 
@@ -128,6 +135,7 @@ def _write_file(path: Path, write: Callable[[Path], None], publish: Callable[[Pa
         os.close(descriptor)
         try:
             write(temporary)
+            _plain_mode(temporary)
             _fsync(temporary)
             publish(temporary, path)
         finally:
@@ -159,9 +167,11 @@ def _write_folder(path: Path, write: Callable[[Path], None], replace: bool) -> P
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = _temporary_folder(path)
         old = _temporary_folder(path) if replace else None
+        _plain_mode(temporary)  # mkdtemp makes it 0700
         try:
             write(temporary)
             for item in temporary.rglob("*"):
+                _plain_mode(item)
                 if item.is_file():
                     _fsync(item)
             moved = old / path.name if old is not None and path.exists() else None

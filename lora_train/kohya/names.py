@@ -14,14 +14,12 @@ Each module has `<name>.lora_down.weight`, `<name>.lora_up.weight`, `<name>.alph
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from peft.tuners.lora.layer import LoraLayer
 from torch import nn
 
-from ..adapters.layers import lora_layers
 from ..adapters.targets import text_encoder_root
 from ..models.unet_layout import block_prefixes, to_original
 
@@ -54,17 +52,6 @@ class KohyaNaming:
     def text_encoder_name(self, index: int, path: str) -> str:
         prefix = text_encoder_prefixes(len(self.text_encoder_roots))[index]
         return f"{prefix}_{(self.text_encoder_roots[index] + path).replace('.', '_')}"
-
-
-def named_lora_layers(arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module]
-                      ) -> Iterator[tuple[str, LoraLayer]]:
-    """(kohya module name, layer) of every LoRA layer: UNet first, then each text encoder."""
-    naming = KohyaNaming.for_model(arch, unet, text_encoders)
-    for path, layer in lora_layers(unet):
-        yield naming.unet_name(path), layer
-    for index, text_encoder in enumerate(text_encoders):
-        for path, layer in lora_layers(text_encoder):
-            yield naming.text_encoder_name(index, path), layer
 
 
 def group_by_module(state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:

@@ -10,17 +10,29 @@ alpha from the file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from peft.tuners.lora.layer import LoraLayer
 from torch import nn
 
-from ..adapters.layers import LayerWeights, read_layer, write_layer
+from ..adapters.layers import LayerWeights, lora_layers, read_layer, write_layer
 from ..core.errors import UserError
-from .names import ALPHA, DORA_SCALE, DOWN, UP, group_by_module, named_lora_layers
+from .names import ALPHA, DORA_SCALE, DOWN, UP, KohyaNaming, group_by_module
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def named_lora_layers(arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module]
+                      ) -> Iterator[tuple[str, LoraLayer]]:
+    """(kohya module name, layer) of every LoRA layer: UNet first, then each text encoder."""
+    naming = KohyaNaming.for_model(arch, unet, text_encoders)
+    for path, layer in lora_layers(unet):
+        yield naming.unet_name(path), layer
+    for index, text_encoder in enumerate(text_encoders):
+        for path, layer in lora_layers(text_encoder):
+            yield naming.text_encoder_name(index, path), layer
 
 
 def _tensor(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -8,7 +8,8 @@ with no hub. Fewer merges give a smaller vocabulary of the same kind (the tests'
 
 A model folder's own tokenizer always wins: transformers saves it as `tokenizer.json` (current
 versions), `vocab.json` + `merges.txt` (older ones) or both, and a fine-tune may have its own
-vocabulary. `check_tokenizer_fits` refuses a tokenizer whose ids do not fit its text encoder.
+vocabulary. `fit_tokenizer` refuses a tokenizer whose ids do not fit its text encoder, and gives one
+saved without `model_max_length` (transformers then reads 10**30) the text encoder's position count.
 """
 
 from __future__ import annotations
@@ -100,10 +101,13 @@ def load_clip_tokenizer(folder: str | Path | None = None, pad_token: str = "<|en
         return CLIPTokenizer.from_pretrained(tmp, local_files_only=True)
 
 
-def check_tokenizer_fits(tokenizer: CLIPTokenizer, text_encoder: torch.nn.Module, folder: Path | None,
-                         what: str) -> None:
+def fit_tokenizer(tokenizer: CLIPTokenizer, text_encoder: torch.nn.Module, folder: Path | None, what: str) -> None:
     """A UserError unless every id of `tokenizer` (read from `folder`, None: the bundled CLIP vocabulary) has a
-    row in `text_encoder`'s embedding table (else the first step fails with an IndexError)."""
+    row in `text_encoder`'s embedding table (else the first step fails with an IndexError). A token window
+    longer than the encoder's positions (none saved: 10**30) becomes the position count."""
+    positions = getattr(text_encoder.config, "max_position_embeddings", None)
+    if positions and tokenizer.model_max_length > positions:
+        tokenizer.model_max_length = positions
     ids = max(tokenizer.get_vocab().values()) + 1
     rows = text_encoder.get_input_embeddings().num_embeddings
     if ids <= rows:

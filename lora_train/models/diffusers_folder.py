@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from ..core.errors import UserError
 from .arch_parts import ARCHS
 from .base_model import BaseModel
-from .clip_tokenizer import check_tokenizer_fits, load_clip_tokenizer
+from .clip_tokenizer import fit_tokenizer, load_clip_tokenizer
 from .detect import SUPPORTED
 from .pretrained import load_pretrained, require_part
 from .prediction import training_scheduler
@@ -52,7 +52,7 @@ def load_diffusers_folder(folder: Path, vae_path: Path | None, prediction_type: 
     text_encoders = [load_pretrained(spec.model_class, folder, spec.subfolder, dtype, what) for spec in specs]
     tokenizers = [load_clip_tokenizer(folder / spec.tokenizer_subfolder, pad_token=spec.pad_token) for spec in specs]
     for spec, tokenizer, encoder in zip(specs, tokenizers, text_encoders):
-        check_tokenizer_fits(tokenizer, encoder, folder / spec.tokenizer_subfolder, f"the text encoder in {folder / spec.subfolder}")
+        fit_tokenizer(tokenizer, encoder, folder / spec.tokenizer_subfolder, f"the text encoder in {folder / spec.subfolder}")
     return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers,
                      training_scheduler(scheduler_config, v_prediction), folder.name, folder)
 

@@ -19,14 +19,14 @@ from ..core.errors import UserError
 from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
 from .base_model import BaseModel
 from .checkpoint_file import CheckpointFile, open_checkpoint
-from .clip_tokenizer import check_tokenizer_fits, load_clip_tokenizer
+from .clip_tokenizer import fit_tokenizer, load_clip_tokenizer
 from .detect import detect_checkpoint_arch
 from .ldm_config import LdmConfig, find_ldm_config
 from .ldm_parts import text_encoder_state_dict, unet_state_dict, vae_state_dict
 from .prediction import declared_v_prediction, looks_like_v_prediction, training_scheduler
 from .shipped import shipped_config, shipped_dir
 from .vae_file import load_vae_file
-from .weights import empty_model, load_weights
+from .weights import check_weights, empty_model, load_weights
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def load_checkpoint(checkpoint: CheckpointFile, vae_path: Path | None, predictio
     tokenizers = [load_clip_tokenizer(folder, pad_token=spec.pad_token)
                   for spec, folder in zip(specs, configs.text_encoder_folders)]
     for spec, tokenizer, encoder, folder in zip(specs, tokenizers, text_encoders, configs.text_encoder_folders):
-        check_tokenizer_fits(tokenizer, encoder, folder, f"the text encoder under {spec.ldm_prefix} in {path}")
+        fit_tokenizer(tokenizer, encoder, folder, f"the text encoder under {spec.ldm_prefix} in {path}")
     scheduler = training_scheduler(shipped_config(arch, v_prediction, "scheduler"), v_prediction)
     return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers, scheduler, path.stem, path)
 
@@ -89,6 +89,15 @@ def _load_unet(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dt
     model = empty_model(lambda: UNet2DConditionModel.from_config(configs.unet))
     state_dict = unet_state_dict(checkpoint.read(UNET_PREFIX, dtype), configs.unet, model, what, configs.advice)
     return load_weights(model, state_dict, what, configs.advice)
+
+
+def check_unet_config(checkpoint: CheckpointFile, configs: PartConfigs) -> None:
+    """UserError (with the configs' advice) unless the checkpoint's UNet tensors are, by name and shape, those of
+    `configs.unet`; read from the header only (a file of non-standard shape without its yaml is found here)."""
+    what = f"The UNet in {checkpoint.path}"
+    model = empty_model(lambda: UNet2DConditionModel.from_config(configs.unet))
+    tensors = {key: value for key, value in checkpoint.meta.items() if key.startswith(UNET_PREFIX)}
+    check_weights(model, unet_state_dict(tensors, configs.unet, model, what, configs.advice), what, configs.advice)
 
 
 def _load_vae(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dtype) -> AutoencoderKL:

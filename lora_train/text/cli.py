@@ -4,7 +4,7 @@
     llm --list-modules MODEL                  the linear layers target_modules can name
     llm stack A[:W] B[:W] --out DIR           the weighted sum of adapters as one adapter
     llm merge ADAPTER --out DIR               base model + adapter as a full model folder
-    llm preview --config x.yaml               the first rows as the model sees them, token statistics
+    llm preview --config x.yaml [--set k=v]   the first rows as the model sees them, token statistics
     llm generate A[:W].. --prompt TEXT        the answer without and with the adapter(s)
 """
 
@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from ..config.load import add_override_option
 from ..core.errors import UserError
 
 DTYPE_CHOICES = ("fp32", "fp16", "bf16")
@@ -42,6 +43,7 @@ def add_llm_parser(sub, add_job_arguments: Callable[[argparse.ArgumentParser], N
                                                "part marked, and token-length statistics")
     preview.add_argument("--config", "-c", required=True, help="the text config (base_model and data are read)")
     preview.add_argument("--rows", type=int, default=3, help="how many rows to show")
+    add_override_option(preview)
     generate = tools.add_parser("generate", help="answer one prompt with the base model and with the adapter(s)")
     generate.add_argument("adapters", nargs="+", metavar="ADAPTER[:WEIGHT]", help="adapter folders (stacked)")
     generate.add_argument("--prompt", required=True, help="the user message")
@@ -64,10 +66,11 @@ def run_llm(args, train: Callable[..., int]) -> int:
         print(json.dumps({"path": str(path)}) if args.json else path)
         return 0
     if args.llm_tool == "preview":
-        from ..config import load_config
+        from ..config import load_config, parse_overrides
         from .preview import format_preview, preview_data
 
-        config = load_config(args.config, {"task_type": "text-generation", "trust_remote_code": args.trust_remote_code})
+        forced = {"task_type": "text-generation", **({"trust_remote_code": True} if args.trust_remote_code else {})}
+        config = load_config(args.config, {**parse_overrides(args.overrides), **forced})
         preview = preview_data(config, args.rows)
         print(json.dumps(dataclasses.asdict(preview), ensure_ascii=False) if args.json else format_preview(preview))
         return 0

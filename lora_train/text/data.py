@@ -33,8 +33,12 @@ class TextData:
 def build_text_data(config: TextConfig, tokenizer) -> TextData:
     files = data_files(config.metadata_path, config.train_data_dir)
     rows = read_rows(files)
-    notes = [f"Skipped {len(rows.problems)} unusable row(s): " + "; ".join(rows.problems[:10])
-             + (" ..." if len(rows.problems) > 10 else "")] if rows.problems else []
+    if rows.documents and config.text_overlap >= config.cutoff_len:  # text_overlap applies to .txt data only
+        texts = ", ".join(str(path) for path in files if path.suffix.lower() == ".txt")
+        raise UserError(f"'text_overlap' ({config.text_overlap}) must be smaller than 'cutoff_len' "
+                        f"({config.cutoff_len}) for the .txt data in {texts}: lower text_overlap.")
+    notes = rows.warnings + ([f"Skipped {len(rows.problems)} unusable row(s): " + "; ".join(rows.problems[:10])
+                              + (" ..." if len(rows.problems) > 10 else "")] if rows.problems else [])
     examples, report = encode_all(tokenizer, rows.conversations, rows.documents, config.cutoff_len,
                                   config.text_overlap, config.train_on_inputs)
     if report.dropped:

@@ -2,7 +2,9 @@
 
 Every row becomes a list of turns `{"role": system|user|assistant, "content": str}`; a .txt file
 becomes one raw document. A row that cannot be used is reported with its file and line number
-(the run goes on without it); when no row at all is usable the run is refused. Torch-free.
+(the run goes on without it); when no row at all is usable the run is refused. Files are decoded as
+the image side reads captions (`data.captions.decode_text`: UTF-8, a UTF-16 byte-order mark honoured,
+else Windows-1252 with a warning), never with characters silently replaced. Torch-free.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
+from ..data.captions import decode_text
 
 DATA_SUFFIXES = (".jsonl", ".json", ".txt")
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -28,20 +31,23 @@ class TextRows:
     conversations: list[list[dict[str, str]]] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)  # raw .txt files
     problems: list[str] = field(default_factory=list)  # "file:line: what is wrong"
+    warnings: list[str] = field(default_factory=list)  # "file: read as Windows-1252 ..."
 
 
 def read_rows(paths: list[Path]) -> TextRows:
     """All rows of the given files; UserError when not one row can be used."""
     rows = TextRows()
     for path in paths:
+        text, warning = decode_text(path.read_bytes())
+        if warning:
+            rows.warnings.append(f"{path}: {warning}")
         if path.suffix.lower() == ".txt":
-            text = path.read_text(encoding="utf-8-sig", errors="replace")
             if text.strip():
                 rows.documents.append(text)
             else:
                 rows.problems.append(f"{path}: the file is empty")
             continue
-        for line, record in _records(path, rows.problems):
+        for line, record in _records(path, text, rows.problems):
             try:
                 rows.conversations.append(to_conversation(record))
             except ValueError as exc:
@@ -66,12 +72,8 @@ def data_files(metadata_path: str | None, train_data_dir: str | None) -> list[Pa
     return found
 
 
-def _records(path: Path, problems: list[str]) -> list[tuple[int, Any]]:
-    """(line number, parsed object) for each row; broken lines go to `problems`."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text. Save it as UTF-8.") from None
+def _records(path: Path, text: str, problems: list[str]) -> list[tuple[int, Any]]:
+    """(line number, parsed object) for each row of `path`'s text; broken lines go to `problems`."""
     if path.suffix.lower() == ".json" or text.lstrip().startswith("["):
         try:
             data = json.loads(text)

@@ -115,9 +115,6 @@ def check_text_config(config: TextConfig) -> None:
                         "'train_data_dir' (a folder of them).")
     if config.load_in_4bit and config.load_in_8bit:
         raise UserError("'load_in_4bit' and 'load_in_8bit' are both true: choose one.")
-    if config.text_overlap >= config.cutoff_len:
-        raise UserError(f"'text_overlap' ({config.text_overlap}) must be smaller than 'cutoff_len' "
-                        f"({config.cutoff_len}).")
     if config.val_size >= 1 and not float(config.val_size).is_integer():
         raise UserError(f"'val_size' is {config.val_size}: use a fraction below 1 (0.1) or a whole count (20).")
     problem = output_name_problem(config.output_name)

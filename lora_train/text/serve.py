@@ -34,7 +34,7 @@ import torch
 
 from ..config.load import build_config
 from ..core.errors import UserError
-from .adapter import read_training_config
+from .adapter import base_mismatches
 from .model import classify_base_model, load_model, load_tokenizer, quantization_config, resolve_dtype
 from .preview import preview_data
 from .schema import TextConfig, check_text_config
@@ -180,18 +180,8 @@ class Worker:
                 result["with"] = generate(peft_model, tokenizer, prompt, count)
             finally:
                 loaded.model = peft_model.unload()  # the base model again, without the LoRA layers
-            result["notes"] = _base_mismatches(stack, loaded.base_model)
+            result["notes"] = base_mismatches([path for path, _ in stack], loaded.base_model)
         return result
-
-
-def _base_mismatches(stack: list[tuple[Path, float]], base_model: str) -> list[str]:
-    """A note for each adapter trained on another base model than the one loaded."""
-    notes = []
-    for path, _ in stack:
-        trained_on = read_training_config(path).get("base_model")
-        if trained_on and Path(trained_on).expanduser().resolve() != Path(base_model).expanduser().resolve():
-            notes.append(f"{path.name} was trained on {trained_on}, not on the loaded {base_model}.")
-    return notes
 
 
 def _free_memory() -> None:

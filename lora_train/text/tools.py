@@ -10,13 +10,14 @@ Both outputs appear complete or not at all and never replace an existing folder.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 from ..core.atomic import write_new_folder
 from ..core.errors import UserError
-from .adapter import TEMPLATE_FILE, read_training_config
+from .adapter import TEMPLATE_FILE, base_mismatches, check_adapter_folder, trained_base
 from .encode import bos_prefix
 from .model import DTYPES, classify_base_model, load_model, load_tokenizer
 from .templates import choose_template
@@ -24,26 +25,23 @@ from .templates import choose_template
 STACKED = "stacked"
 
 
-def adapter_base(adapter: Path, base: str | None) -> str:
-    """The base model to load: the one given, else the one the adapter was trained on."""
+def adapter_base(adapters: list[Path], base: str | None) -> str:
+    """The base model to load: the one given (a note for each adapter recorded on another one), else the one
+    the adapters were trained on; UserError when they were trained on different ones, naming each."""
     if base:
+        for note in base_mismatches(adapters, base):
+            print(f"note: {note} Using --base {base} as asked.", file=sys.stderr)
         return base
-    trained_on = read_training_config(adapter).get("base_model")
+    recorded = {adapter: trained_base(adapter) for adapter in adapters}
+    trained_on = recorded[adapters[0]]
     if not trained_on:
-        try:
-            trained_on = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-        except (OSError, ValueError, KeyError):
-            trained_on = None
-    if not trained_on:
-        raise UserError(f"{adapter} does not say which base model it was trained on: give it with --base.")
+        raise UserError(f"{adapters[0]} does not say which base model it was trained on: give it with --base.")
+    if base_mismatches(adapters, trained_on):
+        which = "; ".join(f"{adapter.name} on {name or 'an unrecorded model'}" for adapter, name in recorded.items())
+        raise UserError(f"These adapters were trained on different base models ({which}): each changes the weights "
+                        "of its own base, so they do not stack. Use adapters of one base model; if these name one "
+                        "model in two places, give it with --base.")
     return trained_on
-
-
-def _check_adapter(path: Path) -> Path:
-    if not (path / "adapter_config.json").is_file():
-        raise UserError(f"{path} is not a PEFT adapter folder (no adapter_config.json). Give a folder saved by "
-                        "`lora_train llm` or peft.")
-    return path
 
 
 def _check_output(out: Path, base: str) -> Path:
@@ -74,16 +72,29 @@ def _adapter_tokenizer(adapter: Path, tokenizer):
     return tokenizer
 
 
-def load_stack(model, adapters: list[tuple[Path, float]], name: str = STACKED):
-    """A PeftModel holding each adapter and their weighted sum as `name` (active)."""
+def _apply(model, adapter: Path, name: str):
+    """`model` with the adapter loaded as `name` (a PeftModel); UserError when it does not fit the model."""
     from peft import PeftModel
 
-    paths = [_check_adapter(Path(path)) for path, _ in adapters]
-    peft_model = PeftModel.from_pretrained(model, str(paths[0]), adapter_name="a0")
-    for index, path in enumerate(paths[1:], start=1):
-        peft_model.load_adapter(str(path), adapter_name=f"a{index}")
-    if name in peft_model.peft_config:  # add_weighted_adapter would return silently, keeping the old one
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(adapter), adapter_name=name)
+            return model
+        return PeftModel.from_pretrained(model, str(adapter), adapter_name=name)
+    except (ValueError, RuntimeError, KeyError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        raise UserError(f"{adapter} does not fit this base model ({reason}). It was trained on "
+                        f"{trained_base(adapter) or 'an unrecorded model'}: use that model.") from exc
+
+
+def load_stack(model, adapters: list[tuple[Path, float]], name: str = STACKED):
+    """A PeftModel holding each adapter and their weighted sum as `name` (active)."""
+    paths = [check_adapter_folder(Path(path)) for path, _ in adapters]
+    if name in getattr(model, "peft_config", {}):  # add_weighted_adapter would return silently, keeping the old one
         raise UserError(f"An adapter named {name!r} is already loaded: its result would be stale. Use another name.")
+    peft_model = model
+    for index, path in enumerate(paths):
+        peft_model = _apply(peft_model, path, f"a{index}")
     peft_model.add_weighted_adapter([f"a{i}" for i in range(len(paths))], [w for _, w in adapters], name,
                                     combination_type="cat")
     if name not in peft_model.peft_config:
@@ -92,16 +103,25 @@ def load_stack(model, adapters: list[tuple[Path, float]], name: str = STACKED):
     return peft_model
 
 
+def _checked(adapters: list[tuple[Path, float]], base: str | None) -> tuple[list[tuple[Path, float]], str]:
+    """The adapters as checked folders, and the base model they go on."""
+    checked = [(check_adapter_folder(Path(path)), weight) for path, weight in adapters]
+    return checked, adapter_base([path for path, _ in checked], base)
+
+
 def stack_adapters(adapters: list[tuple[Path, float]], out: Path, base: str | None = None, dtype: str = "fp32",
                    trust_remote_code: bool = False) -> Path:
-    """Save the weighted sum of the adapters as one PEFT adapter folder `out`."""
-    base = adapter_base(Path(adapters[0][0]), base)
+    """Save the weighted sum of the adapters as one PEFT adapter folder `out`; `stack.json` lists them
+    (absolute paths) with their weights."""
+    adapters, base = _checked(adapters, base)
     out = _check_output(out, base)
     model, tokenizer = _load(base, dtype, trust_remote_code)
     stacked = load_stack(model, adapters)
     for adapter_name in [n for n in stacked.peft_config if n != STACKED]:
         stacked.delete_adapter(adapter_name)
-    tokenizer = _adapter_tokenizer(Path(adapters[0][0]), tokenizer)
+    tokenizer = _adapter_tokenizer(adapters[0][0], tokenizer)
+    recipe = {"adapters": [{"path": str(path.expanduser().resolve()), "weight": weight} for path, weight in adapters],
+              "combination": "cat"}
 
     def write(staging: Path) -> None:
         stacked.save_pretrained(str(staging), selected_adapters=[STACKED], safe_serialization=True)
@@ -111,8 +131,7 @@ def stack_adapters(adapters: list[tuple[Path, float]], out: Path, base: str | No
                 item.rename(staging / item.name)
             nested.rmdir()
         tokenizer.save_pretrained(str(staging))
-        (staging / "stack.json").write_text(json.dumps(
-            {"adapters": [{"path": str(p), "weight": w} for p, w in adapters], "combination": "cat"}, indent=2))
+        (staging / "stack.json").write_text(json.dumps(recipe, indent=2), encoding="utf-8")
 
     return write_new_folder(out, write)
 
@@ -120,13 +139,10 @@ def stack_adapters(adapters: list[tuple[Path, float]], out: Path, base: str | No
 def merge_adapter(adapter: Path, out: Path, base: str | None = None, dtype: str = "fp32",
                   trust_remote_code: bool = False) -> Path:
     """Save base + adapter as a full model folder (safetensors) with the adapter's tokenizer and template."""
-    from peft import PeftModel
-
-    adapter = _check_adapter(Path(adapter))
-    base = adapter_base(adapter, base)
+    [(adapter, _)], base = _checked([(adapter, 1.0)], base)
     out = _check_output(out, base)
     model, tokenizer = _load(base, dtype, trust_remote_code)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # returns the model
+    merged = _apply(model, adapter, "default").merge_and_unload()  # returns the model
     tokenizer = _adapter_tokenizer(adapter, tokenizer)
 
     def write(staging: Path) -> None:
@@ -152,16 +168,12 @@ def compare_answers(prompt: str, adapters: list[tuple[Path, float]], base: str |
                     max_new_tokens: int = 64, trust_remote_code: bool = False) -> dict[str, str]:
     """Greedy answers to one prompt from the base model and from it with the adapters (stacked at their
     weights), both formatted with the template the first adapter was trained with."""
-    from peft import PeftModel
-
-    first = _check_adapter(Path(adapters[0][0]))
-    base = adapter_base(first, base)
+    adapters, base = _checked(adapters, base)
+    first = adapters[0][0]
     model, tokenizer = _load(base, "fp32", trust_remote_code)
     tokenizer = _adapter_tokenizer(first, tokenizer)
     answers = {"base": generate(model.eval(), tokenizer, prompt, max_new_tokens)}
-    if len(adapters) == 1 and adapters[0][1] == 1.0:
-        tuned = PeftModel.from_pretrained(model, str(first))
-    else:
-        tuned = load_stack(model, adapters)
+    tuned = _apply(model, first, "default") if len(adapters) == 1 and adapters[0][1] == 1.0 else \
+        load_stack(model, adapters)
     answers["adapter"] = generate(tuned.eval(), tokenizer, prompt, max_new_tokens)
     return answers

@@ -135,11 +135,11 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
             for chunk in iter(lambda: list(itertools.islice(batches, accumulation)), []):
                 loss = _optimizer_step(wrapped, chunk, optimizer, trainable, accelerator, config.max_grad_norm, device)
                 check_finite_loss(loss, progress.step + 1, precision_name, config.learning_rate)
-                lr_scheduler.step()
                 progress.step += 1
                 progress.batch_in_epoch += len(chunk)
                 report.step(progress.step, total_steps, epoch + 1, epochs, loss, meter.update(progress.step, loss),
                             optimizer.param_groups)
+                lr_scheduler.step()  # after the report: it shows the rate this step used
                 stopping = bool(stop)  # a stop saves the state to resume from, and the adapter so far
                 if stopping or (config.save_steps and progress.step % config.save_steps == 0):
                     save_state()

@@ -6,8 +6,9 @@ convs); for DoRA, dW = (W + dW) * dora_scale / ||W + dW|| - W with the norm per 
 then times the weight. The LoRAs' changes are each computed from the original weights and summed,
 as when they are stacked in a prompt. Arithmetic is in fp32, the result is stored in the base's
 dtype. A single-file base keeps its exact key layout (every other tensor copied unchanged, the
-`.yaml` beside it copied beside the new file); a diffusers folder is written in the original
-(ldm / sgm) single-file layout the WebUI loads. Fused q/k/v (OpenCLIP's `in_proj_weight`) get each
+`.yaml` beside it copied beside the new file; without one, a UNet that is not of the standard shape is
+refused, as its layers could not be placed); a diffusers folder is written in the original (ldm / sgm)
+single-file layout the WebUI loads, with what a model of another shape needs beside it (`bake_config`). Fused q/k/v (OpenCLIP's `in_proj_weight`) get each
 projection in its rows; an inpainting UNet's 9-channel input conv gets a 4-channel LoRA's change
 on its latent channels. The base is never written to, and the output never overwrites a file.
 """
@@ -15,7 +16,7 @@ on its latent channels. The base is never written to, and the output never overw
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -26,9 +27,11 @@ from ..adapters.dora import along_axis, input_norm
 from ..core.atomic import write_new_file
 from ..core.errors import UserError
 from ..core.arch import ARCH_NAMES
+from ..models.arch_parts import UNET_PREFIX
 from ..models.checkpoint_file import open_checkpoint
 from ..models.ldm_config import find_ldm_config
-from ..models.single_file import part_configs
+from ..models.single_file import check_unet_config, part_configs
+from .bake_config import ModelShape, beside_files, check_free, remove, write_beside
 from .checkpoint_targets import Target, checkpoint_arch, checkpoint_targets
 from .lora_file import LoraFile, LoraModule, read_any_lora
 from .merge import check_same_family
@@ -53,7 +56,8 @@ class BaseWeights:
     arch: str
     unet_config: dict
     layout: str
-    yaml: Path | None = None
+    yaml: Path | None = None  # the single-file base's config, copied beside the output
+    shape: ModelShape | None = None  # a diffusers base's configs, for the files its output needs beside it
 
 
 def dora_change(delta: torch.Tensor, weight: torch.Tensor, dora_scale: torch.Tensor, name: str) -> torch.Tensor:
@@ -91,8 +95,12 @@ def _single_file_base(path: Path) -> BaseWeights:
         raise UserError(f"{path} is not a Stable Diffusion 1.x / 2.x / SDXL checkpoint (no text encoder found), so "
                         "LoRAs cannot be baked into it.")
     ldm = find_ldm_config(path)
-    unet = part_configs(arch, False, path, ldm, checkpoint.meta).unet
-    return BaseWeights(checkpoint.read(""), dict(checkpoint.metadata), arch, unet, "single-file",
+    configs = part_configs(arch, False, path, ldm, checkpoint.meta)
+    conv_in = checkpoint.meta.get(f"{UNET_PREFIX}input_blocks.0.0.weight")
+    if conv_in is not None:  # an inpainting UNet takes 9 channels; its LoRAs change the first 4
+        configs = replace(configs, unet={**configs.unet, "in_channels": conv_in.shape[1]})
+    check_unet_config(checkpoint, configs)  # the LoRA modules are placed by this config's block layout
+    return BaseWeights(checkpoint.read(""), dict(checkpoint.metadata), arch, configs.unet, "single-file",
                        ldm.path if ldm else None)
 
 
@@ -111,7 +119,8 @@ def _diffusers_base(folder: Path) -> BaseWeights:
     model = load_base_model(folder, dtype=torch.float32)
     whole = model_to_ldm(model.arch, model.unet, model.vae, model.text_encoders, model.noise_scheduler)
     state = {key: value.to(dtype) if value.is_floating_point() else value for key, value in whole.items()}
-    return BaseWeights(state, {}, model.arch, dict(model.unet.config), "diffusers folder -> single-file")
+    return BaseWeights(state, {}, model.arch, dict(model.unet.config), "diffusers folder -> single-file",
+                       shape=ModelShape.of(model))
 
 
 def load_base_weights(path: Path) -> BaseWeights:
@@ -175,9 +184,28 @@ def bake_loras(base_path: str | Path, files: list[str | Path], weights: list[flo
              for lora, weight in zip(loras, weights)]
     metadata = {**base.metadata, "lora_train_baked": json.dumps({"base": base_path.name, "loras": baked})}
     state = {key: value.contiguous() for key, value in base.state.items()}
-    write_new_file(out, lambda temporary: save_file(state, str(temporary), metadata))
+    written = _write_beside(base, out, result)
+    try:
+        write_new_file(out, lambda temporary: save_file(state, str(temporary), metadata))
+    except BaseException:
+        remove(written)
+        raise
+    return result
+
+
+def _write_beside(base: BaseWeights, out: Path, result: BakeResult) -> list[Path]:
+    """The model config (and text-encoder folders) the output needs beside it, written before it."""
     if base.yaml is not None:
         text = base.yaml.read_text(encoding="utf-8")
-        write_new_file(out.with_suffix(".yaml"), lambda temporary: temporary.write_text(text, encoding="utf-8"))
-        result.notes.append(f"Copied the model config {base.yaml.name} beside it as {out.with_suffix('.yaml').name}.")
-    return result
+        path = write_new_file(out.with_suffix(".yaml"), lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        result.notes.append(f"Copied the model config {base.yaml.name} beside it as {path.name}.")
+        return [path]
+    if base.shape is None:
+        return []
+    files = beside_files(base.shape, out)
+    check_free(files)
+    written = write_beside(files, base.shape)
+    if written:
+        result.notes.append(f"Wrote {', '.join(path.name for path in written)} beside it ({', '.join(files.reasons)}): "
+                            "the WebUI and train read the model's shape from them; keep them with it.")
+    return written

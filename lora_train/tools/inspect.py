@@ -6,7 +6,8 @@ metadata, trigger words (the header's `modelspec.trigger_phrase` and the card's
 "activation text"), the most frequent training tags, whether `sshs_model_hash` matches
 the tensor bytes, the key style (kohya, LyCORIS, diffusers / PEFT) and, per UNet block (the
 block-weight ids BASE, IN01 ... OUT11), the modules, ranks and alphas, to choose merge settings.
-`format_report` turns it into the text the CLI prints.
+`format_report` turns it into the text the CLI prints. A PEFT adapter of a language model (its folder
+or its weights file) and other folders go to `inspect_adapter`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component
 from ..core.naming import sidecar_path
 from ..kohya.read import read_lora_file
 from .blocks import block_of, block_order
-from .key_styles import kohya_style
+from .inspect_adapter import PEFT_FORMAT, format_adapter_report, inspect_adapter
+from .key_styles import kohya_style, model_adapter_key
 
 MAIN_METADATA = ("ss_output_name", "ss_sd_model_name", "ss_base_model_version", "ss_network_module",
                  "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_resolution", "ss_num_train_images",
@@ -67,12 +69,16 @@ def _per_block(ranks: dict[str, int], alphas: dict[str, float]) -> list[dict[str
 
 
 def inspect_lora(path: str | Path) -> dict[str, Any]:
-    """A summary of a LoRA file (kohya, LyCORIS or diffusers / PEFT keys); UserError when it is unreadable
-    or holds no LoRA."""
+    """A summary of a LoRA file (kohya, LyCORIS or diffusers / PEFT keys) or a PEFT adapter; UserError when it
+    is unreadable or holds no LoRA."""
     path = Path(path)
+    if path.is_dir():
+        return inspect_adapter(path)
     tensors, metadata = read_lora_file(path)
     modules, source = kohya_style(tensors, metadata)
     lora = {name: parts for name, parts in modules.items() if DOWN in parts and UP in parts}
+    if not lora and model_adapter_key(tensors):
+        return inspect_adapter(path)
     if not lora:
         raise UserError(f"{path} holds no LoRA modules (keys like lora_unet_..._lora_down.weight, or "
                         "unet....lora_A.weight).")
@@ -107,6 +113,8 @@ def inspect_lora(path: str | Path) -> dict[str, Any]:
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as aligned text lines."""
+    if report["format"] == PEFT_FORMAT:
+        return format_adapter_report(report)
     modules = ", ".join(f"{COMPONENT_LABELS.get(part, part)} {count}" for part, count in report["modules"].items())
     lines = [
         ("File", report["file"]),

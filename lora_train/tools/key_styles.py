@@ -7,14 +7,15 @@ path in the pipeline component (`unet.down_blocks.0.attentions.0.transformer_blo
 attention-processor keys, `attn1.processor.to_q_lora.down.weight`). Their alpha is the `.alpha`
 key (diffusers' network alphas), the `lora_adapter_metadata` header diffusers writes, or the rank
 (scale 1). The UNet of SDXL is named by its original (sgm) blocks in kohya's form, using the
-block layout of SDXL base.
+block layout of SDXL base. PEFT keys of another model (`base_model.model.model.layers.0.self_attn.q_proj`: a
+text / LLM adapter) are no UNet's: `model_adapter_key` names one, so the tools can say what the file is.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -27,15 +28,28 @@ _PEFT_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.we
                "lora.down.weight": "lora_down.weight", "lora.up.weight": "lora_up.weight",
                "lora_A.default.weight": "lora_down.weight", "lora_B.default.weight": "lora_up.weight"}
 _COMPONENTS = ("text_encoder_2", "text_encoder", "unet", "base_model.model")
+_PEFT_MODEL = "base_model.model."
+_UNET_ROOTS = ("conv_in", "time_embedding", "add_embedding", "class_embedding", "encoder_hid_proj", "down_blocks",
+               "mid_block", "up_blocks", "conv_norm_out", "conv_out")
 _SDXL_UNET_LAYOUT = {"layers_per_block": 2,
                      "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
                      "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
 
 
+def _other_model(key: str) -> bool:
+    """A PEFT key (`base_model.model.<path>`) whose path is not in a UNet."""
+    return key.startswith(_PEFT_MODEL) and key[len(_PEFT_MODEL):].split(".", 1)[0] not in _UNET_ROOTS
+
+
+def model_adapter_key(keys: Iterable[str]) -> str | None:
+    """A PEFT LoRA key of a model other than a UNet (a text / LLM adapter), or None."""
+    return next((key for key in keys if _other_model(key) and ".lora_A." in key), None)
+
+
 def _split_peft_key(key: str) -> tuple[str, str, str] | None:
     """(component, module path, kohya suffix) of a diffusers / PEFT key, or None."""
     component = next((c for c in _COMPONENTS if key.startswith(c + ".")), None)
-    if component is None:
+    if component is None or _other_model(key):
         return None
     rest = key[len(component) + 1:].replace("_lora.down.", ".lora.down.").replace("_lora.up.", ".lora.up.")
     for suffix, kohya in (*_PEFT_PARTS.items(), ("alpha", "alpha")):

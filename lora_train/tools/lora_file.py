@@ -19,7 +19,7 @@ from ..core.errors import UserError
 from ..core.arch import ARCH_NAMES, detect_arch
 from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP
 from ..kohya.read import read_lora_file
-from .key_styles import kohya_style
+from .key_styles import kohya_style, model_adapter_key
 
 SCALAR = "scalar"
 _OTHER_FORMS = {"hada_w1_a": "LoHa", "lokr_w1": "LoKr", "lokr_w1_a": "LoKr", "lora_mid.weight": "Tucker LoCon",
@@ -103,6 +103,11 @@ def read_any_lora(path: str | Path) -> LoraFile:
     _refuse_other_forms(path, grouped)
     modules = {name: _module(name, parts, path) for name, parts in grouped.items() if DOWN in parts and UP in parts}
     if not modules:
+        text_key = model_adapter_key(tensors)
+        if text_key:
+            raise UserError(f"{path} is a PEFT adapter of a language model (keys like {text_key}), not an image "
+                            "LoRA: merge, resize and bake take SD 1.x / SD 2.x / SDXL LoRAs. For text adapters use "
+                            "`lora_train llm stack` or `llm merge` on its folder.")
         raise UserError(f"{path} is not a LoRA: it holds no LoRA modules (keys like lora_unet_..._lora_down.weight "
                         "or unet....lora_A.weight). Is it a checkpoint, an embedding or a VAE?")
     if source == "kohya" and metadata.get("ss_network_module", "").startswith("lycoris"):

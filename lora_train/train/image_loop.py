@@ -93,11 +93,11 @@ class ImageLoop:
         for chunk in iter(lambda: list(itertools.islice(batches, schedule.accumulation)), []):
             loss = self.runner.optimizer_step(progress.step + 1, chunk, self.state.optimizer, self.params)
             check_finite_loss(loss, progress.step + 1, self.precision.name, self.learning_rate)
-            self.state.lr_scheduler.step()
             progress.step += 1
             progress.batch_in_epoch += len(chunk) * self.accelerator.num_processes
             self.report.step(progress.step, schedule.total_steps, epoch + 1, schedule.epochs, loss,
                              self.meter.update(progress.step, loss), self.state.optimizer.param_groups)
+            self.state.lr_scheduler.step()  # after the report: it shows the rate this step used
             if _every(schedule.checkpoint_every_n_steps, progress.step):
                 self.save_state()
             if _every(schedule.sample_every_n_steps, progress.step):

@@ -18,6 +18,7 @@ from ..core.atomic import temporary_name_pattern
 from ..core.errors import UserError
 from ..core.naming import owned_names_pattern
 from ..core.resume_folders import staging_pattern
+from ..core.units import byte_size
 
 
 def prepare_output_dir(path: str | Path, key: str = "output_dir") -> Path:
@@ -71,5 +72,5 @@ def check_free_space(needs: dict[Path, int]) -> None:
         if needed > free:
             names = " and ".join(str(folder) for folder in folders)
             raise UserError(f"Not enough free space for this job in {names}: its saves need about "
-                            f"{needed / 2**20:,.0f} MB and {free / 2**20:,.0f} MB are free. Free some disk space, "
+                            f"{byte_size(needed)} and {byte_size(free)} are free. Free some disk space, "
                             "or set output_dir / lora_output_dir to another drive.")
