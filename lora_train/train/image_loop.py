@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from PIL import Image
 
 from ..models.base_model import BaseModel
+from .encoders import encoders_loaded
 from .faults import check_finite_loss
 from .image_data import ImageData
 from .lora_writer import LoraWriter
@@ -144,7 +145,8 @@ class ImageLoop:
     def sample(self, label: str) -> None:
         if not self.main or not self.samples.steps:  # sample_steps: 0 turns samples off
             return
-        images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
+        with encoders_loaded(self.base, self.accelerator.device, self.precision):
+            images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
         self.report.samples(images, self.progress.step, label)
         self.last_sample = images[0] if images else self.last_sample
 
