@@ -28,9 +28,10 @@ SEED = ROOT / "examples" / "llm" / "alpaca_tiny.jsonl"
 class FakeWorker:
     """Records requests; `loaded` as the real client keeps it."""
 
-    def __init__(self, loaded: bool, fails: bool = False):
+    def __init__(self, loaded: bool, fails: bool = False, answers: dict | None = None):
         self.loaded = {"base_model": "m"} if loaded else None
         self.fails = fails
+        self.answers = answers or {}  # what "generate" answers
         self.requests: list[str] = []
 
     def request(self, op: str, **args):
@@ -43,6 +44,8 @@ class FakeWorker:
                            "load_seconds": 0.2}
         elif op == "unload":
             self.loaded = None
+        elif op == "generate":
+            return {**self.answers, "seconds": 0.1}
         return {"moved": True}
 
 
@@ -128,6 +131,18 @@ def test_adapter_lines_and_their_folders(setup):
     assert controller.adapter_path("mine") == adapter
     with pytest.raises(UserError, match="Load a base model first"):
         controller.test("hi", "mine", fields(controller), 8)
+
+
+def test_the_answers_show_control_characters_as_escapes(setup):
+    controller, tmp_path = setup
+    (tmp_path / "LLM-LoRA" / "mine").mkdir(parents=True)
+    (tmp_path / "LLM-LoRA" / "mine" / "adapter_config.json").write_text("{}")
+    controller.worker = FakeWorker(True, answers={"without": "a\x00b\x1b[31mred\r\nnext\tcol \u00e9\U0001f600",
+                                                  "with": "\x07bell\x7f\x85"})
+    without, adapted, note = controller.test("hi", "mine", fields(controller), 8)
+    assert without == "a\\x00b\\x1b[31mred\nnext\tcol \u00e9\U0001f600"  # newlines, tabs and letters stay
+    assert adapted == "\\x07bell\\x7f\\x85"
+    assert "Greedy answers in 0.1 s; with mine x1." in note
 
 
 def test_a_finished_job_publishes_its_adapter_and_hands_the_gpu_back(setup):
