@@ -209,18 +209,46 @@ def test_a_worker_that_dies_is_a_message(tmp_path):
     script = tmp_path / "python"
     script.write_text("#!/bin/sh\necho 'ImportError: no module named torch' >&2\nexit 3\n")
     script.chmod(0o755)
-    worker = ModelWorker(lambda: str(script), [])
+    worker = ModelWorker(lambda: str(script), [], lambda: tmp_path / "worker.log")
     with pytest.raises(UserError, match="exit code 3") as caught:
         worker.request("status")
     assert "no module named torch" in str(caught.value) and worker.loaded is None
-    missing = ModelWorker(lambda: str(tmp_path / "nope"), [])
+    assert f"All it wrote is in {tmp_path / 'worker.log'}" in str(caught.value)
+    missing = ModelWorker(lambda: str(tmp_path / "nope"), [], lambda: None)
     with pytest.raises(UserError, match="Could not start the model worker"):
         missing.request("status")
 
 
+NOISY_WORKER = """\
+import json, sys, warnings
+warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
+print("a library wrote to stdout", flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    print(json.dumps({"id": request["id"], "ok": True, "result": {"op": request["op"]}}), flush=True)
+"""
+
+
+def test_the_model_workers_library_noise_goes_to_its_log_not_the_console(tmp_path, capfd):
+    (tmp_path / "noisy.py").write_text(NOISY_WORKER)
+    python = tmp_path / "python"  # started as `python -m lora_train.text.serve`: runs the noisy worker instead
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {tmp_path / 'noisy.py'}\n")
+    python.chmod(0o755)
+    log = tmp_path / "runs" / "llm" / "model-worker.log"
+    worker = ModelWorker(lambda: str(python), [], lambda: log)
+    try:
+        assert worker.request("status") == {"op": "status"}
+    finally:
+        worker.close()
+    worker._stderr_reader.join(10)
+    assert "is_gradient_checkpointing" not in capfd.readouterr().err
+    assert "FutureWarning: `is_gradient_checkpointing` is deprecated" in log.read_text()
+    assert "a library wrote to stdout" in log.read_text()
+
+
 @pytest.mark.slow
 def test_the_client_talks_to_the_real_worker():
-    worker = ModelWorker(lambda: sys.executable, [str(ROOT)])
+    worker = ModelWorker(lambda: sys.executable, [str(ROOT)], lambda: None)
     try:
         assert worker.request("status")["loaded"] is None
         with pytest.raises(UserError, match="Unknown request"):

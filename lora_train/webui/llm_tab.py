@@ -26,6 +26,7 @@ from .widgets import field_widget, guarded
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
 WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built
+WORKER_LOG = "model-worker.log"  # in <work folder>/llm: what the model worker wrote to stderr
 TICK_SECONDS = 1.0
 LOG_SHOWN = 10
 ID = "lora_train_llm_"
@@ -37,7 +38,7 @@ BASIC_KEYS = ("lora_rank", "lora_alpha", "learning_rate", "epochs", "batch_size"
 def model_worker(host: Host, python_fallback: str | None) -> ModelWorker:
     if "worker" not in WORKERS:
         WORKERS["worker"] = ModelWorker(lambda: resolve_worker_python(host.settings().worker_python, python_fallback),
-                                        [str(EXTENSION_ROOT)])
+                                        [str(EXTENSION_ROOT)], lambda: host.settings().work_dir / "llm" / WORKER_LOG)
     return WORKERS["worker"]
 
 

@@ -2,7 +2,8 @@
 
 The job runs `<python> -m lora_train train --config job.yaml --events jsonl --stop-file STOP`
 in its workspace folder. A thread reads the JSON-line events from the worker's stdout and
-folds them into a `JobState`; another collects the human text from stderr for the log tail.
+folds them into a `JobState`; another reads its stderr (library output, a traceback) into the log tail
+and train.log, never onto the console but for a traceback (`worker_stderr`).
 The state outlives the browser page, so a reload shows the running job again. Interrupt
 creates the stop file (the worker saves what it has and ends with `done`, interrupted); a
 second Interrupt terminates the process, which the worker also treats as a stop request.
@@ -25,6 +26,7 @@ import yaml
 
 from ..core.errors import UserError
 from ..core.events import describe
+from .worker_stderr import StderrReader
 
 LOG_LINES = 200
 SAMPLES_KEPT = 8
@@ -104,24 +106,6 @@ class JobHooks(Protocol):
     def before_start(self, state: JobState) -> Followup: ...
 
     def after_finish(self, state: JobState) -> Followup: ...
-
-
-class TracebackFilter:
-    """Folds a Python traceback in the worker's stderr into one line for the log tail."""
-
-    def __init__(self) -> None:
-        self.inside = False
-
-    def __call__(self, line: str) -> str | None:
-        if line.startswith("Traceback (most recent call last):"):
-            self.inside = True
-            return None
-        if self.inside:
-            if line[:1].isspace() or not line:
-                return None
-            self.inside = False
-            return f"{line} (the worker's traceback was printed to the console)"
-        return line
 
 
 class JobRunner:
@@ -214,7 +198,8 @@ class JobRunner:
                                        encoding="utf-8", errors="replace", bufsize=1)
             with self._lock:
                 self._process = process
-            stderr_reader = threading.Thread(target=self._read_stderr, args=(process, state), daemon=True)
+            stderr_reader = threading.Thread(target=self._read_stderr, daemon=True,
+                                             args=(process, state, spec.workspace / "train.log"))
             stderr_reader.start()
             for line in process.stdout:
                 self._on_stdout(state, line.rstrip("\n"))
@@ -246,14 +231,11 @@ class JobRunner:
 
         self._update(state, fold)
 
-    def _read_stderr(self, process: subprocess.Popen, state: JobState) -> None:
-        fold = TracebackFilter()
-        for raw in process.stderr:
-            line = raw.rstrip("\n")
-            print(f"[lora_train] {line}", file=sys.stderr)
-            shown = fold(line)
-            if shown:
-                self._update(state, lambda: state.log.append(shown))
+    def _read_stderr(self, process: subprocess.Popen, state: JobState, log_file: Path) -> None:
+        def tail(line: str) -> None:
+            self._update(state, lambda: state.log.append(line))
+
+        StderrReader("[lora_train]", tail, log_file).read(process.stderr)
 
     def _on_stdout(self, state: JobState, line: str) -> None:
         try:
