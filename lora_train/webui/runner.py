@@ -57,6 +57,7 @@ class JobState:
     log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     messages: list[tuple[str, str]] = field(default_factory=list)  # (text, info|warning|error|success)
     lora_path: str | None = None
+    summary: str = ""  # how it ended, in the worker's words: the `done` event's message, or why it failed
     stop_requested: bool = False
     ended: bool = False  # the worker has exited and the host's follow-up (publish, reload) is done
     version: int = 0
@@ -250,7 +251,7 @@ class JobRunner:
 
     @staticmethod
     def _fail(state: JobState, text: str) -> None:
-        state.status = "failed"
+        state.status, state.summary = "failed", text
         state.messages.append((text, "error"))
 
     def _apply(self, state: JobState, event: dict[str, Any]) -> None:
@@ -278,7 +279,7 @@ class JobRunner:
             state.messages.append((event.get("message", ""), "warning"))
         elif kind == "done":
             state.status = "interrupted" if event.get("interrupted") else "done"
-            state.lora_path = event.get("path")
+            state.lora_path, state.summary = event.get("path"), event.get("message") or ""
             state.eta_s = 0
         elif kind == "error":
             self._fail(state, event.get("message") or f"The {self.kind} job failed.")
