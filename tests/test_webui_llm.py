@@ -31,9 +31,10 @@ SEED = ROOT / "examples" / "llm" / "alpaca_tiny.jsonl"
 class FakeWorker:
     """Records requests; `loaded` as the real client keeps it."""
 
-    def __init__(self, loaded: bool, fails: bool = False):
+    def __init__(self, loaded: bool, fails: bool = False, answers: dict | None = None):
         self.loaded = {"base_model": "m"} if loaded else None
         self.fails = fails
+        self.answers = answers or {}  # what "generate" answers
         self.requests: list[str] = []
 
     def request(self, op: str, **args):
@@ -46,6 +47,8 @@ class FakeWorker:
                            "load_seconds": 0.2}
         elif op == "unload":
             self.loaded = None
+        elif op == "generate":
+            return {**self.answers, "seconds": 0.1}
         return {"moved": True}
 
 
@@ -131,6 +134,18 @@ def test_adapter_lines_and_their_folders(setup):
     assert controller.adapter_path("mine") == adapter
     with pytest.raises(UserError, match="Load a base model first"):
         controller.test("hi", "mine", fields(controller), 8)
+
+
+def test_the_answers_show_control_characters_as_escapes(setup):
+    controller, tmp_path = setup
+    (tmp_path / "LLM-LoRA" / "mine").mkdir(parents=True)
+    (tmp_path / "LLM-LoRA" / "mine" / "adapter_config.json").write_text("{}")
+    controller.worker = FakeWorker(True, answers={"without": "a\x00b\x1b[31mred\r\nnext\tcol \u00e9\U0001f600",
+                                                  "with": "\x07bell\x7f\x85"})
+    without, adapted, note = controller.test("hi", "mine", fields(controller), 8)
+    assert without == "a\\x00b\\x1b[31mred\nnext\tcol \u00e9\U0001f600"  # newlines, tabs and letters stay
+    assert adapted == "\\x07bell\\x7f\\x85"
+    assert "Greedy answers in 0.1 s; with mine x1." in note
 
 
 def test_a_finished_job_publishes_its_adapter_and_hands_the_gpu_back(setup):
@@ -244,18 +259,46 @@ def test_a_worker_that_dies_is_a_message(tmp_path):
     script = tmp_path / "python"
     script.write_text("#!/bin/sh\necho 'ImportError: no module named torch' >&2\nexit 3\n")
     script.chmod(0o755)
-    worker = ModelWorker(lambda: str(script), [])
+    worker = ModelWorker(lambda: str(script), [], lambda: tmp_path / "worker.log")
     with pytest.raises(UserError, match="exit code 3") as caught:
         worker.request("status")
     assert "no module named torch" in str(caught.value) and worker.loaded is None
-    missing = ModelWorker(lambda: str(tmp_path / "nope"), [])
+    assert f"All it wrote is in {tmp_path / 'worker.log'}" in str(caught.value)
+    missing = ModelWorker(lambda: str(tmp_path / "nope"), [], lambda: None)
     with pytest.raises(UserError, match="Could not start the model worker"):
         missing.request("status")
 
 
+NOISY_WORKER = """\
+import json, sys, warnings
+warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
+print("a library wrote to stdout", flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    print(json.dumps({"id": request["id"], "ok": True, "result": {"op": request["op"]}}), flush=True)
+"""
+
+
+def test_the_model_workers_library_noise_goes_to_its_log_not_the_console(tmp_path, capfd):
+    (tmp_path / "noisy.py").write_text(NOISY_WORKER)
+    python = tmp_path / "python"  # started as `python -m lora_train.text.serve`: runs the noisy worker instead
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {tmp_path / 'noisy.py'}\n")
+    python.chmod(0o755)
+    log = tmp_path / "runs" / "llm" / "model-worker.log"
+    worker = ModelWorker(lambda: str(python), [], lambda: log)
+    try:
+        assert worker.request("status") == {"op": "status"}
+    finally:
+        worker.close()
+    worker._stderr_reader.join(10)
+    assert "is_gradient_checkpointing" not in capfd.readouterr().err
+    assert "FutureWarning: `is_gradient_checkpointing` is deprecated" in log.read_text()
+    assert "a library wrote to stdout" in log.read_text()
+
+
 @pytest.mark.slow
 def test_the_client_talks_to_the_real_worker():
-    worker = ModelWorker(lambda: sys.executable, [str(ROOT)])
+    worker = ModelWorker(lambda: sys.executable, [str(ROOT)], lambda: None)
     try:
         assert worker.request("status")["loaded"] is None
         with pytest.raises(UserError, match="Unknown request"):

@@ -257,4 +257,5 @@ class LLMController:
         label = ", ".join(f"{Path(path).name} x{weight:g}" for path, weight in stack)
         notes.append((f"Greedy answers in {result['seconds']:.1f} s" + (f"; with {label}." if stack else
                                                                           "; add an adapter to compare."), "info"))
-        return result["without"], result.get("with", ""), markup.messages(notes)
+        return (llm_render.readable(result["without"]), llm_render.readable(result.get("with", "")),
+                markup.messages(notes))
