@@ -22,8 +22,8 @@ import lora_train
 ROOT = Path(lora_train.__file__).resolve().parent
 TORCH_STACK = ("torch", "diffusers", "transformers", "peft", "accelerate")
 TORCH_FREE_DATA = ("buckets", "captions", "images", "messages", "metadata_csv", "plan", "scan")
-ENGINE = ("lora_train.adapters", "lora_train.kohya", "lora_train.models", "lora_train.text", "lora_train.train",
-          "lora_train.tools")
+ENGINE = ("lora_train.adapters", "lora_train.dit", "lora_train.kohya", "lora_train.models", "lora_train.text",
+          "lora_train.train", "lora_train.tools")
 ENGINE_CONFIG = ("lora_train.text", "lora_train.text.schema")  # the text engine's config, torch-free
 
 # Imports each module named on the command line; blocks the torch stack when asked, noting which

@@ -66,3 +66,23 @@ def test_config_keys_name_the_parts_and_replace_a_folder_s_own(tiny_flux_files, 
     # schnell's folder with dev's T5 file named instead of its own (the two seeds differ only by family)
     base = load_flux_base(flux_source(other.diffusers), PartPaths(t5xxl=str(files.t5xxl)))
     assert base.sources["t5xxl"] == str(files.t5xxl)
+
+
+def test_an_fp8_transformer_and_t5_are_read_and_cast_to_the_training_precision(tiny_flux_files, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    files = tiny_flux_files("flux-schnell")
+    for source, name in ((files.transformer, "flux1-schnell-fp8.safetensors"),
+                         (files.t5xxl, "t5xxl_fp8_e4m3fn.safetensors")):
+        save_file({key: value.to(torch.float8_e4m3fn) for key, value in load_file(source).items()},
+                  str(tmp_path / name))
+    shutil.copy(files.ae, tmp_path)
+    shutil.copy(files.clip_l, tmp_path)
+    shutil.copytree(files.t5_tokenizer, tmp_path / files.t5_tokenizer.name)
+    base = load_flux_base(flux_source(tmp_path / "flux1-schnell-fp8.safetensors"), dtype=torch.bfloat16)
+    model = tiny_flux("flux-schnell")
+    for loaded, original in ((base.transformer, model.transformer), (base.t5, model.t5)):
+        state = loaded.state_dict()
+        assert all(value.dtype == torch.bfloat16 for value in state.values())
+        for key, value in original.state_dict().items():
+            assert torch.equal(state[key], value.to(torch.float8_e4m3fn).to(torch.bfloat16)), key

@@ -10,6 +10,7 @@ finished. Only the main process writes files; the others take the same steps sil
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .precision import Precision
 from .reporting import Reporter, peak_vram_mb
 from .resume_state import Progress, TrainingState
 from .sampling import SampleSettings, generate_samples
-from .step import StepRunner
+from .step import OptimizerStepper
 from .stop import StopRequest
 
 
@@ -56,20 +57,21 @@ class Checkpoints:
 class ImageLoop:
     schedule: Schedule
     data: ImageData
-    runner: StepRunner
+    runner: OptimizerStepper
     state: TrainingState
     params: list[torch.nn.Parameter]
     progress: Progress
     checkpoints: Checkpoints
     writer: LoraWriter
     samples: SampleSettings
-    base: BaseModel
+    base: BaseModel  # or the DiT engine's FluxBase
     precision: Precision
     accelerator: Accelerator
     report: Reporter
     stop: StopRequest
     learning_rate: float  # named in the advice when the loss diverges
     preferred_weight: float  # in the `<lora:name:weight>` tag of the final message
+    generate: Callable[..., list[Image.Image]] = generate_samples  # (base, samples, device, autocast) -> images
 
     def __post_init__(self) -> None:
         self.main = self.accelerator.is_main_process
@@ -148,7 +150,7 @@ class ImageLoop:
     def sample(self, label: str) -> list[Image.Image]:
         if not self.main or not self.samples.steps:  # sample_steps: 0 turns samples off
             return []
-        images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
+        images = self.generate(self.base, self.samples, self.accelerator.device, self.precision.autocast())
         self.report.samples(images, self.progress.step, label)
         return images
 

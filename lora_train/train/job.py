@@ -51,8 +51,9 @@ def _train_image(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path |
     try:
         with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it: seconds saved
             with collector_paused(collect=False):  # no collections in the imports: a second saved
-                from .image_trainer import train_image_lora
-            return train_image_lora(config, emit, stop)
+                from ..dit.trainer import flux_loop
+                from .image_trainer import build_loop, train_image_lora
+            return train_image_lora(config, emit, stop, flux_loop(config) or build_loop)  # Flux: the DiT engine
     except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
         raise out_of_memory_message(None, config.resolution, config.batch_size) from None
 

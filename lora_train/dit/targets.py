@@ -1,0 +1,64 @@
+"""Which Flux layers get a LoRA: by kind inside the double and single blocks (`flux_targets`), CLIP-L's
+attention / MLP (`text_encoder_targets`, when `train_text_encoder`), or exact names (`target_modules`).
+
+Kinds, on diffusers' module names (the file fuses them back into BFL's, `lora_file`):
+- `attention`: q, k, v and the output projections of both streams (`attn.*`); in single blocks also
+  `proj_out` (BFL's `linear2`, the output of attention and MLP together);
+- `mlp`: the feed-forward layers (`ff.*`, `ff_context.*`; `proj_mlp` in single blocks);
+- `modulation`: the per-block modulation (`norm1.linear`, `norm1_context.linear`, `norm.linear`; BFL's
+  `img_mod` / `txt_mod` / `modulation`), which Chroma does not have.
+kohya's default adapts every linear of the blocks, i.e. all three kinds; the default here is attention + MLP.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from torch import nn
+
+from ..adapters.targets import TargetSet, names_by_entries, text_encoder_target_names
+from ..core.errors import UserError
+
+_BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.\d+\.(.+)$")
+_MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
+
+
+def layer_kind(block: str, path: str) -> str | None:
+    """The `flux_targets` kind of a linear at `path` inside a double (`transformer_blocks`) or single block."""
+    if path.startswith("attn.") or (block == "single_transformer_blocks" and path == "proj_out"):
+        return "attention"
+    if path.startswith(("ff.", "ff_context.")) or path == "proj_mlp":
+        return "mlp"
+    return "modulation" if path in _MODULATION else None
+
+
+def flux_target_names(transformer: nn.Module, kinds: Sequence[str]) -> tuple[str, ...]:
+    names = []
+    for path, module in transformer.named_modules():
+        match = _BLOCK.match(path)
+        if match and isinstance(module, nn.Linear) and layer_kind(match.group(1), match.group(2)) in kinds:
+            names.append(path)
+    return tuple(names)
+
+
+def select_flux_targets(transformer: nn.Module, clip: nn.Module | None, *, train_unet: bool, train_text_encoder: bool,
+                        flux_targets: Sequence[str], text_encoder_targets: Sequence[str],
+                        target_modules: Sequence[str] | None) -> TargetSet:
+    """The layers to adapt: in the transformer and in CLIP-L (when there is one and it trains)."""
+    components = {"transformer": transformer} if train_unet else {}
+    if train_text_encoder and clip is not None:
+        components["text encoder"] = clip
+    if not components:
+        raise UserError("train_unet is off and there is no text encoder to train: there is nothing to train.")
+    if target_modules is not None:
+        found = names_by_entries(components, target_modules)
+    else:
+        found = {label: flux_target_names(component, flux_targets) if label == "transformer"
+                 else text_encoder_target_names(component, text_encoder_targets)
+                 for label, component in components.items()}
+    targets = TargetSet(found.get("transformer", ()), (found.get("text encoder", ()),) if clip is not None else ())
+    if not len(targets):
+        raise UserError(f"No layer selected for LoRA: flux_targets {list(flux_targets)} selects none of this model's "
+                        "layers (Chroma has no modulation layers). Choose attention and / or mlp.")
+    return targets

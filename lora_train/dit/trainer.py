@@ -1,0 +1,157 @@
+"""A Flux-family LoRA run, on the shared run kit: the session, data, schedule, optimizer, resume state, the
+image loop and the writer are the UNet engine's (`train/image_trainer.py`); what differs is here.
+
+config checks -> data -> the Flux model (`load_flux_base`) -> sample prompts encoded -> latents and T5 /
+CLIP-L outputs cached, the encoders freed -> LoRA on the transformer (and CLIP-L) -> flow-matching steps
+(`step.py`) -> kohya's Flux file (`lora_file.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+from collections.abc import Callable
+
+import torch
+
+from ..config import TrainConfig
+from ..core.errors import UserError
+from ..train.image_data import ImageData, build_image_data, cache_folders, fill_latent_cache, model_identity
+from ..train.image_loop import ImageLoop
+from ..train.image_trainer import (LoopParts, Session, add_lora, make_schedule, prepare_trained, resumed_progress,
+                                   sample_settings, start_loop, training_state)
+from ..train.lora_writer import lora_writer
+from ..train.stop import StopRequest
+from .base import FluxBase, PartPaths, load_flux_base
+from .detect import TITLES
+from .flow import FlowSettings
+from .lora_file import FluxLoraWriter
+from .sampling import FluxSampler
+from .source import FluxSource, flux_source
+from .step import FlowStepRunner
+from .targets import select_flux_targets
+from .text import TextSettings, clip_pooled, t5_outputs, text_settings
+
+_SD_ONLY = {  # key -> (is it set?, what to do instead)
+    "network_type": (lambda c: c.network_type != "lora", "Flux's transformer has no convolutions: use lora"),
+    "use_dora": (lambda c: c.use_dora, "DoRA cannot be fused into BFL's qkv layers exactly yet: turn it off"),
+    "pretrained_lora": (lambda c: bool(c.pretrained_lora), "continuing a Flux LoRA is not supported yet"),
+    "prediction_type": (lambda c: c.prediction_type != "auto", "Flux learns the flow velocity: leave it at auto"),
+    "min_snr_gamma": (lambda c: c.min_snr_gamma is not None, "use weighting_scheme for Flux"),
+    "zero_terminal_snr": (lambda c: c.zero_terminal_snr, "Flux's flow schedule has no terminal SNR: turn it off"),
+    "clip_skip": (lambda c: c.clip_skip != 1, "Flux uses CLIP-L's pooled output: leave it at 1"),
+    "vae": (lambda c: bool(c.vae), "name Flux's autoencoder with ae"),
+}
+
+
+def check_flux_config(config: TrainConfig, family: str) -> None:
+    """A UserError for settings that do not apply to Flux (each with what to do instead)."""
+    for key, (is_set, advice) in _SD_ONLY.items():
+        if is_set(config):
+            raise UserError(f"{key} is a Stable Diffusion setting and cannot be used with {TITLES[family]}: {advice}.")
+    for key in ("resolution", "bucket_reso_steps"):
+        if getattr(config, key) % 16:
+            raise UserError(f"{key} is {getattr(config, key)}: Flux packs 2x2 patches of 8x smaller latents, so it "
+                            "must be a multiple of 16 (e.g. 512, 768, 1024; bucket_reso_steps 64).")
+
+
+def load_model(config: TrainConfig, source: FluxSource, session: Session) -> FluxBase:
+    """The Flux model, frozen on the device in the training precision (the autoencoder in fp32)."""
+    say, precision, device = session.report.say, session.precision, session.device
+    say(f"Loading base model {source.path} ({TITLES[source.family]})")
+    paths = PartPaths(config.ae, config.clip_l, config.t5xxl, config.t5xxl_tokenizer)
+    base = load_flux_base(source, paths, precision.weight_dtype, device)
+    for module in (base.t5, *base.text_encoders):
+        module.to(device)
+    base.vae.to(device, torch.float32)
+    parts = ", ".join(f"{part} from {where}" for part, where in base.sources.items() if where)
+    say(f"Base model: {TITLES[base.family]}, training in {precision.name if precision.name != 'no' else 'fp32'} on "
+        f"{device}; {parts}")
+    return base
+
+
+def fill_text_cache(config: TrainConfig, data: ImageData, base: FluxBase, text: TextSettings, session: Session
+                    ) -> None:
+    """T5's outputs (and CLIP-L's pooled output, unless CLIP-L trains) encoded once, then T5 (and CLIP-L) freed;
+    T5 stays when captions change every step (shuffle_caption, caption_dropout_rate) or caching is off."""
+    say = session.report.say
+    if not (config.cache_text_encoder_outputs or config.cache_text_encoder_outputs_to_disk):
+        return
+    if config.shuffle_caption or config.caption_dropout_rate:
+        say("T5 stays loaded and encodes every step: shuffle_caption / caption_dropout_rate change the captions, so "
+            "their outputs cannot be cached.", "warning")
+        return
+    pooled = base.clip is not None and not config.train_text_encoder
+
+    @torch.no_grad()
+    def encode(captions: list[str]) -> dict[str, torch.Tensor]:
+        out = t5_outputs(base.t5, base.t5_tokenizer, captions, text, session.device)
+        if pooled:
+            out["pooled"] = clip_pooled(base.clip, base.clip_tokenizer, captions, session.device)
+        return {key: value.cpu() for key, value in out.items()}
+
+    folder = cache_folders(config, session.output_dir, say).open("text", config.cache_text_encoder_outputs_to_disk)
+    identity = model_identity(base, "flux-text", base.sources.get("t5xxl"), base.sources.get("clip_l"), pooled,
+                              text.max_length, text.t5_mask, base.t5.dtype)
+    data.dataset.cache_text_encoder_outputs(encode, identity, folder)
+    freed = ["T5"] + (["CLIP-L"] if pooled else [])
+    base.t5 = None
+    if pooled:
+        base.clip = None
+    _release_memory(session.device)
+    say(f"Text-encoder outputs: {folder.stats.hits} from the cache, {folder.stats.misses} encoded; "
+        f"{' and '.join(freed)} freed")
+
+
+def _release_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _flow_metadata(config: TrainConfig, text: TextSettings) -> dict[str, str]:
+    """What kohya records of the flow settings (`ss_*`)."""
+    keys = ("timestep_sampling", "sigmoid_scale", "discrete_flow_shift", "logit_mean", "logit_std", "weighting_scheme",
+            "guidance_scale", "model_prediction_type")
+    return {**{f"ss_{key}": str(getattr(config, key)) for key in keys},
+            "ss_apply_t5_attn_mask": str(text.t5_mask), "ss_t5xxl_max_token_length": str(text.max_length)}
+
+
+def build_flux_loop(config: TrainConfig, session: Session, stop: StopRequest, source: FluxSource) -> ImageLoop:
+    """Data, the Flux model, caches, LoRA, optimizer and resumed progress, assembled into the image loop."""
+    report, accelerator, device = session.report, session.accelerator, session.device
+    check_flux_config(config, source.family)
+    data = build_image_data(config, accelerator.num_processes, accelerator.process_index)
+    for warning in data.warnings:
+        report.say(warning, "warning")
+    base = load_model(config, source, session)
+    text = text_settings(base.family, config.t5xxl_max_token_length, config.apply_t5_attn_mask)
+    if base.family == "chroma" and config.train_text_encoder:
+        report.say("Chroma has no CLIP-L, and T5 stays frozen: only the transformer trains.")
+    sampler = FluxSampler(base, sample_settings(config, data), text, device)
+    fill_latent_cache(config, data, base, device, cache_folders(config, session.output_dir, report.say),
+                      f"{base.sources['ae']}:{base.vae.config.shift_factor}")
+    fill_text_cache(config, data, base, text, session)
+    targets = select_flux_targets(base.transformer, base.clip, train_unet=config.train_unet,
+                                  train_text_encoder=config.train_text_encoder, flux_targets=config.flux_targets,
+                                  text_encoder_targets=config.text_encoder_targets,
+                                  target_modules=config.target_modules)
+    lora = add_lora(config, base, session, targets)
+    schedule = make_schedule(config, data)
+    state = training_state(config, lora, schedule, session)
+    wrapped = prepare_trained(lora, accelerator)
+    progress = resumed_progress(config, state, session)
+    flow = FlowSettings(config.timestep_sampling, config.sigmoid_scale, config.discrete_flow_shift, config.logit_mean,
+                        config.logit_std, config.weighting_scheme)
+    runner = FlowStepRunner(config, base, flow, text, session.precision, device, wrapped, accelerator)
+    writer = lora_writer(config, base, lora.spec, data.index, session.lora_dir, time.time(), FluxLoraWriter)
+    writer.settings = _flow_metadata(config, text)
+    return start_loop(config, session, stop, LoopParts(data, base, lora, schedule, state, progress, runner, writer,
+                                                       sampler))
+
+
+def flux_loop(config: TrainConfig) -> Callable[[TrainConfig, Session, StopRequest], ImageLoop] | None:
+    """The loop builder for a Flux-family `base_model`; None for any other (the UNet engine's then)."""
+    source = flux_source(config.base_model)
+    return None if source is None else functools.partial(build_flux_loop, source=source)
