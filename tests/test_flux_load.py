@@ -86,3 +86,25 @@ def test_an_fp8_transformer_and_t5_are_read_and_cast_to_the_training_precision(t
         assert all(value.dtype == torch.bfloat16 for value in state.values())
         for key, value in original.state_dict().items():
             assert torch.equal(state[key], value.to(torch.float8_e4m3fn).to(torch.bfloat16)), key
+
+
+def test_fp8_base_keeps_the_linear_weights_in_fp8(tiny_flux_files, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from lora_train.dit.fp8 import Fp8Linear
+
+    files = tiny_flux_files("chroma")
+    stored = {key: value.to(torch.float8_e5m2) if key.endswith("linear1.weight") else value
+              for key, value in load_file(files.transformer).items()}
+    save_file(stored, str(tmp_path / "chroma-mixed.safetensors"))
+    paths = PartPaths(ae=str(files.ae), t5xxl=str(files.t5xxl), fp8_base=True)
+    for path in (tmp_path / "chroma-mixed.safetensors", files.diffusers):
+        transformer = load_flux_base(flux_source(path), paths, dtype=torch.bfloat16).transformer
+        linears = [m for m in transformer.modules() if isinstance(m, torch.nn.Linear)]
+        assert linears and all(type(m) is Fp8Linear for m in linears)
+        to_q = transformer.single_transformer_blocks[0].attn.to_q
+        assert to_q.weight.dtype == (torch.float8_e5m2 if path.is_file() else torch.float8_e4m3fn)
+        assert to_q.bias.dtype == torch.bfloat16 and transformer.x_embedder.weight.dtype == torch.float8_e4m3fn
+        assert transformer.single_transformer_blocks[0].attn.norm_q.weight.dtype == torch.bfloat16
+        x = torch.randn(2, to_q.in_features, dtype=torch.bfloat16)
+        assert torch.equal(to_q(x), torch.nn.functional.linear(x, to_q.weight.to(torch.bfloat16), to_q.bias))

@@ -207,6 +207,9 @@ class TrainConfig:
     t5xxl_tokenizer: Optional[str] = opt(None, "Folder with T5's tokenizer.json, which single files lack; empty: a "
                                          "t5xxl_tokenizer folder beside the T5 file, or the copy Forge ships.", "Flux",
                                          path="dir")
+    fp8_base: bool = opt(False, "Keep the transformer's linear weights in fp8 (an fp8 file as it is, a wider one cast "
+                         "to e4m3fn), each layer upcast for its own matmul: half the transformer's memory of bf16.",
+                         "Flux")
     flux_targets: list[str] = opt(None, "Flux layer kinds to adapt in the double and single blocks: attention "
                                   "(q/k/v/out, single blocks' linear2), mlp, modulation (kohya adapts all three).",
                                   "Flux", choices=FLUX_TARGETS, default_factory=lambda: ["attention", "mlp"])

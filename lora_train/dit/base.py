@@ -37,6 +37,7 @@ class PartPaths:
     clip_l: str | None = None
     t5xxl: str | None = None
     t5xxl_tokenizer: str | None = None
+    fp8_base: bool = False  # the transformer's linear weights kept in fp8
 
 
 @dataclass
@@ -117,7 +118,7 @@ def _from_files(source: FluxSource, paths: PartPaths, dtype: torch.dtype, device
     files = {part: find_part(part, path, getattr(paths, part), checkpoint.parts)
              for part in ("ae", "t5xxl") + (() if source.family == "chroma" else ("clip_l",))}
     tokenizer = find_t5_tokenizer(paths.t5xxl_tokenizer, files["t5xxl"])
-    transformer = load_bfl_transformer(path, checkpoint, dtype, device)
+    transformer = load_bfl_transformer(path, checkpoint, dtype, device, paths.fp8_base)
     clip = load_clip(files["clip_l"], dtype) if "clip_l" in files else None
     sources = {part: f"{file.path}" + (f" ({file.prefix}*)" if file.prefix else "") for part, file in files.items()}
     return FluxBase(source.family, transformer, load_ae(files["ae"], dtype), clip,
@@ -140,7 +141,8 @@ def _from_folder(source: FluxSource, paths: PartPaths, dtype: torch.dtype, devic
                 else load_pretrained(CLIPTextModel, folder, clip_folder, dtype, what))
     sources = {"ae": paths.ae or str(folder / "vae"), "t5xxl": paths.t5xxl or str(folder / t5_folder),
                "clip_l": paths.clip_l or str(folder / (clip_folder or "")), "t5_tokenizer": str(tokenizer_folder)}
-    return FluxBase(source.family, load_folder_transformer(folder, source.family, dtype, device), ae, clip,
+    transformer = load_folder_transformer(folder, source.family, dtype, device, paths.fp8_base)
+    return FluxBase(source.family, transformer, ae, clip,
                     load_clip_tokenizer(folder / "tokenizer") if clip is not None else None, t5,
                     load_t5_tokenizer(tokenizer_folder), folder.name, folder, sources)
 

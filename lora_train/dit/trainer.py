@@ -60,14 +60,14 @@ def load_model(config: TrainConfig, source: FluxSource, session: Session) -> Flu
     """The Flux model, frozen on the device in the training precision (the autoencoder in fp32)."""
     say, precision, device = session.report.say, session.precision, session.device
     say(f"Loading base model {source.path} ({TITLES[source.family]})")
-    paths = PartPaths(config.ae, config.clip_l, config.t5xxl, config.t5xxl_tokenizer)
+    paths = PartPaths(config.ae, config.clip_l, config.t5xxl, config.t5xxl_tokenizer, config.fp8_base)
     base = load_flux_base(source, paths, precision.weight_dtype, device)
     for module in (base.t5, *base.text_encoders):
         module.to(device)
     base.vae.to(device, torch.float32)
     parts = ", ".join(f"{part} from {where}" for part, where in base.sources.items() if where)
     say(f"Base model: {TITLES[base.family]}, training in {precision.name if precision.name != 'no' else 'fp32'} on "
-        f"{device}; {parts}")
+        f"{device}{' (the transformer in fp8)' if config.fp8_base else ''}; {parts}")
     return base
 
 

@@ -1,5 +1,5 @@
 """Load the Flux transformer: from a BFL single file (its config read from the shapes, `detect`), or from a
-diffusers folder's `transformer/`.
+diffusers folder's `transformer/`; with `fp8`, its linear weights kept in fp8 (`fp8.py`).
 
 A single file is read tensor by tensor from the memory-mapped safetensors straight onto the training
 device, cast as it is read; fused tensors (`qkv`, `linear1`) are split into row views, never copied, so the
@@ -20,6 +20,7 @@ from ..models.pretrained import load_pretrained
 from ..models.weights import empty_model, load_weights, report_mismatch
 from .detect import FluxCheckpoint
 from .flux_layout import bfl_modules, bfl_names, from_bfl
+from .fp8 import fp8_dtype, linear_weights, use_fp8_linears
 
 Transformer = FluxTransformer2DModel | ChromaTransformer2DModel
 _ADVICE = "The file does not hold a whole Flux.1 / Chroma transformer: download it again."
@@ -29,9 +30,10 @@ def transformer_class(family: str) -> type:
     return ChromaTransformer2DModel if family == "chroma" else FluxTransformer2DModel
 
 
-def load_bfl_transformer(path: Path, checkpoint: FluxCheckpoint, dtype: torch.dtype, device: torch.device
-                         ) -> Transformer:
-    """The transformer of a BFL-layout file (bare or under `checkpoint.prefix`), on `device` in `dtype`."""
+def load_bfl_transformer(path: Path, checkpoint: FluxCheckpoint, dtype: torch.dtype, device: torch.device,
+                         fp8: bool = False) -> Transformer:
+    """The transformer of a BFL-layout file (bare or under `checkpoint.prefix`), on `device` in `dtype` (with
+    `fp8`, its linear weights in fp8: `fp8.py`)."""
     what = f"The Flux transformer in {path}"
     model = empty_model(lambda: transformer_class(checkpoint.family)(**checkpoint.config))
     modules = bfl_modules(model.config, chroma=checkpoint.family == "chroma")
@@ -44,10 +46,24 @@ def load_bfl_transformer(path: Path, checkpoint: FluxCheckpoint, dtype: torch.dt
                             "yet: use the bf16 / fp16 or the plain fp8_e4m3fn file.")
         report_mismatch(what, _ADVICE, missing=expected - present, unexpected=present - expected)
         shapes = {key: value.shape for key, value in model.state_dict().items()}
-        state = dict(from_bfl(lambda name: handle.get_tensor(name).to(dtype), modules, shapes, checkpoint.prefix))
-    return load_weights(model, state, what, _ADVICE)
+        kept = linear_weights(model) if fp8 else set()
+        state = {key: part.to(fp8_dtype(part.dtype) if key in kept else dtype)
+                 for key, part in from_bfl(handle.get_tensor, modules, shapes, checkpoint.prefix)}
+    return _upcasting(load_weights(model, state, what, _ADVICE), fp8, dtype)
 
 
-def load_folder_transformer(folder: Path, family: str, dtype: torch.dtype, device: torch.device) -> Transformer:
-    what = f"The diffusers folder {folder}"
-    return load_pretrained(transformer_class(family), folder, "transformer", dtype, what).to(device)
+def _upcasting(model: Transformer, fp8: bool, dtype: torch.dtype) -> Transformer:
+    if fp8:
+        use_fp8_linears(model, dtype)
+    return model
+
+
+def load_folder_transformer(folder: Path, family: str, dtype: torch.dtype, device: torch.device,
+                            fp8: bool = False) -> Transformer:
+    """The folder's transformer on `device` in `dtype` (with `fp8`, its linear weights then cast to fp8)."""
+    model = load_pretrained(transformer_class(family), folder, "transformer", dtype, f"The diffusers folder {folder}")
+    if fp8:
+        for key in linear_weights(model):
+            module = model.get_submodule(key.removesuffix(".weight"))
+            module.weight.data = module.weight.data.to(fp8_dtype(module.weight.dtype))
+    return _upcasting(model.to(device), fp8, dtype)
