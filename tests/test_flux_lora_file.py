@@ -17,6 +17,7 @@ from lora_train.dit.flux_layout import bfl_modules, from_bfl, to_bfl
 from lora_train.dit.lora_file import flux_lora_state_dict
 from lora_train.dit.targets import flux_target_names
 from lora_train.fixtures.tiny_flux import tiny_flux
+
 from flux_support import merged_from_file
 
 ALL_KINDS = ("attention", "mlp", "modulation")

@@ -1,6 +1,6 @@
 """The Flux family through `lora_train train`: the loss falls on held-out images for a dev-type (guidance) base
 from a BFL single file and a Chroma base from a diffusers folder; the file's names, header and card; CLIP-L
-LoRA; an interrupted run resumes to the same weights; bad Flux inputs end with one clear error."""
+LoRA; an interrupted run resumes to the same weights; pretrained_lora continues from a Flux file; fp8_base; bad Flux inputs end with one clear error."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import pytest
 import torch
 import yaml
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from flux_support import apply_lora_file, flow_loss
+from flux_support import apply_lora_file, flow_loss, merged_from_file
 from lora_train.core.errors import UserError
 from lora_train.dit.base import load_flux_base
+from lora_train.dit.flux_layout import bfl_modules, to_bfl
 from lora_train.dit.source import flux_source
+from lora_train.fixtures.tiny_flux import tiny_flux
 from reliability_support import assert_clean_error, run_cli
 from train_support import DATASET, train
 
@@ -95,6 +97,51 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_flux_files, tmp_pat
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_pretrained_lora_continues_from_a_flux_file(tiny_flux_files, tmp_path):
+    model = tiny_flux_files("flux-dev").transformer
+    settings = dict(FLUX_FAST, flux_targets=["attention", "mlp", "modulation"], train_text_encoder=True)
+    first, _ = train(model, tmp_path / "first", max_train_steps=2, **settings)
+    same, events = train(model, tmp_path / "again", max_train_steps=1, pretrained_lora=str(first), learning_rate=0.0,
+                         text_encoder_lr=0.0, **settings)
+    assert any("Continuing from" in event.get("message", "") for event in events)
+    source, loaded = load_file(str(first)), load_file(str(same))
+    assert source.keys() == loaded.keys()
+    for key in source:
+        torch.testing.assert_close(loaded[key], source[key], rtol=0, atol=1e-7, msg=key)
+
+
+def test_pretrained_lora_trained_on_fused_layers_continues_exactly(tiny_flux_files, tmp_path):
+    """A LoRA made on BFL's fused qkv / linear1 (kohya's default): dense ups, split over the parts at its rank."""
+    files = tiny_flux_files("flux-schnell")
+    generator = torch.Generator().manual_seed(3)
+    modules = bfl_modules(tiny_flux("flux-schnell").transformer.config, chroma=False)
+    bfl = to_bfl(tiny_flux("flux-schnell").transformer.state_dict(), modules)
+    dense = {}
+    for name in ("double_blocks.0.img_attn.qkv", "single_blocks.1.linear1", "single_blocks.2.linear2"):
+        rows, cols = bfl[f"{name}.weight"].shape
+        key = "lora_unet_" + name.replace(".", "_")
+        dense[f"{key}.lora_down.weight"] = torch.randn(4, cols, generator=generator) * 0.1
+        dense[f"{key}.lora_up.weight"] = torch.randn(rows, 4, generator=generator) * 0.1
+        dense[f"{key}.alpha"] = torch.tensor(2.0)
+    save_file(dense, str(tmp_path / "fused.safetensors"))
+    continued, _ = train(files.transformer, tmp_path / "out", max_train_steps=1, learning_rate=0.0,
+                         pretrained_lora=str(tmp_path / "fused.safetensors"), **FLUX_FAST)
+    expected = merged_from_file(bfl, dense, modules)
+    got = merged_from_file(bfl, load_file(str(continued)), modules)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_an_sd_lora_does_not_continue_on_flux(tiny_flux_files, tmp_path):
+    path = tmp_path / "sd.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(2, 4),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(4, 2)}, str(path),
+              {"ss_base_model_version": "sd_v1"})
+    with pytest.raises(UserError, match=r"is a LoRA for SD 1.x models, but the base model is Flux.1-schnell"):
+        train(tiny_flux_files("flux-schnell").transformer, tmp_path / "out", max_train_steps=1,
+              pretrained_lora=str(path), **FLUX_FAST)
 
 
 def test_fp8_base_follows_the_plain_run_within_one_percent(tiny_flux_files, tmp_path):

@@ -23,12 +23,14 @@ import torch
 
 @dataclass(frozen=True)
 class FlowSettings:
-    timestep_sampling: str = "sigmoid"
-    sigmoid_scale: float = 1.0
-    discrete_flow_shift: float = 3.0
-    logit_mean: float = 0.0
-    logit_std: float = 1.0
-    weighting_scheme: str = "none"
+    """The config keys of the same names (defaults and ranges: config/schema.py)."""
+
+    timestep_sampling: str
+    sigmoid_scale: float
+    discrete_flow_shift: float
+    logit_mean: float
+    logit_std: float
+    weighting_scheme: str
 
 
 def flux_mu(image_tokens: int) -> float:

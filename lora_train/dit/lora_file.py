@@ -51,10 +51,35 @@ def fuse(module: Fused, parts: dict[int, LayerWeights], rows: list[int]) -> Laye
             up[row:row + rows[index], col:col + ranks[index]] = weights.up * (scales[index] / scale)
         down = torch.cat([parts[index].down for index in sorted(parts)], dim=0)
         weights = LayerWeights(down, up, scale * sum(ranks))
-    if module.kind == "swapped":  # BFL's final modulation holds (shift, scale), diffusers' (scale, shift)
-        first, second = weights.up.chunk(2, dim=0)
-        weights = LayerWeights(weights.down, torch.cat([second, first], dim=0), weights.alpha)
-    return weights
+    # BFL's final modulation holds (shift, scale), diffusers' (scale, shift)
+    return _swapped(weights) if module.kind == "swapped" else weights
+
+
+def _swapped(weights: LayerWeights) -> LayerWeights:
+    first, second = weights.up.chunk(2, dim=0)
+    return LayerWeights(weights.down, torch.cat([second, first], dim=0), weights.alpha)
+
+
+def split(module: Fused, weights: LayerWeights, rows: list[int]) -> dict[int, LayerWeights]:
+    """The inverse of `fuse`, exact for any fused LoRA: a block-diagonal up (ours, kohya's split_qkv) gives each
+    part its own rows of down; any other (a LoRA trained on the fused layer) gives each part the whole down and
+    its rows of up, at the fused rank."""
+    if module.kind == "swapped":
+        weights = _swapped(weights)
+    if len(module.parts) == 1:
+        return {0: weights}
+    parts, rank, scale = len(rows), weights.rank, weights.alpha / weights.rank
+    offsets = [sum(rows[:index]) for index in range(parts)]
+    blocks = [weights.up[offset:offset + count] for offset, count in zip(offsets, rows)]
+    if rank % parts == 0:
+        width = rank // parts
+        outside = [torch.cat([block[:, :index * width], block[:, (index + 1) * width:]], dim=1)
+                   for index, block in enumerate(blocks)]
+        if not any(part.any() for part in outside):
+            return {index: LayerWeights(weights.down[index * width:(index + 1) * width],
+                                        block[:, index * width:(index + 1) * width], scale * width)
+                    for index, block in enumerate(blocks)}
+    return {index: LayerWeights(weights.down, block, weights.alpha) for index, block in enumerate(blocks)}
 
 
 def _save(state: dict, name: str, weights: LayerWeights, dtype: torch.dtype) -> None:

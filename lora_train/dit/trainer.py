@@ -27,6 +27,7 @@ from .base import FluxBase, PartPaths, load_flux_base
 from .detect import TITLES
 from .flow import FlowSettings
 from .lora_file import FluxLoraWriter
+from .pretrained import load_flux_state_dict
 from .sampling import FluxSampler
 from .source import FluxSource, flux_source
 from .step import FlowStepRunner
@@ -36,7 +37,6 @@ from .text import TextSettings, clip_pooled, t5_outputs, text_settings
 _SD_ONLY = {  # key -> (is it set?, what to do instead)
     "network_type": (lambda c: c.network_type != "lora", "Flux's transformer has no convolutions: use lora"),
     "use_dora": (lambda c: c.use_dora, "DoRA cannot be fused into BFL's qkv layers exactly yet: turn it off"),
-    "pretrained_lora": (lambda c: bool(c.pretrained_lora), "continuing a Flux LoRA is not supported yet"),
     "prediction_type": (lambda c: c.prediction_type != "auto", "Flux learns the flow velocity: leave it at auto"),
     "min_snr_gamma": (lambda c: c.min_snr_gamma is not None, "use weighting_scheme for Flux"),
     "zero_terminal_snr": (lambda c: c.zero_terminal_snr, "Flux's flow schedule has no terminal SNR: turn it off"),
@@ -137,7 +137,7 @@ def build_flux_loop(config: TrainConfig, session: Session, stop: StopRequest, so
                                   train_text_encoder=config.train_text_encoder, flux_targets=config.flux_targets,
                                   text_encoder_targets=config.text_encoder_targets,
                                   target_modules=config.target_modules)
-    lora = add_lora(config, base, session, targets)
+    lora = add_lora(config, base, session, targets, load_flux_state_dict)
     schedule = make_schedule(config, data)
     state = training_state(config, lora, schedule, session)
     wrapped = prepare_trained(lora, accelerator)

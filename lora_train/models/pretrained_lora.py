@@ -8,8 +8,10 @@ LoRA, ...) are reported back for a warning; a file of which nothing fits is an e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import torch
 
 from torch import nn
 
@@ -18,16 +20,21 @@ from ..core.arch import ARCH_NAMES, detect_arch
 from ..kohya.state import LoadReport, load_kohya_state_dict
 from ..kohya.read import read_lora_file
 
+StateLoader = Callable[[str, nn.Module, Sequence[nn.Module], Mapping[str, torch.Tensor]], LoadReport]
 
-def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module,
-                         text_encoders: Sequence[nn.Module]) -> LoadReport:
-    """Load the file into freshly injected components (then collect their parameters again)."""
+
+def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module],
+                         load_state: StateLoader = load_kohya_state_dict) -> LoadReport:
+    """Load the file into freshly injected components (then collect their parameters again) with `load_state`
+    (the UNet families' kohya names by default; the DiT engine gives Flux's). Families that share their
+    `ss_base_model_version` (Flux.1-dev and schnell) take each other's LoRAs."""
     state, metadata = read_lora_file(path)
     file_arch = detect_arch({key: tuple(value.shape) for key, value in state.items()}, metadata)
-    if file_arch is not None and file_arch != arch:
+    version = ARCH_NAMES[arch].base_model_version
+    if file_arch is not None and ARCH_NAMES[file_arch].base_model_version != version:
         raise UserError(f"pretrained_lora {path} is a LoRA for {ARCH_NAMES[file_arch].title} models, but the base model "
                         f"is {ARCH_NAMES[arch].title}: continue from a LoRA trained on the same kind of model.")
-    report = load_kohya_state_dict(arch, unet, text_encoders, state)
+    report = load_state(arch, unet, text_encoders, state)
     if not report.loaded:
         raise UserError(f"pretrained_lora {path}: none of its {len(report.unmatched)} modules matches a layer "
                         f"being trained (e.g. {', '.join(report.unmatched[:3])}). Is it a kohya-format LoRA for "

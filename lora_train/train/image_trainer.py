@@ -28,8 +28,10 @@ from ..adapters.targets import TargetSet, select_targets
 from ..config import TrainConfig
 from ..core.collector import collector_paused
 from ..core.events import Fanout, LogFileSink
+from ..kohya.state import load_kohya_state_dict
 from ..models.base_model import BaseModel
 from ..models.load import load_base_model
+from ..models.pretrained_lora import StateLoader
 from .compile import CompiledWithFallback
 from .faults import out_of_memory_message
 from .image_data import ImageData, build_image_data, fill_caches
@@ -98,8 +100,10 @@ def load_model(config: TrainConfig, session: Session) -> BaseModel:
     return base
 
 
-def add_lora(config: TrainConfig, base: BaseModel, session: Session, targets: TargetSet | None = None) -> LoraSetup:
-    """The configured LoRA on the base model (on `targets`, default: the UNet family's), its disk needs checked."""
+def add_lora(config: TrainConfig, base: BaseModel, session: Session, targets: TargetSet | None = None,
+             load_state: StateLoader = load_kohya_state_dict) -> LoraSetup:
+    """The configured LoRA on the base model (on `targets`, default: the UNet family's; `pretrained_lora` read
+    with `load_state`), its disk needs checked."""
     spec = LoraSpec.from_settings(network_type=config.network_type, lora_rank=config.lora_rank,
                                   lora_alpha=config.lora_alpha, conv_dim=config.conv_dim,
                                   conv_alpha=config.conv_alpha, use_dora=config.use_dora)
@@ -107,7 +111,8 @@ def add_lora(config: TrainConfig, base: BaseModel, session: Session, targets: Ta
                                         train_text_encoder=config.train_text_encoder, unet_targets=config.unet_targets,
                                         text_encoder_targets=config.text_encoder_targets,
                                         network_type=config.network_type, target_modules=config.target_modules)
-    lora = attach_lora(base, spec, targets, pretrained_lora=config.pretrained_lora, say=session.report.say)
+    lora = attach_lora(base, spec, targets, pretrained_lora=config.pretrained_lora, say=session.report.say,
+                       load_state=load_state)
     if session.accelerator.is_main_process:
         param_count = sum(param.numel() for param in lora.params.all())
         check_free_space(save_sizes(param_count, config.save_precision, bool(config.save_steps),
