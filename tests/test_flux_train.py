@@ -144,6 +144,21 @@ def test_an_sd_lora_does_not_continue_on_flux(tiny_flux_files, tmp_path):
               pretrained_lora=str(path), **FLUX_FAST)
 
 
+def test_block_selection_and_gradient_checkpointing(tiny_flux_files, tmp_path):
+    model = tiny_flux_files("flux-dev").transformer
+    path, plain = train(model, tmp_path / "plain", max_train_steps=3, train_double_block_indices="1",
+                        train_single_block_indices="0,2", **FLUX_FAST)
+    with safe_open(str(path), "pt") as handle:
+        blocks = {f"{key.split('_')[2]}.{key.split('_')[4]}" for key in handle.keys()}
+    assert blocks == {"double.1", "single.0", "single.2"}
+    _, checkpointed = train(model, tmp_path / "checkpointed", max_train_steps=3, train_double_block_indices="1",
+                            train_single_block_indices="0,2", gradient_checkpointing=True, **FLUX_FAST)
+    losses = [[event["loss"] for event in events if event["type"] == "step"] for events in (plain, checkpointed)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    with pytest.raises(UserError, match=r"train_single_block_indices: 1-3 is outside this model's 3 blocks \(0-2\)"):
+        train(model, tmp_path / "bad", max_train_steps=1, train_single_block_indices="1-3", **FLUX_FAST)
+
+
 def test_fp8_base_follows_the_plain_run_within_one_percent(tiny_flux_files, tmp_path):
     """The same run with the transformer's linear weights kept in fp8 (upcast per layer): each step's loss within
     1% of the fp32 run's (measured: under 0.2%)."""

@@ -213,6 +213,10 @@ class TrainConfig:
     flux_targets: list[str] = opt(None, "Flux layer kinds to adapt in the double and single blocks: attention "
                                   "(q/k/v/out, single blocks' linear2), mlp, modulation (kohya adapts all three).",
                                   "Flux", choices=FLUX_TARGETS, default_factory=lambda: ["attention", "mlp"])
+    train_double_block_indices: str = opt("all", "Double blocks that get a LoRA: all, none, or indices and ranges "
+                                          "such as 0-3,10 (kohya's network_args of the same name).", "Flux")
+    train_single_block_indices: str = opt("all", "Single blocks that get a LoRA, written as "
+                                          "train_double_block_indices.", "Flux")
     timestep_sampling: str = opt("sigmoid", "How sigma (the noise level) is drawn: sigmoid of a normal, shift "
                                  "(that, shifted by discrete_flow_shift), flux_shift (shifted by image size as Flux "
                                  "samples), logit_normal (logit_mean, logit_std), uniform.", "Flux",

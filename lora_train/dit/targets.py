@@ -8,6 +8,8 @@ Kinds, on diffusers' module names (the file fuses them back into BFL's, `lora_fi
 - `modulation`: the per-block modulation (`norm1.linear`, `norm1_context.linear`, `norm.linear`; BFL's
   `img_mod` / `txt_mod` / `modulation`), which Chroma does not have.
 kohya's default adapts every linear of the blocks, i.e. all three kinds; the default here is attention + MLP.
+`train_double_block_indices` / `train_single_block_indices` (kohya's names: `all`, `none`, `0-3,10`) limit
+them to some blocks, as artists do for style (e.g. single blocks only) versus likeness.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 from ..adapters.targets import TargetSet, names_by_entries, text_encoder_target_names
 from ..core.errors import UserError
 
-_BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.\d+\.(.+)$")
+_BLOCK = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.(.+)$")
 _MODULATION = ("norm1.linear", "norm1_context.linear", "norm.linear")
 
 
@@ -33,18 +35,48 @@ def layer_kind(block: str, path: str) -> str | None:
     return "modulation" if path in _MODULATION else None
 
 
-def flux_target_names(transformer: nn.Module, kinds: Sequence[str]) -> tuple[str, ...]:
+BLOCK_KEYS = {"transformer_blocks": "train_double_block_indices", "single_transformer_blocks": "train_single_block_indices"}
+
+
+def block_indices(value: str, count: int, key: str) -> set[int]:
+    """kohya's block selection: `all`, `none`, or indices and ranges (`0-3,10`) of `count` blocks."""
+    text = value.strip().lower()
+    if text in ("all", ""):
+        return set(range(count))
+    if text == "none":
+        return set()
+    chosen: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UserError(f"{key}: {part.strip()!r} is not a block index or range; write e.g. 0-3,10, all or none.")
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if first > last or last >= count:
+            raise UserError(f"{key}: {part.strip()} is outside this model's {count} blocks (0-{count - 1}).")
+        chosen.update(range(first, last + 1))
+    return chosen
+
+
+def flux_target_names(transformer: nn.Module, kinds: Sequence[str], double_blocks: str = "all",
+                      single_blocks: str = "all") -> tuple[str, ...]:
+    """The block linears of the given kinds, in the chosen double and single blocks."""
+    config = transformer.config
+    chosen = {"transformer_blocks": block_indices(double_blocks, config.num_layers, BLOCK_KEYS["transformer_blocks"]),
+              "single_transformer_blocks": block_indices(single_blocks, config.num_single_layers,
+                                                         BLOCK_KEYS["single_transformer_blocks"])}
     names = []
     for path, module in transformer.named_modules():
         match = _BLOCK.match(path)
-        if match and isinstance(module, nn.Linear) and layer_kind(match.group(1), match.group(2)) in kinds:
+        if (match and isinstance(module, nn.Linear) and int(match.group(2)) in chosen[match.group(1)]
+                and layer_kind(match.group(1), match.group(3)) in kinds):
             names.append(path)
     return tuple(names)
 
 
 def select_flux_targets(transformer: nn.Module, clip: nn.Module | None, *, train_unet: bool, train_text_encoder: bool,
                         flux_targets: Sequence[str], text_encoder_targets: Sequence[str],
-                        target_modules: Sequence[str] | None) -> TargetSet:
+                        target_modules: Sequence[str] | None, double_blocks: str = "all",
+                        single_blocks: str = "all") -> TargetSet:
     """The layers to adapt: in the transformer and in CLIP-L (when there is one and it trains)."""
     components = {"transformer": transformer} if train_unet else {}
     if train_text_encoder and clip is not None:
@@ -54,11 +86,13 @@ def select_flux_targets(transformer: nn.Module, clip: nn.Module | None, *, train
     if target_modules is not None:
         found = names_by_entries(components, target_modules)
     else:
-        found = {label: flux_target_names(component, flux_targets) if label == "transformer"
+        found = {label: flux_target_names(component, flux_targets, double_blocks, single_blocks)
+                 if label == "transformer"
                  else text_encoder_target_names(component, text_encoder_targets)
                  for label, component in components.items()}
     targets = TargetSet(found.get("transformer", ()), (found.get("text encoder", ()),) if clip is not None else ())
     if not len(targets):
-        raise UserError(f"No layer selected for LoRA: flux_targets {list(flux_targets)} selects none of this model's "
-                        "layers (Chroma has no modulation layers). Choose attention and / or mlp.")
+        raise UserError(f"No layer selected for LoRA: flux_targets {list(flux_targets)} in the chosen blocks selects "
+                        "none of this model's layers (Chroma has no modulation layers). Choose attention and / or "
+                        "mlp, and some blocks.")
     return targets

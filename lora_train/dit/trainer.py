@@ -136,7 +136,9 @@ def build_flux_loop(config: TrainConfig, session: Session, stop: StopRequest, so
     targets = select_flux_targets(base.transformer, base.clip, train_unet=config.train_unet,
                                   train_text_encoder=config.train_text_encoder, flux_targets=config.flux_targets,
                                   text_encoder_targets=config.text_encoder_targets,
-                                  target_modules=config.target_modules)
+                                  target_modules=config.target_modules,
+                                  double_blocks=config.train_double_block_indices,
+                                  single_blocks=config.train_single_block_indices)
     lora = add_lora(config, base, session, targets, load_flux_state_dict)
     schedule = make_schedule(config, data)
     state = training_state(config, lora, schedule, session)
