@@ -120,3 +120,23 @@ def test_folders_of_other_flux_pipelines_are_refused(tmp_path):
 def test_sd_checkpoints_are_not_flux(tiny_checkpoints):
     assert flux_source(tiny_checkpoints("sd1").single_file) is None
     assert flux_source(tiny_checkpoints("sd1").diffusers) is None
+
+
+def test_a_flux_lora_is_not_merged_with_an_sdxl_one(tmp_path):
+    import subprocess
+    import sys
+
+    def lora(name, module, metadata):
+        path = tmp_path / name
+        save_file({f"{module}.lora_down.weight": torch.zeros(2, 4), f"{module}.lora_up.weight": torch.zeros(4, 2),
+                   f"{module}.alpha": torch.tensor(2.0)}, str(path), metadata)
+        return str(path)
+
+    flux = lora("flux.safetensors", "lora_unet_double_blocks_0_img_attn_qkv",
+                {"ss_base_model_version": "flux1", "modelspec.architecture": "flux-1-dev/lora"})
+    sdxl = lora("sdxl.safetensors", "lora_unet_input_blocks_4_1_proj_in", {"ss_base_model_version": "sdxl_base_v1-0"})
+    result = subprocess.run([sys.executable, "-m", "lora_train", "merge", flux, sdxl, "--weights", "0.5", "0.5",
+                             "--out", str(tmp_path / "mix.safetensors")], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert ("flux.safetensors is a LoRA for Flux.1-dev but sdxl.safetensors is for SDXL: LoRAs for different base "
+            "models cannot be merged") in result.stderr + result.stdout
