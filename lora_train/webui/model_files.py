@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.arch import ARCH_NAMES, checkpoint_arch
+from ..families.recognise import checkpoint_family
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
 HEADER_LIMIT = 100_000_000
@@ -25,7 +25,7 @@ class ModelInfo:
 
     title: str
     path: str
-    arch: str | None = None  # the tab's label (SD1 | SD2 | SDXL, core.arch), when known
+    arch: str | None = None  # the family's tab label (SD1 | SD2 | SDXL), when known
     hash: str | None = None
 
     def describe(self) -> str:
@@ -59,8 +59,8 @@ def sniff_arch(path: Path) -> str | None:
 @functools.lru_cache(maxsize=512)
 def _sniff_arch(path: Path, mtime_ns: int, size: int) -> str | None:
     keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
-    arch = checkpoint_arch(keys or [])
-    return ARCH_NAMES[arch].label if arch else None
+    found = checkpoint_family(keys or [])
+    return found.names.label if found and found.trained else None
 
 
 def list_models(folder: Path | None) -> list[ModelInfo]:
