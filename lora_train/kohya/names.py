@@ -25,6 +25,7 @@ from torch import nn
 from ..adapters.layers import lora_layers
 from ..adapters.targets import text_encoder_root
 from ..families import family
+from ..families.interface import Family
 from ..models.unet_layout import block_prefixes, to_original
 
 UNET_PREFIX = "lora_unet"
@@ -46,9 +47,13 @@ class KohyaNaming:
 
     @classmethod
     def for_model(cls, arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module]) -> "KohyaNaming":
-        roots = tuple(text_encoder_root(te) for te in text_encoders)
-        sgm = family(arch).parts.unet_lora_names == "sgm"
-        return cls(roots, block_prefixes(unet.config) if sgm else None)
+        return cls.for_family(family(arch), unet.config, tuple(text_encoder_root(te) for te in text_encoders))
+
+    @classmethod
+    def for_family(cls, found: Family, unet_config: Mapping, text_encoder_roots: tuple[str, ...]) -> "KohyaNaming":
+        """The names of a model of family `found` whose UNet has `unet_config`."""
+        sgm = found.parts.unet_lora_names == "sgm"
+        return cls(text_encoder_roots, block_prefixes(unet_config) if sgm else None)
 
     def unet_name(self, path: str) -> str:
         original = to_original(path, self.unet_blocks) if self.unet_blocks is not None else path
