@@ -17,7 +17,8 @@ FAMILIES = (Family(
     names=Names(label="SDXL", title="SDXL", base_model_version="sdxl_base_v1-0", modelspec="stable-diffusion-xl-v1-base",
                 implementation="https://github.com/Stability-AI/generative-models"),
     default_resolution=1024,
-    checkpoint=KeySignature(prefixes=tuple(spec.ldm_prefix for spec in TEXT_ENCODERS)),
+    # OpenCLIP-bigG second tells it (the refiner has it first), as the WebUI's model list has always read it.
+    checkpoint=KeySignature(prefixes=(TEXT_ENCODERS[1].ldm_prefix,)),
     folder=FolderSignature("StableDiffusionXLPipeline"),
     lora=LoraSignature(key_prefixes=("lora_te1_", "lora_te2_", "lora_unet_input_blocks_", "lora_unet_middle_block_",
                                      "lora_unet_output_blocks_"),
