@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 REQS := requirements/engine.txt requirements/ui.txt requirements/test.txt requirements/constraints.txt
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: $(REQS) pyproject.toml
@@ -22,8 +22,16 @@ $(VENV)/.installed: $(REQS) pyproject.toml
 demo: install
 	$(BIN)/python -m lora_train demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium (Playwright cannot download a browser here): installed
+# with apt-get when missing (as root, or through sudo), so `make test` runs the whole suite.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq chromium >/dev/null; }
 
 # Side by side with diffusers' example / kohya when LORA_BENCH_DIFFUSERS / LORA_BENCH_KOHYA name their
 # checkouts (see benchmarks/tools.py); writes benchmarks/RESULTS.md. On a GPU: make bench BENCH_ARGS=--gpu

@@ -4,9 +4,12 @@
     LORA_BENCH_DIFFUSERS=~/diffusers LORA_BENCH_KOHYA=~/sd-scripts python benchmarks/compare.py
     LORA_BENCH_BASELINE=~/lora_train-main python benchmarks/compare.py   # also this project's older checkout
     python benchmarks/compare.py --gpu           # SD1.5 (512 px) and SDXL (1024 px), real shapes, random weights
+    python benchmarks/compare.py --real-size-only --real-size-variants plain checkpointing   # the memory rows only
 
 Every tool trains the same model on the same images with the same settings; the runs are
-interleaved (A, B, A, B, ...) and each figure is the median over the repeats. A reference
+interleaved (A, B, A, B, ...) and each figure is the median over the repeats. Both modes end with
+the real-size memory row: an SD1.5-sized model at 512 px beside diffusers' example, with peak RSS
+split into anonymous and file-backed pages (and peak VRAM on a GPU). A reference
 whose checkout is not given (see tools.py) is left out, and the page says so. The results go
 to the terminal and to benchmarks/RESULTS.md (--out).
 """
@@ -42,7 +45,9 @@ def run_interleaved(runs: list[Run], work: Path, repeats: int) -> dict[str, Meas
             print(f"  [{repeat + 1}/{repeats}] {run.label:<42} " + (
                 f"error: {result.error}" if result.error else
                 f"step {result.step_s * 1000:7.1f} ms  wall {result.wall_s:6.1f} s  "
-                f"1st step {result.first_step_s:5.1f} s  RSS {result.rss_mb:5.0f} MB"), flush=True)
+                f"1st step {result.first_step_s:5.1f} s  RSS {result.rss_mb:5.0f} MB (anon {result.anon_mb:5.0f}, "
+                f"file {result.file_mb:5.0f})" + (f"  VRAM {result.vram_mb:5.0f} MB" if result.vram_mb else "")),
+                flush=True)
     return {label: median(values) for label, values in results.items()}
 
 
@@ -85,6 +90,36 @@ def cpu_sections(work: Path, steps: int, repeats: int, missing: list[str]) -> li
             "kohya is compared in --gpu mode only: it loads the UNet into its own fixed SD1.5/SDXL shapes, so it "
             "cannot train the tiny model."]
     return [Section("CPU: tiny SD1, 64 px, batch 2", rows, notes)]
+
+
+def real_size_section(work: Path, steps: int, repeats: int, missing: list[str], variants: list[str]) -> Section:
+    """Peak memory at real size: an SD1.5-shaped fp32 model with random weights at 512 px, batch 1, ours (from
+    the single file) next to diffusers' example (from a diffusers folder of the same weights)."""
+    load = build_workload(work, "sd1", 512, real_size=True, dtype="float32")
+    rows: list[Row] = []
+    for variant in variants:
+        s = Settings(steps=steps, batch_size=1, gradient_checkpointing=variant == "checkpointing")
+        tag = " + gradient checkpointing" if s.gradient_checkpointing else ""
+        runs = [ours(f"ours{tag}", load, s, work / "out")]
+        reference = diffusers_example(f"diffusers example{tag}", load, s, work / "out")
+        runs += [reference] if reference else []
+        print(f"Real size: SD1.5-shaped, fp32, 512 px, batch 1{tag}, {steps} steps, {repeats} repeat(s)")
+        result = run_interleaved(runs, work, repeats)
+        rows.append(Row(f"ours{tag}", result[f"ours{tag}"], 1, ratio_to=reference.label if reference else None,
+                        note="latent + text-encoder caches (defaults), no samples"))
+        if reference:
+            rows.append(Row(reference.label, result[reference.label], 1, note="train_text_to_image_lora.py"))
+    notes = ["SD1.5's shapes (UNet 860M, VAE 84M, CLIP-L text encoder 123M parameters), random weights stored in "
+             "fp32 and trained in fp32; ours reads the single .safetensors file (what the WebUI has), the reference "
+             "a diffusers folder of the same weights. UNet attention LoRA rank 4, adamw8bit, no samples; the "
+             "rest as in the tiny rows.",
+             "Peak RSS is the kernel's (ru_maxrss). Anon / file: the process tree's RssAnon and RssFile "
+             "(/proc/PID/status, sampled every 0.2 s) when their sum was largest. File-backed pages are the "
+             "memory-mapped weights: the kernel can drop them under pressure and read them again, anonymous "
+             "ones (copies, activations, optimizer state) it cannot. On a GPU, peak VRAM is torch's "
+             "max_memory_allocated in each process."] + [f"{n} not run: {w}" for n, w in missing
+                                                         if n.startswith("diffusers")]
+    return Section("Real size: SD1.5-shaped, 512 px, batch 1, fp32", rows, notes)
 
 
 def scaling_section(work: Path, steps: int, repeats: int) -> Section:
@@ -166,6 +201,12 @@ def main() -> int:
     parser.add_argument("--precisions", nargs="+", choices=("bf16", "fp16"), default=["bf16", "fp16"],
                         help="--gpu precisions")
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2-process measurement")
+    parser.add_argument("--no-real-size", action="store_true", help="skip the real-size memory row")
+    parser.add_argument("--real-size-only", action="store_true", help="only the real-size memory row")
+    parser.add_argument("--real-size-steps", type=int, default=6)
+    parser.add_argument("--real-size-repeats", type=int, default=1, help="each real-size run takes minutes, ~10 GB")
+    parser.add_argument("--real-size-variants", nargs="+", choices=("plain", "checkpointing"), default=["plain"],
+                        help="checkpointing: with gradient checkpointing on both sides")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, for MFU (known GPUs: built in)")
     parser.add_argument("--threads", type=int, help="torch threads for every run (OMP_NUM_THREADS; default: all "
                         "cores); 1 keeps figures steadier on a machine shared with other work")
@@ -184,17 +225,20 @@ def main() -> int:
         ("kohya", "LORA_BENCH_KOHYA", "kohya-ss/sd-scripts")) if not os.environ.get(var)]
     for name, why in missing:
         print(f"{name} not run: {why}")
-    if args.gpu:
-        name = gpu_name() or ""
-        peak = args.peak_tflops * 1e12 if args.peak_tflops else next(
-            (flops for key, flops in PEAK_FLOPS.items() if key in name), None)
-        sections = gpu_sections(work, args.steps, args.repeats, missing, args.archs, args.precisions)
-    else:
-        peak, sections = None, cpu_sections(work, args.steps, args.repeats, missing)
-    if args.gpu and len(gpu_names()) < 2:
-        print("2-process scaling skipped: it needs 2 GPUs in --gpu mode (on CPU it uses gloo)")
-    elif not args.no_scaling:
-        sections.append(scaling_section(work, args.steps, args.repeats))
+    name = gpu_name() or ""
+    peak = (args.peak_tflops * 1e12 if args.peak_tflops else next(
+        (flops for key, flops in PEAK_FLOPS.items() if key in name), None)) if args.gpu else None
+    sections = []
+    if not args.real_size_only:
+        sections = (gpu_sections(work, args.steps, args.repeats, missing, args.archs, args.precisions) if args.gpu
+                    else cpu_sections(work, args.steps, args.repeats, missing))
+        if args.gpu and len(gpu_names()) < 2:
+            print("2-process scaling skipped: it needs 2 GPUs in --gpu mode (on CPU it uses gloo)")
+        elif not args.no_scaling:
+            sections.append(scaling_section(work, args.steps, args.repeats))
+    if args.real_size_only or not args.no_real_size:
+        sections.append(real_size_section(work, args.real_size_steps, args.real_size_repeats, missing,
+                                          args.real_size_variants))
     how = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
     text = page("Benchmark: ours next to the reference trainers", how.strip(), sections, references, peak)
     args.out.write_text(text + "\n")

@@ -1,4 +1,5 @@
-"""Run one tool once and measure it from outside: wall time, start to first step, step time, peak memory."""
+"""Run one tool once and measure it from outside: wall time, start to first step, step time, peak memory
+(the kernel's peak RSS, and the anonymous / file-backed split sampled by memory.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from memory import PeakSampler
 from tools import Run, command, environment
 
 
@@ -22,6 +24,8 @@ class Measurement:
     vram_mb: float | None
     steps: int
     error: str | None = None
+    anon_mb: float = float("nan")  # anonymous and file-backed resident memory of the process tree, at the
+    file_mb: float = float("nan")  # sampled moment its total was largest (memory.py)
 
 
 def warm_intervals(times: list[float]) -> list[float]:
@@ -40,7 +44,8 @@ def measure(run: Run, folder: Path, launcher: list[str] | None = None) -> Measur
     log = open(folder / "output.log", "w")
     start = time.time()
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=run.cwd, env=environment(run))
-    _, status, usage = os.wait4(process.pid, 0)
+    with PeakSampler(process.pid) as sampler:
+        _, status, usage = os.wait4(process.pid, 0)
     wall = time.time() - start
     log.close()
     if status or not record.exists():
@@ -51,7 +56,8 @@ def measure(run: Run, folder: Path, launcher: list[str] | None = None) -> Measur
     intervals = warm_intervals(times)
     return Measurement(wall, times[0] - start if times else float("nan"),
                        statistics.median(intervals) if intervals else float("nan"),
-                       usage.ru_maxrss / 1024, data.get("peak_vram_mb"), len(times))
+                       usage.ru_maxrss / 1024, data.get("peak_vram_mb"), len(times),
+                       anon_mb=sampler.peak.anon_mb, file_mb=sampler.peak.file_mb)
 
 
 def median(values: list[Measurement]) -> Measurement:
@@ -62,4 +68,5 @@ def median(values: list[Measurement]) -> Measurement:
     pick = lambda name: statistics.median(getattr(m, name) for m in good)  # noqa: E731
     vram = [m.vram_mb for m in good if m.vram_mb is not None]
     return Measurement(pick("wall_s"), pick("first_step_s"), pick("step_s"), pick("rss_mb"),
-                       statistics.median(vram) if vram else None, good[0].steps)
+                       statistics.median(vram) if vram else None, good[0].steps, anon_mb=pick("anon_mb"),
+                       file_mb=pick("file_mb"))

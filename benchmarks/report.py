@@ -74,24 +74,27 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def table(section: Section, peak_flops: float | None) -> list[str]:
     by_label = {row.label: row.result for row in section.rows}
     lines = [f"### {section.title}", "",
-             "| run | step s | images/s | wall s | start to 1st step s | peak RSS MB | peak VRAM MB | MFU "
-             "| step / ref | wall / ref | 1st step / ref | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | step s | images/s | wall s | start to 1st step s | peak RSS MB | anon / file MB at peak "
+             "| peak VRAM MB | MFU | step / ref | wall / ref | 1st step / ref | RSS / ref | VRAM / ref | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in section.rows:
         m = row.result
         if m.error:
-            lines.append(f"| {row.label} | error: {m.error[:160]} |||||||||||")
+            lines.append(f"| {row.label} | error: {m.error[:160]} ||||||||||||||")
             continue
         ips = row.images_per_step / m.step_s if m.step_s == m.step_s else None
+        ips_digits = 2 if not ips or ips >= 1 else 4  # a real-size CPU step takes minutes
         mfu = (row.flops_per_step / m.step_s / peak_flops * 100 if row.flops_per_step and peak_flops and ips
                else None)
         ref = by_label.get(row.ratio_to) if row.ratio_to else None
-        ratios = ["-"] * 3
+        ratios = ["-"] * 5
         if ref is not None and not ref.error:
-            ratios = [_fmt(m.step_s / ref.step_s), _fmt(m.wall_s / ref.wall_s), _fmt(m.first_step_s / ref.first_step_s)]
-        lines.append(f"| {row.label} | {_fmt(m.step_s, 3)} | {_fmt(ips)} | {_fmt(m.wall_s, 1)} | "
-                     f"{_fmt(m.first_step_s, 1)} | {m.rss_mb:.0f} | {_fmt(m.vram_mb, 0)} | "
-                     f"{_fmt(mfu, 1) + ' %' if mfu is not None else '-'} | {' | '.join(ratios)} | {row.note} |")
+            ratios = [_fmt(m.step_s / ref.step_s), _fmt(m.wall_s / ref.wall_s), _fmt(m.first_step_s / ref.first_step_s),
+                      _fmt(m.rss_mb / ref.rss_mb), _fmt(m.vram_mb / ref.vram_mb) if m.vram_mb and ref.vram_mb else "-"]
+        lines.append(f"| {row.label} | {_fmt(m.step_s, 3)} | {_fmt(ips, ips_digits)} | {_fmt(m.wall_s, 1)} | "
+                     f"{_fmt(m.first_step_s, 1)} | {m.rss_mb:.0f} | {_fmt(m.anon_mb, 0)} / {_fmt(m.file_mb, 0)} | "
+                     f"{_fmt(m.vram_mb, 0)} | {_fmt(mfu, 1) + ' %' if mfu is not None else '-'} | "
+                     f"{' | '.join(ratios)} | {row.note} |")
     return lines + [""] + [f"- {note}" for note in section.notes] + [""]
 
 

@@ -41,6 +41,7 @@ class Settings:
     attention_only: bool = True  # diffusers' example adapts to_q/k/v/out only; kohya adapts every transformer Linear
     low_vram: bool = False  # our low_vram preset (batch 1 x 2 accumulated, checkpointing, rank 16) on both sides
     train_text_encoder: bool = False
+    gradient_checkpointing: bool = False
     seed: int = 42
 
 
@@ -63,6 +64,8 @@ def ours(label: str, work: Workload, s: Settings, out: Path, root: Path = ROOT, 
               "enable_bucket": False, "seed": s.seed, "sample_steps": 0, "log_with": "tensorboard"}
     if s.attention_only:
         values["unet_targets"] = ["attention"]
+    if s.gradient_checkpointing:
+        values["gradient_checkpointing"] = True
     if s.low_vram:  # the preset, with its own batch, rank and alpha
         values = {**{k: v for k, v in values.items() if k not in ("batch_size", "lora_rank", "lora_alpha")},
                   **{k: v for k, v in PRESETS["low_vram"].items() if k != "mixed_precision"}}
@@ -80,7 +83,7 @@ def diffusers_example(label: str, work: Workload, s: Settings, out: Path) -> Run
         return None
     name = "train_text_to_image_lora_sdxl.py" if work.arch == "sdxl" else "train_text_to_image_lora.py"
     argv = [str(Path(repo) / "examples" / "text_to_image" / name),
-            "--pretrained_model_name_or_path", str(work.model), "--train_data_dir", str(work.imagefolder),
+            "--pretrained_model_name_or_path", str(work.diffusers_model), "--train_data_dir", str(work.imagefolder),
             "--caption_column", "text", "--resolution", str(work.resolution), "--center_crop",
             "--train_batch_size", str(s.batch_size), "--max_train_steps", str(s.steps),
             "--learning_rate", str(s.learning_rate), "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
@@ -88,6 +91,8 @@ def diffusers_example(label: str, work: Workload, s: Settings, out: Path) -> Run
             "--mixed_precision", s.precision, "--report_to", "tensorboard", "--checkpointing_steps", "1000000"]
     if s.optimizer == "adamw8bit":
         argv.append("--use_8bit_adam")
+    if s.gradient_checkpointing:
+        argv.append("--gradient_checkpointing")
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(out.parent / "hf-datasets")}
     return Run(label, "diffusers", argv, _pythonpath(env, "LORA_BENCH_DIFFUSERS_PYTHONPATH"))
 

@@ -1,8 +1,9 @@
 """The one workload every tool trains in the side-by-side benchmark: a model, images, captions.
 
 The model is the project's tiny SD1/SDXL test model written as a diffusers folder (or the
-public model's shapes with random weights for the GPU figures), built in a child process so
-the harness itself stays free of torch. The images are the same files for every tool, laid out
+public model's shapes with random weights for the real-size figures: a single file, what users
+have, for ours and kohya, and the same weights as a diffusers folder for diffusers' example),
+built in a child process so the harness itself stays free of torch. The images are the same files for every tool, laid out
 the way each one reads them: `.txt` captions beside them (ours), a `metadata.jsonl`
 (diffusers' examples, `datasets` imagefolder) and an `N_name` folder (kohya).
 """
@@ -27,6 +28,7 @@ CAPTIONS = ["a red cube on a table", "a blue ball in the grass", "a green car on
 class Workload:
     arch: str  # sd1 | sdxl
     model: Path  # a diffusers folder (tiny) or a single-file checkpoint (real size)
+    diffusers_model: Path  # the same weights as a diffusers folder (what diffusers' examples read)
     images: Path  # images + .txt captions (ours)
     imagefolder: Path  # images + metadata.jsonl (diffusers)
     kohya: Path  # parent of a `1_subject` folder (kohya)
@@ -34,19 +36,21 @@ class Workload:
     resolution: int
 
 
-def build_model(out: Path, arch: str, real_size: bool) -> Path:
-    """The tiny test model as a diffusers folder, or the public model's shapes with random weights as a
-    single-file checkpoint (what kohya and the WebUI read; benchmarks/real_size_model.py writes it)."""
+def build_model(out: Path, arch: str, real_size: bool, dtype: str = "float16") -> tuple[Path, Path]:
+    """The tiny test model as a diffusers folder (both paths), or the public model's shapes with random weights
+    in `dtype` as a single-file checkpoint (what kohya and the WebUI read) and a diffusers folder of the same
+    weights (benchmarks/real_size_model.py writes them)."""
     if real_size:
-        path = out / f"{arch}-random.safetensors"
-        if not path.exists():
+        path = out / f"{arch}-random-{dtype}.safetensors"
+        folder = out / f"{arch}-random-{dtype}-diffusers"
+        if not (path.exists() and (folder / "model_index.json").exists()):
             out.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_size_model.py"), arch, str(path)],
-                           check=True, cwd=ROOT, capture_output=True)
-        return path
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_size_model.py"), arch, str(path),
+                            "--dtype", dtype, "--diffusers", str(folder)], check=True, cwd=ROOT, capture_output=True)
+        return path, folder
     subprocess.run([sys.executable, "-m", "lora_train.fixtures", "--out", str(out), "--arch", arch], check=True,
                    cwd=ROOT, capture_output=True)
-    return out / f"tiny-{arch}-diffusers"
+    return (out / f"tiny-{arch}-diffusers",) * 2
 
 
 def write_images(folder: Path, count: int, resolution: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -76,9 +80,10 @@ def kohya_tokenizers(tiny_model: Path, out: Path) -> Path:
     return out
 
 
-def build_workload(out: Path, arch: str, resolution: int, images: int = 8, real_size: bool = False) -> Workload:
-    tiny = build_model(out / "models", arch, real_size=False)  # its tokenizers serve the real-size model too
-    model = build_model(out / "models", arch, real_size) if real_size else tiny
+def build_workload(out: Path, arch: str, resolution: int, images: int = 8, real_size: bool = False,
+                   dtype: str = "float16") -> Workload:
+    tiny, _ = build_model(out / "models", arch, real_size=False)  # its tokenizers serve the real-size model too
+    model, diffusers_model = build_model(out / "models", arch, real_size, dtype) if real_size else (tiny, tiny)
     data = out / f"data-{resolution}"
     if data.exists():
         shutil.rmtree(data)
@@ -92,5 +97,5 @@ def build_workload(out: Path, arch: str, resolution: int, images: int = 8, real_
         for name, caption in files:
             shutil.copy(ours / name, imagefolder / name)
             meta.write(json.dumps({"file_name": name, "text": caption}) + "\n")
-    return Workload(arch, model, ours, imagefolder, kohya.parent, kohya_tokenizers(tiny, out / "tokenizers"),
-                    resolution)
+    return Workload(arch, model, diffusers_model, ours, imagefolder, kohya.parent,
+                    kohya_tokenizers(tiny, out / "tokenizers"), resolution)

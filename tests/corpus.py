@@ -274,8 +274,8 @@ CASES = [
          fault=_read_only("out")),
     Case("lora_output_dir_read_only", "job", r"Cannot write into lora_output_dir \S+loras: Permission denied",
          lambda f: {"lora_output_dir": str(f / "loras")}, fault=_read_only("loras")),
-    Case("disk_full_at_checkpoint", "job", r"Not enough free space in \S+out to save checkpoint-1: free some disk "
-         r"space or set output_dir to another drive", lambda f: {"save_steps": 1}, fault=_full_when_flushed),
+    Case("disk_full_at_checkpoint", "job", r"Not enough free space in \S+out to save checkpoint-my_lora-1: free some "
+         r"disk space or set output_dir to another drive", lambda f: {"save_steps": 1}, fault=_full_when_flushed),
     Case("disk_full_at_lora", "job", r"Not enough free space in \S+out to save my_lora\.safetensors",
          fault=_full_when_flushed),
     Case("disk_too_small_for_the_saves", "job", r"Not enough free space for this job in \S+out: its saves need about "

@@ -72,7 +72,7 @@ def test_jsonl_events_and_the_files_of_a_run(tiny_sd1_file, tmp_path):
     samples = [Path(e["path"]) for e in events if e["type"] == "sample"]
     assert len(samples) == 3 and all(p.is_file() and p.parent == out / "samples" for p in samples)
     saves = [Path(e["path"]) for e in events if e["type"] == "save"]
-    assert {p.name for p in saves} >= {"checkpoint-2", "checkpoint-4", "shapes-000001.safetensors",
+    assert {p.name for p in saves} >= {"checkpoint-shapes-2", "checkpoint-shapes-4", "shapes-000001.safetensors",
                                        "shapes.safetensors"}
     final = Path(events[-1]["path"])
     assert final == out / "shapes.safetensors" and "<lora:shapes:0.7>" in events[-1]["message"]

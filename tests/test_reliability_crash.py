@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from corpus import write_config
 from lora_train.tools.inspect import inspect_lora
-from lora_train.train.resume_state import list_checkpoints, load_checkpoint, resolve_resume_path
+from lora_train.core.resume_folders import resolve_resume_path, resume_folders
+from lora_train.train.resume_state import load_checkpoint
 from reliability_support import Background, run_cli
 from train_support import DATASET, FAST, train
 
@@ -60,17 +61,18 @@ def test_a_kill_inside_a_lora_save_leaves_the_earlier_lora_whole(tiny_sd1_file, 
 def test_a_kill_inside_a_checkpoint_save_leaves_the_previous_checkpoint(tiny_sd1_file, tmp_path):
     out = killed_inside_a_save("pause-checkpoint:2", tmp_path, tiny_sd1_file, max_train_steps=3, save_steps=1)
 
-    assert (out / "checkpoint-2.tmp" / "training_state.pt").stat().st_size > 0, "the kill did not land in the save"
-    assert not (out / "checkpoint-2").exists()
-    assert resolve_resume_path("latest", out) == out / "checkpoint-1"
-    params, state = load_checkpoint(out / "checkpoint-1")
+    staging = out / "checkpoint-my_lora-2.tmp"
+    assert (staging / "training_state.pt").stat().st_size > 0, "the kill did not land in the save"
+    assert not (out / "checkpoint-my_lora-2").exists()
+    assert resolve_resume_path("latest", out, "my_lora") == out / "checkpoint-my_lora-1"
+    params, state = load_checkpoint(out / "checkpoint-my_lora-1")
     assert state["progress"]["step"] == 1 and params
 
     resumed = run_cli(tmp_path / "job.yaml", tmp_path, "--set", "resume_from_checkpoint=latest")
     assert resumed.code == 0, resumed.stderr
     assert [e["step"] for e in resumed.events if e["type"] == "step"] == [2, 3]
-    assert not (out / "checkpoint-2.tmp").exists(), "the next run removes the partial checkpoint"
-    assert any("checkpoint-2.tmp" in e.get("message", "") for e in resumed.events if e["type"] == "log")
+    assert not (out / "checkpoint-my_lora-2.tmp").exists(), "the next run removes the partial checkpoint"
+    assert any("checkpoint-my_lora-2.tmp" in e.get("message", "") for e in resumed.events if e["type"] == "log")
 
 
 def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_sd1_file, tmp_path, monkeypatch):
@@ -86,7 +88,7 @@ def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_s
     assert not [e for e in job.events() if e["type"] == "done"], "the run ended before the kill"
     lock = folder / "lora_train.cpu.lock"
     assert json.loads(lock.read_text())["pid"] == job.process.pid, "the killed job should have left its lock"
-    last = int(list_checkpoints(folder / "out")[-1].name.removeprefix("checkpoint-"))
+    last = int(resume_folders(folder / "out", "my_lora")[-1].name.removeprefix("checkpoint-my_lora-"))
 
     outcome = run_cli(config, folder, "--set", "resume_from_checkpoint=latest")
 
@@ -97,6 +99,25 @@ def test_a_run_killed_mid_way_resumes_to_the_lora_of_an_uninterrupted_run(tiny_s
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_ctrl_c_then_resume_on_the_command_line_finishes_the_lora_it_started(tiny_sd1_file, tmp_path):
+    config = job_config(tmp_path, tiny_sd1_file, max_train_steps=12, sample_every_n_steps=1)
+    with Background(config, tmp_path) as job:
+        job.wait_until(lambda: any(e["type"] == "step" and e["step"] >= 2 for e in job.events()))
+        job.process.send_signal(signal.SIGINT)  # the first Ctrl+C: save, then stop
+        assert job.process.wait(timeout=300) == 0
+    stopped = job.events()[-1]
+    out = tmp_path / "out"
+    assert stopped["type"] == "done" and stopped["interrupted"] and stopped["path"] == str(out / "my_lora.safetensors")
+
+    resumed = run_cli(config, tmp_path, "--set", "resume_from_checkpoint=latest")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.events[-1]["path"] == str(out / "my_lora.safetensors"), "one run, one LoRA"
+    assert sorted(path.name for path in out.glob("my_lora*")) == ["my_lora.json", "my_lora.preview.png",
+                                                                  "my_lora.safetensors"]
+    start = next(e for e in resumed.events if e["type"] == "start")
+    assert [step for step, _ in start["losses"]] == list(range(1, stopped["step"] + 1))
 
 
 def test_a_second_ctrl_c_stops_at_once_with_a_message(tiny_sd1_file, tmp_path):
@@ -123,8 +144,11 @@ def test_only_the_partial_saves_of_our_own_writes_are_removed(tmp_path):
              ".other.safetensors.ab12cd34.tmp", ".style.png.ab12cd34.tmp", "checkpoint-3"]
     for name in ours + users:
         (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "checkpoint-4.tmp").mkdir()
-    (tmp_path / "checkpoint-4.tmp" / "training_state.pt").write_bytes(b"x")
+    staging = ["checkpoint-style-4.tmp", "checkpoint-4.tmp"]  # this job's, and one of an earlier version
+    others = ["checkpoint-other-5.tmp", "checkpoint-style_v2-3.tmp"]  # other jobs' saves in progress
+    for name in staging + others:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "training_state.pt").write_bytes(b"x")
 
-    assert remove_partial_saves(tmp_path, "style") == sorted(ours + ["checkpoint-4.tmp"])
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(users)
+    assert remove_partial_saves(tmp_path, "style") == sorted(ours + staging)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(users + others)

@@ -64,5 +64,5 @@ def test_a_training_run_saves_readable_files_everywhere(tiny_sd1_file, tmp_path,
     lora, _ = train(tiny_sd1_file, tmp_path / "run", lora_output_dir=str(loras), max_train_steps=2, save_steps=2)
     saved = [file for folder in (loras, tmp_path / "run") for file in folder.rglob("*") if file.is_file()]
     assert {lora, lora.with_suffix(".json"), lora.with_suffix(".preview.png")} <= set(saved)
-    assert any("checkpoint-2" in file.parts for file in saved)
+    assert any("checkpoint-my_lora-2" in file.parts for file in saved)
     assert {file.name: oct(mode(file)) for file in saved} == {file.name: oct(0o664) for file in saved}

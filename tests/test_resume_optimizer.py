@@ -28,7 +28,7 @@ def test_an_older_bitsandbytes_checkpoint_resumes_exactly_with_the_fused_adamw(t
     saved_by_bnb = dict(SETTINGS, optimizer="adamw8bit", optimizer_args={"min_8bit_size": 4096})  # bitsandbytes
     straight, straight_events = train(tiny_sd1_file, tmp_path / "a", **saved_by_bnb)
     train(tiny_sd1_file, tmp_path / "b", stop_at_step=2, **saved_by_bnb)
-    state_file = tmp_path / "b" / "checkpoint-2" / "training_state.pt"
+    state_file = tmp_path / "b" / "checkpoint-my_lora-2" / "training_state.pt"
     state = torch.load(state_file, weights_only=True)
     assert state.pop("optimizer_kind").startswith("bitsandbytes")
     torch.save(state, state_file)  # as checkpoints were written before the kind was recorded

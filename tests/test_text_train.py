@@ -1,7 +1,8 @@
 """Text LoRA training end to end on tiny models: the seed Q/A set is learned through `train --config` (answer
 loss far below the base model's, a memorised answer generated and ended with EOS, the adapter reloads in plain
-peft with the trained weights); resume continues the same loss curve; a stopped run saves a usable adapter and
-never overwrites one; a killed save leaves no half adapter; a tiny GGUF file trains."""
+peft with the trained weights); resume continues the same loss curve; a stopped run saves a usable adapter,
+never over another run's, and its resumed run finishes it under the same name; a killed save leaves no half
+adapter; a tiny GGUF file trains."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_tiny_llama_learns_the_seed_set_through_train_config(tmp_path, tiny_llm)
     assert answer.strip() == row["output"]  # memorised, then stopped at EOS (else it would run on)
 
     # The file holds exactly the trained weights: those of the final checkpoint give the same logits.
-    state = load_file(tmp_path / "out" / "checkpoint-42" / "lora_params.st")
+    state = load_file(tmp_path / "out" / "checkpoint-my_llm_lora-42" / "lora_params.st")
     rebuilt = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
     with torch.no_grad():
         for name, param in rebuilt.named_parameters():
@@ -115,14 +116,22 @@ def test_resume_continues_the_same_loss_curve_and_a_stop_saves_a_usable_adapter(
         if event["type"] == "step" and event["step"] == 3:
             stop.signalled = True
 
+    theirs = tmp_path / "b" / "out" / "my_llm_lora"  # an adapter of that name that another run saved
+    theirs.mkdir(parents=True)
+    (theirs / "adapter_config.json").write_text("{}")
     stopped = train(tmp_path / "b", base, stop=stop, events=stop_at_three, **keys)
     assert first[-1]["type"] == "done" and first[-1]["interrupted"] is True, first[-3:]
-    assert stopped.name == "my_llm_lora" and (tmp_path / "b" / "out" / "checkpoint-3").is_dir()
+    assert stopped.name == "my_llm_lora_v2" and (tmp_path / "b" / "out" / "checkpoint-my_llm_lora-3").is_dir()
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), stopped)  # usable
 
     second: list[dict] = []
     resumed = train(tmp_path / "b", base, events=second.append, resume_from_checkpoint="latest", **keys)
-    assert resumed.name == "my_llm_lora_v2" and stopped.is_dir()  # never overwritten
+    assert resumed == stopped, "a resumed run finishes under the name it started with, over its own partial adapter"
+    assert sorted(p.name for p in theirs.iterdir()) == ["adapter_config.json"], "another run's adapter is kept"
+    start = next(e for e in second if e["type"] == "start")  # the curve so far, for the tab's chart
+    assert [tuple(point) for point in start["losses"]] == list(losses_of(first).items())
+    assert [tuple(point) for point in start.get("eval_losses", [])] == [
+        (e["step"], e["eval_loss"]) for e in first if e["type"] == "eval"]
     curve = {**losses_of(first), **losses_of(second)}
     assert sorted(curve) == list(range(1, 7))
     assert curve == pytest.approx(losses_of(straight), abs=1e-5)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from lora_train.core.errors import UserError
 from lora_train.models.load import load_base_model
 from lora_train.models.pipeline import make_pipeline
-from lora_train.train.resume_state import list_checkpoints
+from lora_train.core.resume_folders import resume_folders
 from lora_train.train.conditioning import encode_text, tokenize
 from train_support import DATASET, train
 
@@ -94,18 +94,38 @@ def test_saved_lora_loads_in_diffusers_and_reproduces_the_trained_sample(tiny_ch
     assert mismatch < 0.1 * effect, f"diffusers' render differs from the trained sample ({mismatch:.2f} vs {effect:.2f})"
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_sd1_file, tmp_path):
-    settings = dict(max_train_steps=6, save_steps=2, shuffle_caption=True, noise_offset=0.05, min_snr_gamma=5.0,
-                    gradient_accumulation_steps=1, scheduler="cosine", warmup_steps=1)
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_a_resumed_run_finishes_as_the_same_lora_with_the_same_weights_and_the_whole_curve(tiny_sd1_file, tmp_path):
+    settings = dict(max_train_steps=6, save_steps=2, sample_every_n_steps=2, shuffle_caption=True, noise_offset=0.05,
+                    min_snr_gamma=5.0, gradient_accumulation_steps=1, scheduler="cosine", warmup_steps=1)
     straight, _ = train(tiny_sd1_file, tmp_path / "a", **settings)
-    partial, events = train(tiny_sd1_file, tmp_path / "b", stop_at_step=3, **settings)
-    done = events[-1]
+    out = tmp_path / "b"
+    out.mkdir()
+    theirs = out / "my_lora.safetensors"  # a LoRA of that name that another run saved: never replaced
+    theirs.write_bytes(straight.read_bytes())
+
+    partial, first = train(tiny_sd1_file, out, stop_at_step=3, **settings)
+    done = first[-1]
     assert done["type"] == "done" and done["interrupted"] and done["step"] == 3
-    assert partial.exists() and [p.name for p in list_checkpoints(tmp_path / "b")] == ["checkpoint-2",
-                                                                                      "checkpoint-3"]
-    resumed, events = train(tiny_sd1_file, tmp_path / "b", resume_from_checkpoint="latest", **settings)
-    assert [e["step"] for e in events if e["type"] == "step"] == [4, 5, 6]
-    assert resumed.name == "my_lora_v2.safetensors", "the partial LoRA must not be overwritten"
+    assert partial == out / "my_lora_v2.safetensors"
+    assert [p.name for p in resume_folders(out, "my_lora")] == ["checkpoint-my_lora-2", "checkpoint-my_lora-3"]
+    preview = out / "my_lora_v2.preview.png"  # the partial LoRA's card shows the last sample, step 2's
+    assert np.array_equal(pixels(preview), pixels(out / "samples" / "step000002_00.png"))
+    assert "losses" not in next(e for e in first if e["type"] == "start")
+
+    resumed, second = train(tiny_sd1_file, out, resume_from_checkpoint="latest", **settings)
+    assert [e["step"] for e in second if e["type"] == "step"] == [4, 5, 6]
+    assert resumed == partial, "a resumed run finishes under the name it started with"
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["my_lora.safetensors", "my_lora_v2.safetensors"]
+    assert theirs.read_bytes() == straight.read_bytes()
+    assert not list(out.glob(".*.tmp")), "the replacement leaves no temporary file"
+    start = next(e for e in second if e["type"] == "start")
+    assert [tuple(point) for point in start["losses"]] == [(e["step"], e["loss"]) for e in first if e["type"] == "step"]
+    assert np.array_equal(pixels(preview), pixels(out / "samples" / "final000006_00.png")), "the final sample"
     expected, got = load_file(str(straight)), load_file(str(resumed))
     assert expected.keys() == got.keys()
     for key in expected:
@@ -130,7 +150,7 @@ def test_8bit_adam_and_fp16_with_loss_scaler(tiny_sd1_file, tmp_path):
                          optimizer_args={"min_8bit_size": 0}, mixed_precision="fp16", save_steps=2)
     losses = [e["loss"] for e in events if e["type"] == "step"]
     assert len(losses) == 2 and all(np.isfinite(losses))
-    state = torch.load(list_checkpoints(tmp_path / "out")[-1] / "training_state.pt", weights_only=True)
+    state = torch.load(resume_folders(tmp_path / "out", "my_lora")[-1] / "training_state.pt", weights_only=True)
     assert state["scaler"]["scale"] > 0, "fp16 must run with a loss scaler"
     quantized = [s["__bnb_optimizer_quant_state__"]["state1"] for s in state["optimizer"]["state"].values()]
     assert quantized and all(t.dtype == torch.uint8 for t in quantized), "Adam moments must be 8-bit"
@@ -152,7 +172,7 @@ def test_nan_loss_stops_and_keeps_the_last_save(tiny_sd1_file, tmp_path, monkeyp
     monkeypatch.setattr(trainer, "diffusion_loss", failing)
     with pytest.raises(UserError, match=r"The loss became nan at step 3.*lower learning_rate"):
         train(tiny_sd1_file, tmp_path / "out", max_train_steps=5, save_steps=2)
-    assert [p.name for p in list_checkpoints(tmp_path / "out")] == ["checkpoint-2"]
+    assert [p.name for p in resume_folders(tmp_path / "out", "my_lora")] == ["checkpoint-my_lora-2"]
 
 
 def make_mixed_dataset(folder):

@@ -17,7 +17,6 @@ import torch
 from lora_train.models.lean_import import import_optional, without_optional_packages
 from lora_train.train.compile import CompiledWithFallback
 from lora_train.train.optim import ParamGroup, build_optimizer
-from lora_train.train.step import use_channels_last
 from train_support import DATASET, FAST, train
 
 LORA_SHAPES = [(4, 32), (32, 4), (4, 64), (64, 4)] * 6  # LoRA down / up of small layers: under 4,096 values
@@ -134,21 +133,6 @@ def test_compiled_unet_gives_the_eager_loss_curve(tiny_sd1_file, tmp_path, monke
     _, compiled = train(tiny_sd1_file, tmp_path / "compiled", **settings, compile_unet=True)
     assert not [e for e in compiled if e["type"] == "log" and "compile_unet" in e.get("message", "")]  # it compiled
     assert losses(compiled) == pytest.approx(losses(eager), rel=1e-4, abs=1e-6)
-
-
-def test_channels_last_changes_no_result():
-    from lora_train.fixtures.components import tiny_sd1
-
-    unet = tiny_sd1().unet.eval()
-    generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(2, 4, 8, 8, generator=generator)
-    context = torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator)
-    with torch.no_grad():
-        plain = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample
-        use_channels_last([unet])
-        nhwc = unet(latents, torch.tensor([10, 900]), encoder_hidden_states=context).sample
-    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_a_job_trains_with_the_collector_on_and_releases_what_it_froze(tiny_sd1_file, tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import struct
@@ -155,17 +157,21 @@ def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_an
     loaded: list[ModelInfo | None] = [None]
     controller.host.current_model = lambda: loaded[0]
     view = TabView(controller)
-    seen = {"loaded": None, "followed": "sd1.safetensors"}  # built before the WebUI had loaded its model
-    assert view.follow_model("sd1.safetensors", seen)[2] is seen  # nothing changed: nothing to update
+    view.built_model = {"loaded": None, "followed": "sd1.safetensors"}  # built before the WebUI loaded its model
+    page: dict = {}  # the page's memory: gradio 3's periodic update gets no other value but the page-load one
+    assert all(update == {"__type__": "update"} for update in view.follow_model(page))  # nothing changed
 
     loaded[0] = ModelInfo("xl.safetensors [abc]", "/m/xl.safetensors", "SDXL", "abc")
-    note, choice, seen = view.follow_model("sd1.safetensors", seen)
-    assert "xl.safetensors [abc]" in note and "SDXL" in note
-    assert choice["value"] == "xl.safetensors [abc]" and seen["followed"] == "xl.safetensors [abc]"
+    note, choice = view.follow_model(page)
+    assert "xl.safetensors [abc]" in note and "SDXL" in note and choice["value"] == "xl.safetensors [abc]"
+    view.chosen_model("xl.safetensors [abc]", page)  # the dropdown's change event
+    assert view.follow_model(page)[1] == {"__type__": "update"}  # followed once, not again every 2 s
 
+    view.chosen_model("my pick.safetensors", page)  # the user chose: keep the choice
     loaded[0] = ModelInfo("other.safetensors", "/m/other.safetensors", "SD1")
-    note, choice, seen = view.follow_model("my pick.safetensors", seen)  # the user chose: keep the choice
-    assert "other.safetensors" in note and "value" not in choice and seen["followed"] == "xl.safetensors [abc]"
+    note, choice = view.follow_model(page)
+    assert "other.safetensors" in note and "value" not in choice and page["model"]["followed"] == \
+        "xl.safetensors [abc]"
 
 
 def test_a_reused_name_gets_its_own_work_folder_named_like_the_lora_it_saves(setup, monkeypatch):
@@ -185,7 +191,10 @@ def test_a_reused_name_gets_its_own_work_folder_named_like_the_lora_it_saves(set
     assert free_lora_path(loras, spec.name) == loras / "my lora_v2.safetensors"  # where the engine saves it
     assert (runs / "my lora" / "job.yaml").read_text() == "first run's job"
 
-    (runs / "my lora_v2" / "checkpoint-4").mkdir(parents=True)  # that run stopped and kept its state
+    kept = runs / "my lora_v2" / "checkpoint-my lora_v2-4"  # that run stopped and kept its state
+    kept.mkdir(parents=True)
+    for name in ("training_state.pt", "lora_params.st"):
+        (kept / name).write_bytes(b"state")
     controller.start(inputs, fields, resume=True)
     assert started[-1].workspace == runs / "my lora_v2" and started[-1].name == "my lora_v2"
     (runs / "stale").mkdir()  # a run that saved nothing still keeps its folder to itself
@@ -280,11 +289,16 @@ def test_start_waits_for_the_worker_environment_and_the_tab_shows_its_progress(s
     env = WorkerEnv.default()
     env.venv_dir.mkdir()
     env.builder_file.write_text(str(os.getpid()))  # a live set-up (this process stands in for it)
-    env.log_file.write_text("lora_train: pip install -r requirements.txt\n  Downloading diffusers-0.42.1.whl\n")
+    env.log_file.write_text("lora_train: step 2 of 3: installing the trainer's packages\n"
+                            "  $ pip install -r requirements.txt\n"
+                            "  Downloading diffusers-0.42.1-py3-none-any.whl (3.1 MB)\n"
+                            "    Can't uninstall 'PyYAML'. No files were found to uninstall.\n")
     host = StandaloneHost(None, TabSettings(tmp_path / "loras", tmp_path / "runs"), PathPolicy(False, []))
     view = TabView(TabController(host, JobRunner()))  # as in the WebUI: no fallback interpreter
     note, start, resume = view.worker_state()
-    assert "Setting up the training environment" in note and "Downloading diffusers-0.42.1.whl" in note
+    assert "Setting up the training environment" in note  # in words: the step and the package, not pip's lines
+    assert "Now: step 2 of 3: installing the trainer&#x27;s packages (now: downloading diffusers 0.42.1)" in note
+    assert "uninstall" not in note and "pip install" not in note and ".whl" not in note
     assert start["interactive"] is False and resume["interactive"] is False
 
     env.builder_file.unlink()
@@ -299,3 +313,44 @@ def test_start_waits_for_the_worker_environment_and_the_tab_shows_its_progress(s
     note, start, _ = view.worker_state()
     assert note == "" and start["interactive"] is True
     assert TabView(TabController(host, JobRunner(), python_fallback="python")).worker_state()[1]["interactive"]
+
+
+class StandInRunner:
+    """The latest job as the test sets it, in place of a worker."""
+
+    def __init__(self):
+        self.state: JobState | None = None
+
+    def snapshot(self) -> JobState | None:
+        return copy.deepcopy(self.state)
+
+
+def test_the_periodic_update_sends_what_changed_and_the_start_note_gives_way_to_how_the_job_ended(setup):
+    from lora_train.webui import job_view
+    from lora_train.webui.tab import TabView
+
+    controller, tmp_path, _ = setup
+    controller.runner = runner = StandInRunner()
+    view, page = TabView(controller), {}  # the page's memory: all the periodic update may trust under gradio 3
+    nothing = [{"__type__": "update"}] * 8
+    assert view.tick(page) == nothing
+    with job_view.note_about_job(page, runner):  # what Start does
+        runner.state = JobState("my_lora", tmp_path / "runs" / "my_lora", number=1, status="running", step=2,
+                                total=10, version=3)
+    progress, *_, note = view.tick(page)
+    assert 'data-step="2"' in progress and note == nothing[0]  # "Started training my_lora..." still true
+    assert view.tick(page) == nothing  # the same job, unchanged: nothing sent again
+
+    lora = tmp_path / "loras" / "my_lora.safetensors"
+    runner.state = JobState("my_lora", tmp_path / "runs" / "my_lora", number=1, status="interrupted", step=4,
+                            total=10, version=9, ended=True, lora_path=str(lora),
+                            summary="Stopped at step 4; the LoRA trained so far is saved. Resume continues from here.")
+    progress, *_, tag, note = view.tick(page)
+    assert 'data-status="interrupted"' in progress and tag == "<lora:my_lora:0.8>"
+    assert "my_lora ended: Stopped at step 4; the LoRA trained so far is saved" in note  # no longer "Stopping..."
+    assert view.tick(page) == nothing
+
+    with pytest.raises(UserError), job_view.note_about_job(page, runner):  # a note about something else
+        raise UserError("Dataset folder: no path given.")
+    runner.state = dataclasses.replace(runner.state, version=10)
+    assert view.tick(page)[-1] == nothing[0]  # the message stays

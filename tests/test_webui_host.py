@@ -181,6 +181,52 @@ def test_paths_are_confined_when_listening_without_a_password(webui):
     assert host.path_policy().resolve(outside, "Dataset folder") == Path(outside)
 
 
+def test_renders_name_their_scheduler_so_the_webui_corrects_nothing(webui, monkeypatch):
+    """A stand-in of A1111 1.10's txt2img: `process_images` runs the WebUI's sampler / scheduler check, which
+    logs "Sampler Scheduler autocorrection" for a render without a scheduler it knows."""
+    import dataclasses
+    import logging
+
+    @dataclasses.dataclass
+    class Txt2Img:  # the fields of A1111's StableDiffusionProcessingTxt2Img that the host passes
+        sd_model: object = None
+        prompt: str = ""
+        negative_prompt: str = ""
+        seed: int = -1
+        steps: int = 20
+        width: int = 512
+        height: int = 512
+        cfg_scale: float = 7.0
+        sampler_name: str | None = None
+        scheduler: str | None = None
+        batch_size: int = 1
+        n_iter: int = 1
+        do_not_save_samples: bool = False
+        do_not_save_grid: bool = False
+
+        def close(self):
+            pass
+
+    corrections = []
+
+    def process_images(p):
+        schedulers = {"Automatic", "Uniform", "Karras", "Exponential"}  # labels, as the WebUI checks them
+        if p.scheduler not in schedulers:
+            corrections.append(f'Sampler Scheduler autocorrection: "{p.sampler_name}" -> "{p.sampler_name}", '
+                               f'"{p.scheduler}" -> "Automatic"')
+            logging.warning(corrections[-1])
+        return types.SimpleNamespace(images=[f"image of {p.prompt}"])
+
+    state = types.SimpleNamespace(begin=lambda job: None, end=lambda: None)
+    monkeypatch.setitem(sys.modules, "modules.processing", types.SimpleNamespace(
+        StableDiffusionProcessingTxt2Img=Txt2Img, process_images=process_images))
+    monkeypatch.setattr(sys.modules["modules"], "processing", sys.modules["modules.processing"], raising=False)
+    monkeypatch.setattr(sys.modules["modules.shared"], "state", state, raising=False)
+    monkeypatch.setattr(sys.modules["modules.shared"], "sd_model", object(), raising=False)
+    assert WebUIHost().render("zq <lora:x:0.8>", "", 7, 4, 64, 64) == "image of zq <lora:x:0.8>"
+    assert corrections == []
+
+
 def test_ui_refuses_options_that_cannot_work_before_serving(tmp_path, capsys):
     from lora_train.cli import main
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from lora_train.config import load_config
 from lora_train.core.errors import UserError
+from lora_train.core.ownership import RUN_ID_KEY
 from lora_train.text.schema import TextConfig
 from lora_train.webui import form, markup
 from lora_train.webui.host import TabSettings
@@ -28,9 +31,10 @@ SEED = ROOT / "examples" / "llm" / "alpaca_tiny.jsonl"
 class FakeWorker:
     """Records requests; `loaded` as the real client keeps it."""
 
-    def __init__(self, loaded: bool, fails: bool = False):
+    def __init__(self, loaded: bool, fails: bool = False, answers: dict | None = None):
         self.loaded = {"base_model": "m"} if loaded else None
         self.fails = fails
+        self.answers = answers or {}  # what "generate" answers
         self.requests: list[str] = []
 
     def request(self, op: str, **args):
@@ -43,6 +47,8 @@ class FakeWorker:
                            "load_seconds": 0.2}
         elif op == "unload":
             self.loaded = None
+        elif op == "generate":
+            return {**self.answers, "seconds": 0.1}
         return {"moved": True}
 
 
@@ -130,6 +136,18 @@ def test_adapter_lines_and_their_folders(setup):
         controller.test("hi", "mine", fields(controller), 8)
 
 
+def test_the_answers_show_control_characters_as_escapes(setup):
+    controller, tmp_path = setup
+    (tmp_path / "LLM-LoRA" / "mine").mkdir(parents=True)
+    (tmp_path / "LLM-LoRA" / "mine" / "adapter_config.json").write_text("{}")
+    controller.worker = FakeWorker(True, answers={"without": "a\x00b\x1b[31mred\r\nnext\tcol \u00e9\U0001f600",
+                                                  "with": "\x07bell\x7f\x85"})
+    without, adapted, note = controller.test("hi", "mine", fields(controller), 8)
+    assert without == "a\\x00b\\x1b[31mred\nnext\tcol \u00e9\U0001f600"  # newlines, tabs and letters stay
+    assert adapted == "\\x07bell\\x7f\\x85"
+    assert "Greedy answers in 0.1 s; with mine x1." in note
+
+
 def test_a_finished_job_publishes_its_adapter_and_hands_the_gpu_back(setup):
     controller, tmp_path = setup
     trained = tmp_path / "runs" / "llm" / "mine" / "mine"
@@ -178,6 +196,53 @@ def test_publishing_never_overwrites_an_adapter(tmp_path):
     assert [p.name for p in paths] == ["a", "a_v2", "a_v3"]
 
 
+def adapter(folder: Path, run_id: str, content: str) -> Path:
+    """An adapter folder whose weights' header records the run that saved it, as the engine writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"w": np.zeros(1, np.float32)}, str(folder / "adapter_model.safetensors"),
+              metadata={"format": "pt", RUN_ID_KEY: run_id})
+    (folder / "adapter_config.json").write_text(content)
+    return folder
+
+
+def test_a_resumed_runs_adapter_replaces_the_copy_of_its_own_partial_adapter_only(tmp_path):
+    published = tmp_path / "LLM-LoRA"
+    theirs = adapter(published / "artist_llm", "another run", "theirs")
+    trained = adapter(tmp_path / "runs" / "llm" / "artist_llm" / "artist_llm", "run 1", "partial")
+    assert publish_adapter(trained, published) == published / "artist_llm_v2"  # stopped: the partial adapter
+    adapter(trained, "run 1", "finished")  # the same run, resumed, saved over its partial adapter
+    assert publish_adapter(trained, published) == published / "artist_llm_v2"
+    assert (published / "artist_llm_v2" / "adapter_config.json").read_text() == "finished"
+    assert (theirs / "adapter_config.json").read_text() == "theirs"
+    assert sorted(path.name for path in published.iterdir()) == ["artist_llm", "artist_llm_v2"]
+
+
+def test_a_reused_name_gets_its_own_work_folder_named_like_the_adapter_it_saves(setup, monkeypatch):
+    controller, tmp_path = setup
+    started = []
+    monkeypatch.setattr(controller.runner, "start", lambda spec, hooks: started.append(spec))
+    adapter(tmp_path / "LLM-LoRA" / "artist_llm", "first run", "{}")  # the first run's published adapter
+    first_run = tmp_path / "runs" / "llm" / "artist_llm"
+    first_run.mkdir(parents=True)
+    (first_run / "job.yaml").write_text("first run's job")
+    note = controller.start("tiny", "", str(SEED), "artist_llm", fields(controller))
+    spec = started[-1]
+    assert "Started training artist_llm_v2" in note
+    assert spec.name == spec.config["output_name"] == "artist_llm_v2"
+    assert spec.workspace == Path(spec.config["output_dir"]) == tmp_path / "runs" / "llm" / "artist_llm_v2"
+    assert (first_run / "job.yaml").read_text() == "first run's job"
+
+    with pytest.raises(UserError, match=r"no checkpoint-artist_llm-<step> folder of the job 'artist_llm'"):
+        controller.start("tiny", "", str(SEED), "artist_llm", fields(controller), resume=True)
+    kept = spec.workspace / "checkpoint-artist_llm_v2-3"  # the second run stopped and kept its state
+    kept.mkdir(parents=True)
+    for name in ("training_state.pt", "lora_params.st"):
+        (kept / name).write_bytes(b"state")
+    assert "Resuming training artist_llm_v2" in controller.start("tiny", "", str(SEED), "artist_llm",
+                                                                 fields(controller), resume=True)
+    assert started[-1].workspace == spec.workspace and started[-1].config["resume_from_checkpoint"] == "latest"
+
+
 def test_the_loss_chart_shows_the_eval_loss(setup):
     runner = JobRunner()
     state = JobState("x", Path("."))
@@ -194,18 +259,46 @@ def test_a_worker_that_dies_is_a_message(tmp_path):
     script = tmp_path / "python"
     script.write_text("#!/bin/sh\necho 'ImportError: no module named torch' >&2\nexit 3\n")
     script.chmod(0o755)
-    worker = ModelWorker(lambda: str(script), [])
+    worker = ModelWorker(lambda: str(script), [], lambda: tmp_path / "worker.log")
     with pytest.raises(UserError, match="exit code 3") as caught:
         worker.request("status")
     assert "no module named torch" in str(caught.value) and worker.loaded is None
-    missing = ModelWorker(lambda: str(tmp_path / "nope"), [])
+    assert f"All it wrote is in {tmp_path / 'worker.log'}" in str(caught.value)
+    missing = ModelWorker(lambda: str(tmp_path / "nope"), [], lambda: None)
     with pytest.raises(UserError, match="Could not start the model worker"):
         missing.request("status")
 
 
+NOISY_WORKER = """\
+import json, sys, warnings
+warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
+print("a library wrote to stdout", flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    print(json.dumps({"id": request["id"], "ok": True, "result": {"op": request["op"]}}), flush=True)
+"""
+
+
+def test_the_model_workers_library_noise_goes_to_its_log_not_the_console(tmp_path, capfd):
+    (tmp_path / "noisy.py").write_text(NOISY_WORKER)
+    python = tmp_path / "python"  # started as `python -m lora_train.text.serve`: runs the noisy worker instead
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {tmp_path / 'noisy.py'}\n")
+    python.chmod(0o755)
+    log = tmp_path / "runs" / "llm" / "model-worker.log"
+    worker = ModelWorker(lambda: str(python), [], lambda: log)
+    try:
+        assert worker.request("status") == {"op": "status"}
+    finally:
+        worker.close()
+    worker._stderr_reader.join(10)
+    assert "is_gradient_checkpointing" not in capfd.readouterr().err
+    assert "FutureWarning: `is_gradient_checkpointing` is deprecated" in log.read_text()
+    assert "a library wrote to stdout" in log.read_text()
+
+
 @pytest.mark.slow
 def test_the_client_talks_to_the_real_worker():
-    worker = ModelWorker(lambda: sys.executable, [str(ROOT)])
+    worker = ModelWorker(lambda: sys.executable, [str(ROOT)], lambda: None)
     try:
         assert worker.request("status")["loaded"] is None
         with pytest.raises(UserError, match="Unknown request"):

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from lora_train.core.errors import UserError
-from lora_train.webui.runner import Followup, JobRunner, JobSpec, TracebackFilter
+from lora_train.webui.runner import Followup, JobRunner, JobSpec
+from lora_train.webui.worker_stderr import StderrReader
 
 FAKE_MAIN = textwrap.dedent('''
     import json, sys, time, argparse, pathlib, yaml
@@ -27,6 +28,9 @@ FAKE_MAIN = textwrap.dedent('''
     def emit(kind, **fields):
         print(json.dumps(dict(type=kind, **fields)), flush=True)
     out = pathlib.Path(config["output_dir"])
+    if mode == "noisy":  # what transformers does in a worker: a FutureWarning, through the warnings module
+        import warnings
+        warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
     if mode == "crash":
         print("some progress text", file=sys.stderr, flush=True)
         raise RuntimeError("worker bug")
@@ -171,9 +175,31 @@ def test_a_missing_interpreter_is_a_message(tmp_path, fake_worker):
     assert hooks.calls[-1] == ("after", "failed")
 
 
-def test_traceback_filter_keeps_the_last_line_only():
-    fold = TracebackFilter()
+def test_library_noise_stays_in_the_log_and_only_a_traceback_reaches_the_console(tmp_path, fake_worker, capfd):
+    runner, hooks = JobRunner(), RecordingHooks()
+    runner.start(_spec(tmp_path, fake_worker, "noisy"), hooks)
+    assert runner.wait(60) and runner.snapshot().status == "done"
+    assert "is_gradient_checkpointing" not in capfd.readouterr().err  # the WebUI's console
+    assert any("FutureWarning: `is_gradient_checkpointing` is deprecated" in line for line in runner.snapshot().log)
+    assert "FutureWarning: `is_gradient_checkpointing` is deprecated" in (tmp_path / "job" / "train.log").read_text()
+
+    runner.start(_spec(tmp_path, fake_worker, "crash", "crash"), hooks)
+    assert runner.wait(60)
+    console = capfd.readouterr().err
+    assert "[lora_train] Traceback (most recent call last):" in console and "[lora_train] RuntimeError: worker bug" \
+        in console and "some progress text" not in console
+    log_file = (tmp_path / "crash" / "train.log").read_text()
+    assert "some progress text" in log_file and "Traceback" in log_file and "RuntimeError: worker bug" in log_file
+
+
+def test_a_traceback_is_folded_into_its_last_line_in_the_tail(tmp_path, capsys):
+    tail: list[str] = []
     lines = ["before", "Traceback (most recent call last):", '  File "x.py", line 1', "    boom()",
-             "ValueError: bad", "after"]
-    assert [shown for line in lines if (shown := fold(line))] == [
-        "before", "ValueError: bad (the worker's traceback was printed to the console)", "after"]
+             "ValueError: bad", "", "During handling of the above exception, another exception occurred:", "",
+             "Traceback (most recent call last):", '  File "x.py", line 3', "KeyError: 'k'", "after", ""]
+    StderrReader("[w]", tail.append, tmp_path / "w.log").read(line + "\n" for line in lines)
+    assert tail == ["before", "ValueError: bad (the worker's traceback was printed to the console)",
+                    "KeyError: 'k' (the worker's traceback was printed to the console)", "after"]
+    console = lines[1:5] + lines[6:11]  # the tracebacks (the blank line between them is not known to be one)
+    assert capsys.readouterr().err.splitlines() == [f"[w] {line}" for line in console]
+    assert (tmp_path / "w.log").read_text().splitlines() == lines

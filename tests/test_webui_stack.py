@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lora_train.core.errors import UserError
-from lora_train.core.grid_image import LABEL_HEIGHT, LABEL_WIDTH, parse_weights
+from lora_train.core.grid_image import GridSpec, layout, parse_weights
 from lora_train.webui.controller import TabController
 from lora_train.webui.host import TabSettings
 from lora_train.webui.standalone_host import StandaloneHost
@@ -59,8 +59,9 @@ def test_inside_the_webui_each_cell_is_a_txt2img_with_lora_tags(section):
     assert [prompt for prompt, *_ in host.prompts] == [
         "a cat", "a cat <lora:watercolor:0.5>", "a cat <lora:ink:1>", "a cat <lora:ink:1> <lora:watercolor:0.5>"]
     assert {tuple(rest) for _, *rest in host.prompts} == {("blurry", 7, 3, 64, 48)}
+    bands = layout(GridSpec(["ink", "watercolor"], [[0.0, 1.0], [0.0, 0.5]], "a cat"), 64, 48)
     with Image.open(image) as grid:
-        assert grid.size == (LABEL_WIDTH + 2 * 64, LABEL_HEIGHT + 2 * 48)
+        assert grid.size == (bands.left + 2 * 64, bands.top + 2 * 48)
     params = json.loads((tmp_path / "runs" / "grids" / (image.rsplit("/", 1)[1].replace(".png", ".json"))).read_text())
     assert params["weights"] == [[0.0, 1.0], [0.0, 0.5]] and params["base_model"] == "model.safetensors"
     assert params["infotexts"][3] == "a cat <lora:ink:1> <lora:watercolor:0.5>\nSteps: 3"

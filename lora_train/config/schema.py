@@ -159,15 +159,17 @@ class TrainConfig:
                                          "previews, e.g. the WebUI's models/Lora (default: output_dir). "
                                          "Checkpoints, samples and logs stay in output_dir.", "Saving")
     output_name: str = opt("my_lora", "File name of the LoRA (without extension); an existing file is never "
-                           "overwritten, a new version gets `_v2`, `_v3`...", "Saving")
+                           "overwritten, a new version gets `_v2`, `_v3`... (a resumed run replaces only the "
+                           "partial LoRA it saved itself).", "Saving")
     save_every_n_epochs: int = opt(0, "Also save the LoRA every N epochs as `name-00000N.safetensors` (0: off).",
                                    "Saving", min=0, max=100000)
-    save_steps: int = opt(0, "Save the full training state every N steps as `output_dir/checkpoint-<step>/` "
-                          "(0: off).", "Saving", min=0, max=10000000)
-    save_total_limit: int = opt(3, "Keep only this many checkpoint-<step> folders (0: keep all).", "Saving", min=0,
-                                max=100000)
-    resume_from_checkpoint: Optional[str] = opt(None, "A `checkpoint-<step>` folder to continue exactly from, or "
-                                                "`latest` for the newest in output_dir.", "Saving")
+    save_steps: int = opt(0, "Save the full training state every N steps as "
+                          "`output_dir/checkpoint-<output_name>-<step>/` (0: off).", "Saving", min=0, max=10000000)
+    save_total_limit: int = opt(3, "Keep only this many of the job's checkpoint folders (0: keep all).", "Saving",
+                                min=0, max=100000)
+    resume_from_checkpoint: Optional[str] = opt(None, "A checkpoint folder of this job (same output_name and "
+                                                "base_model) to continue exactly from, or `latest` for the job's "
+                                                "newest in output_dir.", "Saving")
     save_precision: str = opt("fp16", "dtype of the saved LoRA tensors.", "Saving", choices=("fp16", "bf16", "fp32"))
     preferred_weight: float = opt(0.8, "The weight written into the sidecar (the WebUI's `<lora:name:weight>`).",
                                   "Saving", min=-10.0, max=10.0)

@@ -6,8 +6,9 @@ name with a hard link, which fails instead of replacing a file that appeared mea
 systems without hard links: a rename after an existence check). A failure at any point removes
 the temporary file, so a full disk or a killed process never leaves a partial LoRA behind.
 Disk errors become UserErrors naming the folder. `write_new_folder` does the same for a whole folder
-(a PEFT adapter). `replace_file` (for cache entries, which may be rewritten) publishes with a
-rename over the old file instead and leaves errors to its caller.
+(a PEFT adapter). `rewrite_file` / `rewrite_folder` replace what is there in one rename instead: only
+for files the writer owns (a resumed run's own partial save). `replace_file` (for cache entries, which
+may be rewritten) publishes with a rename over the old file too and leaves errors to its caller.
 Published files get the mode a plain `open()` would give them (0666 less the umask; folders 0777 less
 it), not the 0600 of the temporary file, so a WebUI run by another user, or a shared models folder, can
 read them; the mode is set again once the writer is done, as some writers (safetensors' `save_file`)
@@ -118,7 +119,16 @@ def replace_file(path: Path, data: bytes) -> None:
 
 def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Create `path` with what `write(temporary_path)` writes; UserError if it exists or the disk fails."""
-    path = Path(path)
+    return _write_file(Path(path), write, _publish)
+
+
+def rewrite_file(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Write `path` anew with what `write(temporary_path)` writes, replacing the file there in one rename: for
+    a file the writer owns (a resumed run's own partial save, see core/ownership.py), never a user's."""
+    return _write_file(Path(path), write, os.replace)
+
+
+def _write_file(path: Path, write: Callable[[Path], None], publish: Callable[[Path, Path], None]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = _temporary_file(path)
@@ -127,7 +137,7 @@ def write_new_file(path: str | Path, write: Callable[[Path], None]) -> Path:
             write(temporary)
             _plain_mode(temporary)
             _fsync(temporary)
-            _publish(temporary, path)
+            publish(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
         _fsync_folder(path.parent)
@@ -142,10 +152,21 @@ def write_new_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
     The files are written into a hidden `.name.XXXX.tmp` folder beside it, fsynced, and the folder is
     renamed into place; an existing `path` is never replaced (UserError), and a failure leaves nothing.
     """
-    path = Path(path)
+    return _write_folder(Path(path), write, replace=False)
+
+
+def rewrite_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """`write_new_folder` over a folder the writer owns: the old folder is moved into a hidden `.name.XXXX.tmp`
+    folder, the new one renamed into place, then the old one deleted (a process killed between the two
+    renames leaves the old one in the hidden folder, which the next run removes; a resumed run saves again)."""
+    return _write_folder(Path(path), write, replace=True)
+
+
+def _write_folder(path: Path, write: Callable[[Path], None], replace: bool) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent))
+        temporary = _temporary_folder(path)
+        old = _temporary_folder(path) if replace else None
         _plain_mode(temporary)  # mkdtemp makes it 0700
         try:
             write(temporary)
@@ -153,12 +174,29 @@ def write_new_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
                 _plain_mode(item)
                 if item.is_file():
                     _fsync(item)
-            if path.exists():
-                raise FileExistsError(errno.EEXIST, "File exists", str(path))
-            os.rename(temporary, path)
+            moved = old / path.name if old is not None and path.exists() else None
+            if moved is not None:
+                os.rename(path, moved)
+            try:
+                if path.exists():
+                    raise FileExistsError(errno.EEXIST, "File exists", str(path))
+                os.rename(temporary, path)
+            except OSError:
+                if moved is not None and not path.exists():
+                    os.rename(moved, path)  # the old folder back, as it was
+                raise
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         _fsync_folder(path.parent)
     except OSError as exc:
         raise disk_error(exc, path) from exc
     return path
+
+
+def _temporary_folder(path: Path) -> Path:
+    """A new hidden temporary folder beside `path`, with a plain folder's mode."""
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent))
+    os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes it 0700
+    return temporary

@@ -2,7 +2,7 @@
 
 The sidecar is what the WebUI's card editor writes (`ui_extra_networks_user_metadata.write_user_metadata`):
 the six keys of the Lora editor, JSON with 4-space indents, UTF-8, non-ASCII kept as is. Both are
-written atomically and never over an existing file.
+written atomically and never over an existing file (a resumed run's preview over its own earlier one only).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .arch import LABELS
-from .atomic import write_new_file
+from .atomic import rewrite_file, write_new_file
 from .naming import preview_path, sidecar_path
+from .ownership import is_own, png_info
 
 
 
@@ -34,6 +35,10 @@ def write_sidecar(lora_path: str | Path, card: Mapping[str, object]) -> Path:
                           lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
-def write_preview(lora_path: str | Path, image: Any) -> Path:
-    """`<name>.preview.png` beside the LoRA (a PIL image): the thumbnail of its card."""
-    return write_new_file(preview_path(Path(lora_path)), lambda temporary: image.save(temporary, format="PNG"))
+def write_preview(lora_path: str | Path, image: Any, run_id: str | None = None) -> Path:
+    """`<name>.preview.png` beside the LoRA (a PIL image): the thumbnail of its card. With `run_id` it records the
+    run that made it, and replaces a preview that run saved before (a resumed run's newer sample)."""
+    path = preview_path(Path(lora_path))
+    info = png_info(run_id) if run_id else None
+    write = rewrite_file if is_own(path, run_id) else write_new_file
+    return write(path, lambda temporary: image.save(temporary, format="PNG", pnginfo=info))

@@ -12,6 +12,7 @@ An event is a flat dict with a `type` and a few of these fields:
     detail   a traceback, on an `error` that is a bug (shown folded; the message says what to do)
     eval_loss, perplexity   on an `eval` (text runs with val_size: loss on the held-out rows after an epoch)
     unit     what a step counts when it is not an optimizer step ("image" when captioning)
+    losses, eval_losses   on a resumed run's `start`: the curve so far, [[step, loss], ...] (core/loss_history.py)
 
 The CLI writes them as JSON lines (`--events jsonl`), which is what the WebUI tab reads; on a
 terminal it draws a progress bar instead. `train.log` gets a plain-text line per event.

@@ -5,7 +5,8 @@ already used: `name`, then `name_v2`, `name_v3`, ... Epoch saves are `name-00000
 name), versioned the same way. A name counts as used when
 any file the LoRA would own exists (the weights, the card's `.json`, the `.preview.png`, or an
 older `.pt` / `.ckpt` of that name, which the WebUI would list under the same name).
-`free_run_name` picks a new run's name up front, so that its work folder carries the same name.
+A resumed run may take a name it saved under before (its own partial save, core/ownership.py).
+`run_name` picks a tab's run name up front, so that its work folder carries the same name.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import UserError
+from .ownership import is_own
+from .resume_folders import latest_resume_folder
 
 LORA_SUFFIX = ".safetensors"
 SIDECAR_SUFFIX = ".json"
@@ -81,22 +84,33 @@ def _lora_taken(folder: Path, stem: str) -> bool:
     return any((folder / (stem + suffix)).exists() for suffix in _TAKEN_SUFFIXES)
 
 
-def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None) -> Path:
-    """The first unused `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind."""
+def free_lora_path(folder: str | Path, name: str, *, epoch: int | None = None, run_id: str | None = None) -> Path:
+    """The first `<stem>[_vN].safetensors` in the folder for this name (checked) and save kind that is unused, or
+    that the run `run_id` saved before (a resumed run replaces its own partial save, never another file)."""
     folder = Path(folder)
     stem = save_stem(check_output_name(name), epoch=epoch)
-    return folder / (next(candidate for candidate in versions(stem) if not _lora_taken(folder, candidate))
-                     + LORA_SUFFIX)
+    return folder / (next(candidate for candidate in versions(stem) if not _lora_taken(folder, candidate)
+                          or is_own(folder / (candidate + LORA_SUFFIX), run_id)) + LORA_SUFFIX)
 
 
-def free_run_name(lora_folder: str | Path, work_folder: str | Path, name: str) -> str:
-    """The first of `name`, `name_v2`, ... that neither a LoRA in `lora_folder` nor a run's folder in
-    `work_folder` uses: a new run saves under it and keeps its job files in `work_folder/<it>`."""
-    return next(candidate for candidate in versions(check_output_name(name))
-                if not _lora_taken(Path(lora_folder), candidate) and not (Path(work_folder) / candidate).exists())
-
-
-def free_folder_path(folder: str | Path, name: str) -> Path:
-    """The first unused `name`, `name_v2`, ... in the folder, for savers that write a folder (PEFT adapters)."""
+def free_folder_path(folder: str | Path, name: str, *, run_id: str | None = None) -> Path:
+    """The first `name`, `name_v2`, ... in the folder that is unused or the run `run_id` saved, for savers that
+    write a folder (PEFT adapters)."""
     folder = Path(folder)
-    return folder / next(c for c in versions(check_output_name(name)) if not (folder / c).exists())
+    return folder / next(c for c in versions(check_output_name(name))
+                         if not (folder / c).exists() or is_own(folder / c, run_id))
+
+
+def run_name(name: str, *, saves: str | Path, runs: str | Path, resume: bool = False,
+             saves_folders: bool = False) -> str:
+    """The name a run from a tab saves under, and so its work folder's (`runs/<name>`).
+
+    A new run takes the first of `name`, `name_v2`, ... that no save in `saves` (LoRA files, or adapter
+    folders with `saves_folders`) and no earlier run's folder in `runs` uses; a resumed one continues the
+    latest of them that kept its state (resume_folders.py)."""
+    saves, runs, name = Path(saves), Path(runs), check_output_name(name)
+    if resume:
+        earlier = itertools.takewhile(lambda run: (runs / run).is_dir(), versions(name))
+        return ([run for run in earlier if latest_resume_folder(runs / run, run)] or [name])[-1]
+    taken = (lambda run: (saves / run).exists()) if saves_folders else (lambda run: _lora_taken(saves, run))
+    return next(run for run in versions(name) if not taken(run) and not (runs / run).exists())

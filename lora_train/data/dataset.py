@@ -59,6 +59,16 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def latents_cached(self) -> bool:
+        """Items carry latents: nothing encodes images during training."""
+        return self._latents is not None
+
+    @property
+    def text_cached(self) -> bool:
+        """Items carry text-encoder outputs: nothing encodes captions during training."""
+        return self._text is not None
+
     def __getitem__(self, key: int | SampleKey) -> dict[str, Any]:
         index, seed = key if isinstance(key, SampleKey) else SampleKey(key, key)
         rng = random.Random(seed)

@@ -4,7 +4,8 @@ Values are all strings, written as kohya's `train_network.py` and `library/sai_m
 write them (booleans as `True` / `False`, JSON for the tag and dataset tables, unix times).
 The WebUI reads `ss_base_model_version` / `ss_v2` to file the LoRA under SD1 / SD2 / SDXL,
 `ss_output_name` for its alias, `ss_tag_frequency` for the card's tag list, and
-`ss_training_started_at` / `ss_sd_model_name` for the card's table. The hashes
+`ss_training_started_at` / `ss_sd_model_name` for the card's table. `lora_train_run_id` names the run that
+saved the file (core/ownership.py). The hashes
 (`sshs_model_hash`, `sshs_legacy_hash`) depend on the tensors and are added by `save_lora`.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from ..adapters.spec import LoraSpec
+from ..core.ownership import RUN_ID_KEY
 
 NETWORK_MODULE = "networks.lora"
 MODELSPEC_VERSION = "1.0.1"
@@ -45,6 +47,7 @@ class TrainingRun:
     trigger_words: str = ""
     tag_frequency: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # folder -> tag -> count
     dataset_dirs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # folder -> n_repeats, img_count
+    run_id: str = ""  # the training run's id (core/ownership.py): a resumed run replaces only its own files
 
 
 def network_args(network: LoraSpec) -> dict[str, str]:
@@ -100,4 +103,6 @@ def build_metadata(network: LoraSpec, run: TrainingRun) -> dict[str, str]:
         metadata["ss_network_args"] = json.dumps(args)
     if run.trigger_words:
         metadata["modelspec.trigger_phrase"] = run.trigger_words
+    if run.run_id:
+        metadata[RUN_ID_KEY] = run.run_id
     return metadata

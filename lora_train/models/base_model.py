@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTokenizer
@@ -17,17 +18,21 @@ class BaseModel:
 
     `text_encoders` / `tokenizers` are in pipeline order (SDXL: CLIP-L, then OpenCLIP-bigG with
     projection). `noise_scheduler` is a DDPMScheduler for training with the model's prediction type.
+    A training run may release the VAE and text encoders (None and []) while it does not use them;
+    `load_encoders(with_vae=..., with_text_encoders=...)` reads them from the model's files again, as they
+    were first loaded, and returns (vae or None, text_encoders or []).
     """
 
     arch: str  # sd1 | sd2 | sdxl
     v_prediction: bool
     unet: UNet2DConditionModel
-    vae: AutoencoderKL
+    vae: AutoencoderKL | None
     text_encoders: list
     tokenizers: list[CLIPTokenizer]
     noise_scheduler: DDPMScheduler
     name: str  # the checkpoint's file stem (or folder name)
     path: Path
+    load_encoders: Callable[..., tuple[AutoencoderKL | None, list]] | None = None
 
     @property
     def base_model_version(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -58,15 +59,29 @@ def load_diffusers_folder(folder: Path, vae_path: Path | None, prediction_type: 
     v_prediction = (prediction_type if prediction_type != "auto"
                     else scheduler_config.get("prediction_type", "epsilon")) == "v_prediction"
     unet = load_pretrained(UNet2DConditionModel, folder, "unet", dtype, what)
-    vae = (load_vae_file(vae_path, _vae_config(folder, arch, v_prediction), dtype) if vae_path
-           else load_pretrained(AutoencoderKL, folder, "vae", dtype, what))
+    vae, text_encoders = load_folder_encoders(folder, arch, v_prediction, vae_path, dtype)
     specs = ARCHS[arch].text_encoders
-    text_encoders = [load_pretrained(spec.model_class, folder, spec.subfolder, dtype, what) for spec in specs]
     tokenizers = [load_clip_tokenizer(folder / spec.tokenizer_subfolder, pad_token=spec.pad_token) for spec in specs]
     for spec, tokenizer, encoder in zip(specs, tokenizers, text_encoders):
         fit_tokenizer(tokenizer, encoder, folder / spec.tokenizer_subfolder, f"the text encoder in {folder / spec.subfolder}")
     return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers,
-                     training_scheduler(scheduler_config, v_prediction), folder.name, folder)
+                     training_scheduler(scheduler_config, v_prediction), folder.name, folder,
+                     functools.partial(load_folder_encoders, folder, arch, v_prediction, vae_path, dtype))
+
+
+def load_folder_encoders(folder: Path, arch: str, v_prediction: bool, vae_path: Path | None, dtype: torch.dtype,
+                         with_vae: bool = True, with_text_encoders: bool = True,
+                         ) -> tuple[AutoencoderKL | None, list[torch.nn.Module]]:
+    """The VAE (the folder's own, or the one at `vae_path`) and the text encoder(s) of a diffusers folder;
+    None / [] for a part not asked for."""
+    what = f"The diffusers folder {folder}"
+    vae = None
+    if with_vae:
+        vae = (load_vae_file(vae_path, _vae_config(folder, arch, v_prediction), dtype) if vae_path
+               else load_pretrained(AutoencoderKL, folder, "vae", dtype, what))
+    text_encoders = [load_pretrained(spec.model_class, folder, spec.subfolder, dtype, what)
+                     for spec in ARCHS[arch].text_encoders if with_text_encoders]
+    return vae, text_encoders
 
 
 def _vae_config(folder: Path, arch: str, v_prediction: bool) -> dict:

@@ -8,6 +8,7 @@ ever held twice.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,22 +67,45 @@ def load_checkpoint(checkpoint: CheckpointFile, vae_path: Path | None, predictio
     arch = detect_checkpoint_arch(checkpoint.meta, path)
     ldm = find_ldm_config(path)
     v_prediction = declared_v_prediction(prediction_type, ldm, checkpoint.metadata, checkpoint.meta)
-    configs = part_configs(arch, bool(v_prediction), path, ldm, checkpoint.meta)
+    configs_v_prediction = bool(v_prediction)
+    configs = part_configs(arch, configs_v_prediction, path, ldm, checkpoint.meta)
     unet = _load_unet(checkpoint, configs, dtype)
     if v_prediction is None:  # nothing says: only SD2 has common v models, and the WebUI tests for them
         v_prediction = arch == "sd2" and looks_like_v_prediction(unet)
         if v_prediction:
             unet.register_to_config(sample_size=shipped_config(arch, True, "unet")["sample_size"])
-    vae = load_vae_file(vae_path, configs.vae, dtype) if vae_path else _load_vae(checkpoint, configs, dtype)
+    vae, text_encoders = checkpoint_encoders(checkpoint, arch, configs, vae_path, dtype)
     specs = ARCHS[arch].text_encoders
-    text_encoders = [_load_text_encoder(checkpoint, spec, folder, configs.advice, dtype)
-                     for spec, folder in zip(specs, configs.text_encoder_folders)]
     tokenizers = [load_clip_tokenizer(folder, pad_token=spec.pad_token)
                   for spec, folder in zip(specs, configs.text_encoder_folders)]
     for spec, tokenizer, encoder, folder in zip(specs, tokenizers, text_encoders, configs.text_encoder_folders):
         fit_tokenizer(tokenizer, encoder, folder, f"the text encoder under {spec.ldm_prefix} in {path}")
     scheduler = training_scheduler(shipped_config(arch, v_prediction, "scheduler"), v_prediction)
-    return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers, scheduler, path.stem, path)
+    encoders = functools.partial(load_single_file_encoders, path, arch, configs_v_prediction, vae_path, dtype)
+    return BaseModel(arch, v_prediction, unet, vae, text_encoders, tokenizers, scheduler, path.stem, path, encoders)
+
+
+def checkpoint_encoders(checkpoint: CheckpointFile, arch: str, configs: PartConfigs, vae_path: Path | None,
+                        dtype: torch.dtype, with_vae: bool = True, with_text_encoders: bool = True,
+                        ) -> tuple[AutoencoderKL | None, list[torch.nn.Module]]:
+    """The VAE (the checkpoint's own, or the one at `vae_path`) and the text encoder(s) of a checkpoint;
+    None / [] for a part not asked for."""
+    vae = None
+    if with_vae:
+        vae = load_vae_file(vae_path, configs.vae, dtype) if vae_path else _load_vae(checkpoint, configs, dtype)
+    text_encoders = [_load_text_encoder(checkpoint, spec, folder, configs.advice, dtype)
+                     for spec, folder in zip(ARCHS[arch].text_encoders, configs.text_encoder_folders)
+                     if with_text_encoders]
+    return vae, text_encoders
+
+
+def load_single_file_encoders(path: Path, arch: str, v_prediction: bool, vae_path: Path | None, dtype: torch.dtype,
+                              with_vae: bool = True, with_text_encoders: bool = True,
+                              ) -> tuple[AutoencoderKL | None, list[torch.nn.Module]]:
+    """`checkpoint_encoders` of the file at `path`, already loaded once as `arch` (so checked), read again."""
+    checkpoint = open_checkpoint(path)
+    configs = part_configs(arch, v_prediction, path, find_ldm_config(path), checkpoint.meta)
+    return checkpoint_encoders(checkpoint, arch, configs, vae_path, dtype, with_vae, with_text_encoders)
 
 
 def _load_unet(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dtype) -> UNet2DConditionModel:

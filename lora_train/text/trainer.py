@@ -22,9 +22,9 @@ from accelerate.utils import set_seed
 
 from ..core.errors import UserError
 from ..core.events import Fanout, LogFileSink, make_event
-from ..train.optimizer_state import load_optimizer_state
-from ..train.resume_state import (Progress, load_checkpoint, load_trainable, prune_checkpoints, resolve_resume_path,
-                                restore_rng, save_checkpoint, trainable_state)
+from ..core.resume_folders import resolve_resume_path
+from ..train.resume_state import Checkpoints, Progress, TrainingState
+from ..train.run_record import RunRecord
 from ..train.faults import check_finite_loss
 from ..train.meter import StepMeter
 from ..train.optim import ParamGroup, build_lr_scheduler, build_optimizer
@@ -101,36 +101,31 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
     wrapped = accelerator.prepare(model) if quantization is None else model
     wrapped.train()
 
-    progress = Progress(step=0, epoch=0, batch_in_epoch=0)
+    state = TrainingState({"model": model}, optimizer, lr_scheduler, None)
+    checkpoints = Checkpoints(output_dir, config.output_name, config.save_total_limit, config.seed)
+    progress, run = Progress(step=0, epoch=0, batch_in_epoch=0), RunRecord.start(config.output_name, config.base_model)
     if config.resume_from_checkpoint:
-        path = resolve_resume_path(config.resume_from_checkpoint, output_dir)
-        tensors, state = load_checkpoint(path)
-        load_trainable({"model": model}, tensors, path)
-        load_optimizer_state(optimizer, state["optimizer"], state.get("optimizer_kind"), path, say)
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        restore_rng(state["rng"])
-        progress = Progress(**state["progress"])
+        path = resolve_resume_path(config.resume_from_checkpoint, output_dir, config.output_name)
+        resumed = state.restore(path, run, say)
+        progress, run, report.history = resumed.progress, resumed.run, resumed.history
         say(f"Resumed from {path} at step {progress.step}")
 
     settings = {**dataclasses.asdict(config), "template_used": template.name}
     meter = StepMeter(total_steps, progress.step)
     pad_id = tokenizer.pad_token_id
-    emit(make_event("start", step=progress.step, total=total_steps, epoch=progress.epoch + 1, epochs=epochs,
-                    message=f"{len(data.train)} training sequences, {len(data.val)} for eval",
-                    path=str(output_dir)))
+    report.start(progress.step, total_steps, progress.epoch + 1, epochs, output_dir,
+                 f"{len(data.train)} training sequences, {len(data.val)} for eval")
 
     def save_state() -> None:
         if main:
-            path = save_checkpoint(output_dir, trainable_state({"model": model}), optimizer, lr_scheduler, None,
-                                   progress, {"seed": config.seed})
-            prune_checkpoints(output_dir, config.save_total_limit)
+            path = state.save(checkpoints, progress, run, report.history)
             emit(make_event("save", step=progress.step, path=str(path), message="checkpoint"))
 
     def save_final() -> Path | None:
         if not main:
             return None
         path = save_adapter(accelerator.unwrap_model(wrapped), tokenizer, template,
-                            {**settings, "steps_done": progress.step}, output_dir, config.output_name)
+                            {**settings, "steps_done": progress.step}, output_dir, config.output_name, run.run_id)
         emit(make_event("save", step=progress.step, path=str(path), message="adapter"))
         return path
 
@@ -201,13 +196,7 @@ def evaluate(model, data: TextData, batch_size: int, pad_id: int, device: torch.
 def _report_eval(report: Reporter, model, data: TextData, batch_size: int, pad_id: int, device: torch.device,
                  step: int, epoch: int) -> None:
     loss = evaluate(model, data, batch_size, pad_id, device)
-    perplexity = math.exp(min(loss, 50.0))
-    report.emit(make_event("eval", step=step, epoch=epoch, eval_loss=round(loss, 6),
-                           perplexity=round(perplexity, 4),
-                           message=f"eval loss {loss:.4f}, perplexity {perplexity:.2f} (epoch {epoch})"))
-    if report.writer is not None:
-        report.writer.add_scalar("eval/loss", loss, step)
-        report.writer.add_scalar("eval/perplexity", perplexity, step)
+    report.eval(step, epoch, loss, math.exp(min(loss, 50.0)))
 
 
 def out_of_memory_advice(config: TextConfig) -> UserError:

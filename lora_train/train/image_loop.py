@@ -3,8 +3,9 @@
 Each optimizer step covers `accumulation` batches; after it come the step report, the checkpoint
 and sample schedules, and the stop check (agreed across processes, so all stop at the same
 step). A stop request and the end of the schedule both go through `finish`: the LoRA and its
-card are written, with a checkpoint to resume from when interrupted, and a preview sample when
-finished. Only the main process writes files; the others take the same steps silently.
+card are written, with a checkpoint to resume from when interrupted; the card's preview is the
+final sample, or the last one made before a stop. Only the main process writes files; the others
+take the same steps silently.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from accelerate import Accelerator
 from PIL import Image
 
 from ..models.base_model import BaseModel
+from .encoders import encoders_loaded
 from .faults import check_finite_loss
 from .image_data import ImageData
 from .lora_writer import LoraWriter
 from .meter import StepMeter
 from .precision import Precision
 from .reporting import Reporter, peak_vram_mb
-from .resume_state import Progress, TrainingState
+from .resume_state import Checkpoints, Progress, TrainingState
+from .run_record import RunRecord
 from .sampling import SampleSettings, generate_samples
 from .step import StepRunner
 from .stop import StopRequest
@@ -43,15 +46,6 @@ class Schedule:
     sample_every_n_epochs: int
 
 
-@dataclass(frozen=True)
-class Checkpoints:
-    """Where checkpoints go and how many are kept."""
-
-    output_dir: Path
-    keep: int  # 0: all
-    seed: int  # recorded in each
-
-
 @dataclass
 class ImageLoop:
     schedule: Schedule
@@ -61,6 +55,7 @@ class ImageLoop:
     params: list[torch.nn.Parameter]
     progress: Progress
     checkpoints: Checkpoints
+    record: RunRecord  # whose checkpoints and files these are
     writer: LoraWriter
     samples: SampleSettings
     base: BaseModel
@@ -74,6 +69,7 @@ class ImageLoop:
     def __post_init__(self) -> None:
         self.main = self.accelerator.is_main_process
         self.meter = StepMeter(self.schedule.total_steps, self.progress.step)
+        self.last_sample: Image.Image | None = None  # the partial LoRA's preview when a stop ends the run
 
     def run(self) -> Path | None:
         """Train to the end of the schedule or a stop request; the saved LoRA's path (None off the main process)."""
@@ -114,15 +110,17 @@ class ImageLoop:
         return False
 
     def finish(self, interrupted: bool) -> Path | None:
-        """The LoRA and its card (a checkpoint too when interrupted, a preview when not), then `done`."""
+        """The LoRA and its card (a checkpoint too when interrupted), then `done`. The card's preview is a final
+        sample, or when interrupted the last sample of the run (none if it made none)."""
         step, total = self.progress.step, self.schedule.total_steps
         if interrupted:
             self.save_state()
         path = self.save_lora()
-        preview = [] if interrupted else self.sample(f"final{step:06d}")
+        if not interrupted:
+            self.sample(f"final{step:06d}")
         if not self.main:
             return path
-        self.writer.write_card(path, preview[0] if preview else None)
+        self.writer.write_card(path, self.last_sample)
         if interrupted:
             self.report.stopped(step, total, path, "LoRA")
         else:
@@ -134,8 +132,7 @@ class ImageLoop:
 
     def save_state(self) -> None:
         if self.main:
-            where = self.checkpoints
-            path = self.state.save(where.output_dir, self.progress, where.seed, where.keep)
+            path = self.state.save(self.checkpoints, self.progress, self.record, self.report.history)
             self.report.event("save", step=self.progress.step, path=str(path), message="checkpoint")
 
     def save_lora(self, epoch: int | None = None) -> Path | None:
@@ -145,12 +142,13 @@ class ImageLoop:
         self.report.event("save", step=self.progress.step, epoch=epoch, path=str(path), message="LoRA")
         return path
 
-    def sample(self, label: str) -> list[Image.Image]:
+    def sample(self, label: str) -> None:
         if not self.main or not self.samples.steps:  # sample_steps: 0 turns samples off
-            return []
-        images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
+            return
+        with encoders_loaded(self.base, self.accelerator.device, self.precision):
+            images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
         self.report.samples(images, self.progress.step, label)
-        return images
+        self.last_sample = images[0] if images else self.last_sample
 
 
 def _every(interval: int, count: int) -> bool:

@@ -1,7 +1,8 @@
 """The image LoRA training run, readable top to bottom.
 
-config -> output folders and reporting -> data (+ caches) -> base model -> LoRA layers ->
-optimizer -> resume -> loop (image_loop.py) -> kohya file.
+config -> output folders and reporting -> data (+ caches) -> base model -> LoRA layers -> the
+encoders the steps do not use released (encoders.py) -> optimizer -> resume -> loop (image_loop.py)
+-> kohya file.
 
 Frozen weights are cast to the training precision; LoRA weights and optimizer state stay
 fp32. An optimizer step covers `gradient_accumulation_steps` batches (see step.py). Every
@@ -14,7 +15,6 @@ agreed across them, and only the main process writes files and sends events.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,22 +27,25 @@ from ..adapters.targets import select_targets
 from ..config import TrainConfig
 from ..core.collector import collector_paused
 from ..core.events import Fanout, LogFileSink
+from ..core.resume_folders import resolve_resume_path
 from ..models.base_model import BaseModel
 from ..models.load import load_base_model
 from .compile import CompiledWithFallback
+from .encoders import place_model, release_encoders
 from .faults import out_of_memory_message
 from .image_data import ImageData, build_image_data, fill_caches
-from .image_loop import Checkpoints, ImageLoop, Schedule
+from .image_loop import ImageLoop, Schedule
 from .lora_setup import LoraSetup, attach_lora
 from .lora_writer import lora_writer, save_sizes
 from .noise import training_scheduler
 from .optim import ParamGroup, build_lr_scheduler, build_optimizer
 from .output import check_free_space, prepare_output_dir, remove_partial_saves
 from .precision import Precision, resolve_precision
-from .reporting import Reporter
-from .resume_state import Progress, TrainingState, resolve_resume_path
+from .reporting import Reporter, Say
+from .resume_state import Checkpoints, Progress, TrainingState
+from .run_record import RunRecord
 from .sampling import SampleSettings, sample_prompts
-from .step import StepRunner, enable_gradient_checkpointing, use_channels_last
+from .step import StepRunner, enable_gradient_checkpointing
 from .stop import StopRequest
 
 
@@ -84,16 +87,13 @@ def open_session(config: TrainConfig, emit: Fanout) -> Session:
 
 
 def load_model(config: TrainConfig, session: Session) -> BaseModel:
-    """The base model, frozen on the device in the training precision (the SDXL VAE stays fp32: fp16 overflows)."""
+    """The base model, frozen on the device in the training precision (encoders.place_model)."""
     say, precision, device = session.report.say, session.precision, session.device
     say(f"Loading base model {config.base_model}")
     base = load_base_model(config.base_model, config.vae, config.prediction_type)
     say(f"Base model: {base.sd_version}{' (v-prediction)' if base.v_prediction else ''}, training in "
         f"{precision.name if precision.name != 'no' else 'fp32'} on {device}")
-    for module in [base.unet, *base.text_encoders]:
-        module.to(device, precision.weight_dtype)
-    base.vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
-    use_channels_last([base.unet, base.vae])
+    place_model(base, device, precision)
     return base
 
 
@@ -114,6 +114,17 @@ def add_lora(config: TrainConfig, base: BaseModel, session: Session) -> LoraSetu
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(lora.trained)
     return lora
+
+
+def release_unused_encoders(config: TrainConfig, data: ImageData, base: BaseModel, lora: LoraSetup, say: Say) -> None:
+    """Free the VAE when every latent is cached, the text encoders when every caption's output is and none
+    holds LoRA layers: the steps never use them, and samples load them again (encoders.py)."""
+    trains_text = any(name.startswith("text_encoder") for name in lora.trained)
+    released = release_encoders(base, vae=data.dataset.latents_cached,
+                                text_encoders=data.dataset.text_cached and not trains_text)
+    if released:
+        say(f"Freed the {' and the '.join(released)} for the training steps: the caches hold all they need"
+            + (" (samples load them again)." if config.sample_steps else "."))
 
 
 def make_schedule(config: TrainConfig, data: ImageData) -> Schedule:
@@ -154,29 +165,30 @@ def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> Imag
     scheduler = training_scheduler(base.noise_scheduler, config.zero_terminal_snr)
     fill_caches(config, data, base, session.device, session.output_dir, report.say)
     lora = add_lora(config, base, session)
+    release_unused_encoders(config, data, base, lora, report.say)
     schedule = make_schedule(config, data)
     state = training_state(config, lora, schedule, session)
     wrapped = {name: accelerator.prepare(module) for name, module in lora.trained.items()}
     for module in lora.trained.values():
         module.train()
 
-    progress = Progress(step=0, epoch=0, batch_in_epoch=0)
+    progress, run = Progress(step=0, epoch=0, batch_in_epoch=0), RunRecord.start(config.output_name, base.path)
     if config.resume_from_checkpoint:
-        path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir)
-        progress = state.restore(path, report.say)
+        path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir, config.output_name)
+        resumed = state.restore(path, run, report.say)
+        progress, run, report.history = resumed.progress, resumed.run, resumed.history
         report.say(f"Resumed from {path} at step {progress.step}")
 
     runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)
     if config.compile_unet and "unet" in wrapped:
         runner.unet = CompiledWithFallback(runner.unet, lambda text: report.say(text, "warning"))
-    report.event("start", step=progress.step, total=schedule.total_steps, epoch=progress.epoch + 1,
-                 epochs=schedule.epochs, path=str(session.output_dir),
-                 message=f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
-                         f"{lora.module_count} LoRA modules")
+    report.start(progress.step, schedule.total_steps, progress.epoch + 1, schedule.epochs, session.output_dir,
+                 f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
+                 f"{lora.module_count} LoRA modules")
     return ImageLoop(
         schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress, runner=runner,
-        checkpoints=Checkpoints(session.output_dir, config.save_total_limit, config.seed),
-        writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, time.time()),
+        checkpoints=Checkpoints(session.output_dir, config.output_name, config.save_total_limit, config.seed),
+        record=run, writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, run),
         samples=sample_settings(config, data), base=base, precision=session.precision, accelerator=accelerator,
         report=report, stop=stop, learning_rate=config.learning_rate, preferred_weight=config.preferred_weight)
 

@@ -1,10 +1,12 @@
 """Writing the trained LoRA: kohya-format file + metadata, and the WebUI card's sidecar and preview.
 
 Names are chosen per save (`name`, else `name_v2`, ...; epoch saves `name-000004`), never over an
-existing file. The files go to `lora_output_dir` (e.g. the WebUI's models/Lora), or output_dir when
-it is not set. What the header and the card record about the run is gathered once, in
-`lora_writer`; each save adds its step and epoch counts, the time, and the network as the LoRA
-layers hold it (a run continued from a `pretrained_lora` may have other ranks than the config's).
+existing file but the run's own: a resumed run replaces the partial LoRA it saved when it was stopped
+(the header records the run's id, core/ownership.py), so it finishes under the name it started with.
+The files go to `lora_output_dir` (e.g. the WebUI's models/Lora), or output_dir when it is not set.
+What the header and the card record about the run is gathered once, in `lora_writer`; each save
+adds its step and epoch counts, the time, and the network as the LoRA layers hold it (a run
+continued from a `pretrained_lora` may have other ranks than the config's).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from ..adapters.layers import held_spec
 from ..adapters.spec import LoraSpec
 from ..config import TrainConfig
 from ..core.card import sidecar, write_preview, write_sidecar
-from ..core.naming import free_lora_path
+from ..core.naming import free_lora_path, preview_path, sidecar_path
+from ..core.ownership import is_own
 from ..data.scan import DatasetIndex
 from ..kohya.metadata import TrainingRun, build_metadata
 from ..kohya.state import SAVE_DTYPES, kohya_state_dict
 from ..kohya.write import save_lora
 from ..models.base_model import BaseModel
+from .run_record import RunRecord
 
 
 @dataclass
@@ -38,29 +42,35 @@ class LoraWriter:
     card: dict[str, object]  # the sidecar's content
 
     def save(self, *, steps: int, epochs_done: int, epoch: int | None = None) -> Path:
-        """Write a LoRA file of the current weights (an epoch save when `epoch` is given)."""
+        """Write a LoRA file of the current weights (an epoch save when `epoch` is given): under a free name, or over
+        the file this run saved under that name before it was stopped and resumed."""
         base = self.base
         state = kohya_state_dict(base.arch, base.unet, base.text_encoders, self.save_precision)
         network = held_spec(self.spec, [base.unet, *base.text_encoders])
         run = replace(self.run, finished_at=time.time(), steps=steps, num_epochs=epochs_done)
-        path = free_lora_path(self.folder, self.output_name, epoch=epoch)
-        return save_lora(path, state, build_metadata(network, run))
+        path = free_lora_path(self.folder, self.output_name, epoch=epoch, run_id=run.run_id)
+        return save_lora(path, state, build_metadata(network, run), replace=path.exists())
 
     def write_card(self, lora_path: Path, preview: Image.Image | None) -> None:
-        """The sidecar `<name>.json` (trigger words, preferred weight) and `<name>.preview.png`."""
-        write_sidecar(lora_path, self.card)
-        if preview is not None:
-            write_preview(lora_path, preview)
+        """The sidecar `<name>.json` (trigger words, preferred weight) and `<name>.preview.png`. A resumed run keeps
+        the sidecar its partial save wrote (the same card, or the user's edits of it), and replaces its own
+        preview, not one the user chose."""
+        if not sidecar_path(lora_path).exists():
+            write_sidecar(lora_path, self.card)
+        shown = preview_path(lora_path)
+        if preview is not None and (not shown.exists() or is_own(shown, self.run.run_id)):
+            write_preview(lora_path, preview, self.run.run_id)
 
 
 def lora_writer(config: TrainConfig, base: BaseModel, spec: LoraSpec, index: DatasetIndex, folder: Path,
-                started_at: float) -> LoraWriter:
+                record: RunRecord) -> LoraWriter:
     """The writer of this run's LoRA files, with what their header and card record taken from the config once."""
     lrs = config.component_lrs
     run = TrainingRun(
         output_name=config.output_name, base_model=str(base.path), base_model_version=base.base_model_version,
-        modelspec_architecture=base.modelspec_architecture, resolution=config.resolution, started_at=started_at,
-        finished_at=started_at, steps=0, num_epochs=0, num_train_images=index.num_train_images,
+        modelspec_architecture=base.modelspec_architecture, resolution=config.resolution,
+        started_at=record.started_at, finished_at=record.started_at, run_id=record.run_id, steps=0, num_epochs=0,
+        num_train_images=index.num_train_images,
         learning_rate=config.learning_rate, unet_lr=lrs["unet"],
         text_encoder_lr=lrs["text_encoder"] if config.train_text_encoder else None, seed=config.seed,
         training_comment=config.training_comment, trigger_words=config.trigger_word,

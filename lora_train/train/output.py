@@ -1,7 +1,7 @@
 """The output folder: created if needed, checked to be writable and to have room before any work starts.
 
 A job killed while saving leaves its temporary file (`.name.XXXXXXXX.tmp`, see core/atomic.py)
-or staging checkpoint folder (`checkpoint-N.tmp`) behind; the next job in the folder removes them.
+or staging checkpoint folder (`checkpoint-<name>-N.tmp`) behind; the next job of that name removes them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from ..core.atomic import temporary_name_pattern
 from ..core.errors import UserError
 from ..core.naming import owned_names_pattern
+from ..core.resume_folders import staging_pattern
 from ..core.units import byte_size
 
 
@@ -34,20 +35,18 @@ def prepare_output_dir(path: str | Path, key: str = "output_dir") -> Path:
     return folder.resolve()
 
 
-_PARTIAL_CHECKPOINT = re.compile(r"checkpoint-\d+\.tmp")
-
-
 def remove_partial_saves(folder: Path, name: str) -> list[str]:
     """Delete the partial saves an interrupted job named `name` left in `folder`; return their names.
 
     Only the temporary files of write_new_file for this name's files (`name`, `name_v2`,
     `name-000004`; .safetensors, .json, .preview.png), write_new_folder's staging folders for this
-    name (PEFT adapters) and save_checkpoint's staging folders match, so another program's temporary
-    files in a shared folder (the WebUI's Lora folder) are left alone.
+    name (PEFT adapters, and an adapter moved aside while it was replaced) and this job's checkpoint staging
+    folders match, so another job's or another program's temporary files in a shared folder (the WebUI's Lora
+    folder) are left alone.
     """
     partial_file = temporary_name_pattern(owned_names_pattern(name))
     adapter_folder = temporary_name_pattern(rf"{re.escape(name)}(_v\d+)?")
-    partial_folder = re.compile(rf"{adapter_folder.pattern}|{_PARTIAL_CHECKPOINT.pattern}")
+    partial_folder = re.compile(rf"{adapter_folder.pattern}|{staging_pattern(name).pattern}")
     removed = []
     for entry in sorted(folder.iterdir()):
         if entry.is_file() and partial_file.fullmatch(entry.name):

@@ -2,6 +2,8 @@
 
 Only the main process reports; the others get a Reporter that drops everything. A message for
 the user has one way out: `say(text, level)` (a `log` event), which helpers receive as a `Say`.
+The losses reported are kept as the run's `history` (checkpoints save it); a resumed run's `start`
+event carries it, so the tab's chart shows the whole curve.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..core.events import Fanout, make_event
+from ..core.loss_history import LossHistory
 from .meter import Rates
 
 
@@ -26,6 +29,7 @@ class Reporter:
         self.emit = emit
         self.samples_dir = output_dir / "samples" if output_dir else None
         self.writer = None
+        self.history = LossHistory()
         if tensorboard and output_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -38,11 +42,18 @@ class Reporter:
         """Any other progress event (start, save, done)."""
         self.emit(make_event(type_, **fields))
 
+    def start(self, step: int, total: int, epoch: int, epochs: int, path: Path, message: str) -> None:
+        """The `start` event; after a resume, with the curve so far (`losses`, `eval_losses`)."""
+        curve = {key: points for key, points in self.history.fields().items() if points}
+        self.emit(make_event("start", step=step, total=total, epoch=epoch, epochs=epochs, path=str(path),
+                             message=message, **curve))
+
     def step(self, step: int, total: int, epoch: int, epochs: int, loss: float, rates: Rates,
              param_groups: list[dict]) -> None:
         self.emit(make_event("step", step=step, total=total, epoch=epoch, epochs=epochs, loss=round(loss, 6),
                              loss_avg=round(rates.loss_avg, 6), lr=param_groups[0]["lr"], its=rates.its,
                              eta_s=rates.eta_s))
+        self.history.add(step, round(loss, 6))
         if self.writer is not None:
             self.writer.add_scalar("loss/step", loss, step)
             self.writer.add_scalar("loss/average", rates.loss_avg, step)
@@ -51,6 +62,15 @@ class Reporter:
 
     def epoch_done(self, step: int, total: int, epoch: int, epochs: int, loss_avg: float) -> None:
         self.emit(make_event("epoch", step=step, total=total, epoch=epoch, epochs=epochs, loss_avg=round(loss_avg, 6)))
+
+    def eval(self, step: int, epoch: int, loss: float, perplexity: float) -> None:
+        """The loss on the held-out rows after an epoch (text runs)."""
+        self.emit(make_event("eval", step=step, epoch=epoch, eval_loss=round(loss, 6), perplexity=round(perplexity, 4),
+                             message=f"eval loss {loss:.4f}, perplexity {perplexity:.2f} (epoch {epoch})"))
+        self.history.add_eval(step, round(loss, 6))
+        if self.writer is not None:
+            self.writer.add_scalar("eval/loss", loss, step)
+            self.writer.add_scalar("eval/perplexity", perplexity, step)
 
     def stopped(self, step: int, total: int, path, what: str) -> None:
         """The `done` event of a run ended by a stop request, after `what` (the LoRA, the adapter) was saved."""

@@ -1,12 +1,13 @@
-"""Full training state for exact resume: `output_dir/checkpoint-<step>/`.
+"""Full training state for exact resume: `output_dir/checkpoint-<output name>-<step>/` (resume_folders.py).
 
 A checkpoint holds the LoRA parameters (safetensors), the optimizer state and which optimizer it
 was (see optimizer_state.py), the LR schedule and loss scaler states, torch's and Python's random
-states, and where in the data the run was (the noise of a step is seeded from the step itself, so
-it needs no saved state). It is written into a temporary folder (each file fsynced) and renamed
-into place, so a process killed mid-save leaves the previous checkpoint intact; a full or
-read-only disk is a UserError naming the folder, and leaves no partial folder. Everything loads
-with `torch.load(weights_only=True)`: no pickle code runs on resume.
+states, where in the data the run was (the noise of a step is seeded from the step itself, so it
+needs no saved state), whose run it is and its loss curve so far (run_record.py). It is written
+into a temporary folder (each file fsynced) and renamed into place, so a process killed mid-save
+leaves the previous checkpoint intact; a full or read-only disk is a UserError naming the folder,
+and leaves no partial folder. Everything loads with `torch.load(weights_only=True)`: no pickle code
+runs on resume.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,16 +25,14 @@ import safetensors.torch
 import torch
 from safetensors.torch import load_file
 
-from ..core.errors import UserError
 from ..core.atomic import disk_error
+from ..core.errors import UserError
+from ..core.loss_history import LossHistory
+from ..core.resume_folders import (FOLDER_FORM, PARAMS_FILE, STAGING_SUFFIX, STATE_FILE, resume_folder,
+                                   resume_folders)
 from .optimizer_state import load_optimizer_state, optimizer_kind
 from .reporting import Say
-
-PREFIX = "checkpoint-"
-# Not a .safetensors name: the WebUI lists every .safetensors under models/Lora as a LoRA.
-_PARAMS = "lora_params.st"
-_STATE = "training_state.pt"
-
+from .run_record import RunRecord
 
 @dataclass
 class Progress:
@@ -43,33 +41,14 @@ class Progress:
     batch_in_epoch: int  # batches of that epoch already consumed
 
 
-def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
-    return Path(output_dir) / f"{PREFIX}{step}"
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a job's checkpoints go and how many are kept."""
 
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints in output_dir, oldest first."""
-    found = []
-    for path in Path(output_dir).glob(f"{PREFIX}*"):
-        match = re.fullmatch(rf"{PREFIX}(\d+)", path.name)
-        if match and (path / _STATE).is_file() and (path / _PARAMS).is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
-
-
-def resolve_resume_path(value: str, output_dir: str | Path) -> Path:
-    """`latest` -> the newest checkpoint in output_dir; otherwise the folder given, checked."""
-    if value == "latest":
-        found = list_checkpoints(output_dir)
-        if not found:
-            raise UserError(f"resume_from_checkpoint is 'latest' but {output_dir} has no checkpoint-<step> folder "
-                            "yet. Set save_steps to save checkpoints, or start without resume.")
-        return found[-1]
-    path = Path(value)
-    if not (path / _STATE).is_file() or not (path / _PARAMS).is_file():
-        raise UserError(f"resume_from_checkpoint: {path} is not a complete checkpoint folder (it needs {_STATE} "
-                        f"and {_PARAMS}). Use a checkpoint-<step> folder from output_dir, or 'latest'.")
-    return path
+    output_dir: Path
+    name: str  # the job's output name, in each folder's name
+    keep: int  # 0: all
+    seed: int  # recorded in each
 
 
 def rng_snapshot() -> dict[str, Any]:
@@ -86,20 +65,21 @@ def restore_rng(snapshot: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(snapshot["cuda"])
 
 
-def save_checkpoint(output_dir: str | Path, params: dict[str, torch.Tensor], optimizer, lr_scheduler, scaler,
-                    progress: Progress, settings: dict[str, Any]) -> Path:
-    """Write checkpoint-<step>/ atomically and return its path."""
-    final = checkpoint_dir(output_dir, progress.step)
-    staging = final.with_name(final.name + ".tmp")
+def save_checkpoint(where: Checkpoints, params: dict[str, torch.Tensor], optimizer, lr_scheduler, scaler,
+                    progress: Progress, run: RunRecord, history: LossHistory) -> Path:
+    """Write the job's checkpoint of this step atomically and return its path."""
+    final = resume_folder(where.output_dir, where.name, progress.step)
+    staging = final.with_name(final.name + STAGING_SUFFIX)
     tensors = safetensors.torch.save({k: v.detach().contiguous().cpu() for k, v in params.items()})
     state = {"optimizer": optimizer.state_dict(), "optimizer_kind": optimizer_kind(optimizer), "lr_scheduler": lr_scheduler.state_dict(),
              "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_snapshot(),
-             "progress": asdict(progress), "settings": settings}
+             "progress": asdict(progress), "settings": {"seed": where.seed}, "run": asdict(run),
+             "history": history.fields()}
     try:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        _write_synced(staging / _PARAMS, lambda handle: handle.write(tensors))
-        _write_synced(staging / _STATE, lambda handle: torch.save(state, handle))
+        _write_synced(staging / PARAMS_FILE, lambda handle: handle.write(tensors))
+        _write_synced(staging / STATE_FILE, lambda handle: torch.save(state, handle))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -119,25 +99,34 @@ def _write_synced(path: Path, write: Callable[[BinaryIO], object]) -> None:
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(LoRA params, state) of a checkpoint folder, loaded without running pickle code."""
     try:
-        params = load_file(str(path / _PARAMS))
-        state = torch.load(path / _STATE, map_location="cpu", weights_only=True)
+        params = load_file(str(path / PARAMS_FILE))
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise UserError(f"Checkpoint {path} holds pickled objects other than tensors, which are never loaded (they "
                         "could run code): lora_train did not write it, or it was changed. Resume from a "
-                        "checkpoint-<step> folder written by lora_train.") from None
+                        f"{FOLDER_FORM} folder written by lora_train.") from None
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"Checkpoint {path} cannot be read ({reason}); it may be damaged. Resume from an older "
-                        "checkpoint-<step> folder.") from None
+                        f"{FOLDER_FORM} folder.") from None
     return params, state
 
 
-def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
-    """Delete all but the newest `keep` checkpoints (keep 0: delete none)."""
+def prune_checkpoints(output_dir: str | Path, name: str, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints of the job `name` (keep 0: delete none); other jobs' stay."""
     if keep <= 0:
         return
-    for path in list_checkpoints(output_dir)[:-keep]:
+    for path in resume_folders(output_dir, name)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Resumed:
+    """What a checkpoint gives the run besides the weights and optimizer: where it was, whose run, its curve."""
+
+    progress: Progress
+    run: RunRecord
+    history: LossHistory
 
 
 @dataclass
@@ -150,23 +139,24 @@ class TrainingState:
     lr_scheduler: Any
     scaler: Any  # torch.amp.GradScaler or None
 
-    def save(self, output_dir: Path, progress: Progress, seed: int, keep: int) -> Path:
-        """checkpoint-<step>/, then all but the newest `keep` checkpoints deleted."""
-        path = save_checkpoint(output_dir, trainable_state(self.trained), self.optimizer, self.lr_scheduler,
-                               self.scaler, progress, {"seed": seed})
-        prune_checkpoints(output_dir, keep)
+    def save(self, where: Checkpoints, progress: Progress, run: RunRecord, history: LossHistory) -> Path:
+        """The job's checkpoint of this step, then all but its newest `where.keep` checkpoints deleted."""
+        path = save_checkpoint(where, trainable_state(self.trained), self.optimizer, self.lr_scheduler, self.scaler,
+                               progress, run, history)
+        prune_checkpoints(where.output_dir, where.name, where.keep)
         return path
 
-    def restore(self, path: Path, say: Say) -> Progress:
-        """Load a checkpoint into the run; returns where in the data it was."""
+    def restore(self, path: Path, run: RunRecord, say: Say) -> Resumed:
+        """Load a checkpoint into the run, once it is checked to be this job's (run_record.py)."""
         tensors, state = load_checkpoint(path)
+        resumed = run.continued(state.get("run"), path, say)
         load_trainable(self.trained, tensors, path)
         load_optimizer_state(self.optimizer, state["optimizer"], state.get("optimizer_kind"), path, say)
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"])
-        return Progress(**state["progress"])
+        return Resumed(Progress(**state["progress"]), resumed, LossHistory.from_fields(state.get("history")))
 
 
 def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:

@@ -108,11 +108,3 @@ def enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:
         else:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-
-def use_channels_last(modules: list[torch.nn.Module]) -> None:
-    """Channels-last (NHWC) convolutions for the frozen UNet and VAE: the layout CUDA's tensor-core convolutions
-    and oneDNN's CPU ones are fastest in. Measured on the tiny SD1 model (2-core CPU, 64 px, batch 2, calls
-    interleaved): UNet forward + backward 0.92x, VAE encode 0.87x. Activations follow the weights' layout,
-    so inputs need no change."""
-    for module in modules:
-        module.to(memory_format=torch.channels_last)

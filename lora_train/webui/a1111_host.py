@@ -6,7 +6,9 @@ stand-in modules) without a WebUI. Names used, all present in A1111 1.10 and For
 and `is_sd1/is_sd2/is_sdxl`; Forge's `model_data.forge_loading_parameters["checkpoint_info"]`;
 `sd_models.checkpoints_list`; `sd_vae.vae_dict`; `sd_models.unload_model_weights` /
 `send_model_to_device`; `shared.cmd_opts.lora_dir`; the built-in Lora extension's
-`networks.list_available_networks()`; `processing.process_images`.
+`networks.list_available_networks()`; `processing.process_images`. Renders name their scheduler
+("Automatic": the sampler's own), as the WebUI's txt2img does; without one the WebUI logs a "Sampler
+Scheduler autocorrection" line for each render.
 """
 
 from __future__ import annotations
@@ -211,8 +213,8 @@ class WebUIHost:
         def generate():
             p = processing.StableDiffusionProcessingTxt2Img(
                 sd_model=shared.sd_model, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
-                width=width, height=height, cfg_scale=7.0, sampler_name="Euler a", batch_size=1, n_iter=1,
-                do_not_save_samples=True, do_not_save_grid=True)
+                width=width, height=height, cfg_scale=7.0, sampler_name="Euler a", scheduler="Automatic",
+                batch_size=1, n_iter=1, do_not_save_samples=True, do_not_save_grid=True)
             shared.state.begin(job="lora_train test")
             try:
                 return processing.process_images(p).images[0]

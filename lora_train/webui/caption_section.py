@@ -6,11 +6,13 @@ leaves VRAM while a captioner runs and comes back after). Editing one caption, a
 replacing a tag across the folder, tag counts and restoring a backup are plain file work
 (`caption.edit`, `caption.writer`), done here; every changed caption is backed up first. The
 75-token check needs CLIP's tokenizer, so it asks the worker (`caption DIR --check-length`).
+The once-a-second update sends the listing (`caption_listing`) only after a captioning job, or when the
+listed folder changed: a backup chosen in the list stays chosen, and notes stay until something happens.
+A click on a thumbnail picks that image for editing.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import subprocess
@@ -21,21 +23,16 @@ from typing import Any
 
 import gradio as gr
 
-from ..caption.edit import bulk_edit, read_captions, save_caption, tag_counts
+from ..caption.edit import bulk_edit, read_captions, save_caption
 from ..caption.methods import DEFAULT_MODELS, METHODS, SUGGESTED_MODELS
 from ..caption.model_source import is_repo_id
-from ..caption.writer import MODES, list_backups, restore_backup
+from ..caption.writer import MODES, restore_backup
 from ..core.errors import UserError
-from ..data.images import load_rgb
-from . import compat, markup
+from . import caption_listing, compat, job_view, markup
 from .controller import HostHooks, TabController
 from .jobs import CAPTIONING
 from .runner import JobRunner, JobSpec, JobState
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
-
-THUMBNAIL = 160
-GALLERY_LIMIT = 60
-COUNTS_SHOWN = 40
 
 
 @dataclass
@@ -124,30 +121,33 @@ class CaptionSection:
                 c["backup"] = gr.Dropdown(choices=[], label="Caption backup", elem_id="lora_train_caption_backup")
                 c["restore"] = gr.Button("Restore this backup", elem_id="lora_train_caption_restore")
             c["counts"] = gr.HTML("", elem_id="lora_train_caption_counts")
-            c["view"] = gr.State(None)
+            c["page"] = compat.page_memory()
 
     def wire(self, blocks: gr.Blocks, data_dir, trigger) -> None:
         from .widgets import guarded
 
         c = self.c
         listing = [c["gallery"], c["image"], c["counts"], c["backup"]]
+        page = c["page"]
         run_inputs = [data_dir, trigger] + [c[k] for k in ("method", "model", "mode", "general", "character",
                                                             "prompt", "vocabulary")]
         c["run"].click(guarded(self.start, 1, 0), inputs=run_inputs, outputs=[c["note"]])
         c["stop"].click(guarded(self.interrupt, 1, 0), outputs=[c["note"]])
         c["method"].change(guarded(self.method_changed, 2, 1), inputs=[c["method"]], outputs=[c["model"], c["note"]])
-        c["load"].click(guarded(self.listing, 5, 4), inputs=[data_dir], outputs=listing + [c["note"]])
+        c["load"].click(guarded(self.listing, 5, 4), inputs=[data_dir, page], outputs=listing + [c["note"]])
+        c["gallery"].select(guarded(self.pick, 3, 2), inputs=[page], outputs=[c["image"], c["text"], c["note"]])
         c["image"].change(guarded(self.caption_of, 2, 1), inputs=[data_dir, c["image"]],
                           outputs=[c["text"], c["note"]])
-        c["save"].click(guarded(self.save, 5, 4), inputs=[data_dir, c["image"], c["text"]],
+        c["save"].click(guarded(self.save, 5, 4), inputs=[data_dir, page, c["image"], c["text"]],
                         outputs=listing + [c["note"]])
         for action in ("add", "remove", "replace"):
             c[action].click(guarded(getattr(self, f"bulk_{action}"), 5, 4),
-                            inputs=[data_dir, c["tag"], c["replacement"]], outputs=listing + [c["note"]])
-        c["restore"].click(guarded(self.restore, 5, 4), inputs=[data_dir, c["backup"]], outputs=listing + [c["note"]])
+                            inputs=[data_dir, page, c["tag"], c["replacement"]], outputs=listing + [c["note"]])
+        c["restore"].click(guarded(self.restore, 5, 4), inputs=[data_dir, page, c["backup"]],
+                           outputs=listing + [c["note"]])
         c["check"].click(guarded(self.check_length, 1, 0), inputs=[data_dir], outputs=[c["note"]])
-        compat.every(blocks, 1.0, guarded(self.tick, 7, 0), inputs=[data_dir, c["view"]],
-                     outputs=[c["progress"]] + listing + [c["note"], c["view"]])
+        compat.every(blocks, 1.0, guarded(self.tick, 6, 5), inputs=[page], outputs=[c["progress"]] + listing +
+                     [c["note"]])
 
     # --- actions ------------------------------------------------------------------------------
     def method_changed(self, method: str):
@@ -178,21 +178,17 @@ class CaptionSection:
         self.runner.stop()
         return markup.message("Stopping after the current batch; the captions written so far are kept.", "info")
 
-    def listing(self, data_dir: str, note: str = ""):
-        folder = self.folder(data_dir)
-        items = read_captions(folder)
-        gallery = []
-        for item in items[:GALLERY_LIMIT]:
-            try:
-                image = load_rgb(item.image)
-            except UserError:
-                continue
-            image.thumbnail((THUMBNAIL, THUMBNAIL))
-            gallery.append((image, f"{item.name}: {item.caption or '(no caption)'}"[:300]))
-        names = [item.name for item in items]
-        backups = list_backups(folder)
-        return (gallery, gr.update(choices=names), _counts_html(tag_counts(items), len(items)),
-                gr.update(choices=backups, value=backups[-1] if backups else None), note)
+    def listing(self, data_dir: str, page: dict, note: str = ""):
+        return caption_listing.listing(self.folder(data_dir), page, note)
+
+    def pick(self, page: dict, evt: gr.SelectData):
+        """A click on a thumbnail: its image, chosen for editing, and its caption."""
+        shown = page.get("shown", [])
+        if not isinstance(evt.index, int) or not 0 <= evt.index < len(shown):
+            return gr.update(), gr.update(), gr.update()
+        name = shown[evt.index]
+        caption = next((item.caption for item in read_captions(Path(page["folder"])) if item.name == name), "")
+        return gr.update(value=name), caption, ""
 
     def caption_of(self, data_dir: str, name: str | None):
         if not name:
@@ -201,37 +197,39 @@ class CaptionSection:
         caption = next((item.caption for item in read_captions(folder) if item.name == name), "")
         return caption, gr.update()
 
-    def save(self, data_dir: str, name: str | None, text: str):
+    def save(self, data_dir: str, page: dict, name: str | None, text: str):
         if not name:
             raise UserError("Choose the image whose caption to save.")
         result = save_caption(self.folder(data_dir), name, text or "")
-        return self._after_edit(data_dir, result, f"Saved the caption of {name}")
+        return self._after_edit(data_dir, page, result, f"Saved the caption of {name}")
 
-    def bulk_add(self, data_dir: str, tag: str, replacement: str):
-        return self._after_edit(data_dir, bulk_edit(self.folder(data_dir), "add", tag), f"Added {tag.strip()!r}")
+    def bulk_add(self, data_dir: str, page: dict, tag: str, replacement: str):
+        return self._after_edit(data_dir, page, bulk_edit(self.folder(data_dir), "add", tag),
+                                f"Added {tag.strip()!r}")
 
-    def bulk_remove(self, data_dir: str, tag: str, replacement: str):
-        return self._after_edit(data_dir, bulk_edit(self.folder(data_dir), "remove", tag),
+    def bulk_remove(self, data_dir: str, page: dict, tag: str, replacement: str):
+        return self._after_edit(data_dir, page, bulk_edit(self.folder(data_dir), "remove", tag),
                                 f"Removed {tag.strip()!r}")
 
-    def bulk_replace(self, data_dir: str, tag: str, replacement: str):
-        return self._after_edit(data_dir, bulk_edit(self.folder(data_dir), "replace", tag, replacement),
+    def bulk_replace(self, data_dir: str, page: dict, tag: str, replacement: str):
+        return self._after_edit(data_dir, page, bulk_edit(self.folder(data_dir), "replace", tag, replacement),
                                 f"Replaced {tag.strip()!r} with {replacement.strip()!r}")
 
-    def _after_edit(self, data_dir: str, result, what: str):
+    def _after_edit(self, data_dir: str, page: dict, result, what: str):
         if not result.changed:
-            return self.listing(data_dir, markup.message(f"{what}: no caption needed a change.", "info"))
-        backup = f"; the previous versions are in {result.backup_dir}" if result.backup_dir else ""
-        return self.listing(data_dir, markup.message(f"{what}: {len(result.changed)} caption(s) changed{backup}.",
-                                                     "success"))
+            return self.listing(data_dir, page, markup.message(f"{what}: no caption needed a change.", "info"))
+        backup = f"; the previous versions are backup {result.backup_dir.name}" if result.backup_dir else ""
+        return self.listing(data_dir, page, markup.message(
+            f"{what}: {len(result.changed)} caption(s) changed{backup}.", "success"))
 
-    def restore(self, data_dir: str, name: str | None):
+    def restore(self, data_dir: str, page: dict, name: str | None):
         if not name:
             raise UserError("Choose a backup to restore (press Load captions to list them).")
         restored, previous = restore_backup(self.folder(data_dir), name, datetime.now())
-        saved = f"; the captions it replaced are in {previous}" if previous else ""
-        return self.listing(data_dir, markup.message(f"Restored {len(restored)} caption(s) from {name}{saved}.",
-                                                     "success"))
+        saved = f"; the captions it replaced are now backup {previous.name}" if previous else ""
+        note = (markup.message(f"Restored backup {name}: {len(restored)} caption(s) put back{saved}.", "success")
+                if restored else markup.message(f"Backup {name}: every caption already matches it.", "info"))
+        return self.listing(data_dir, page, note)
 
     def check_length(self, data_dir: str) -> str:
         folder = self.folder(data_dir)
@@ -250,35 +248,19 @@ class CaptionSection:
         return markup.message(f"{len(report['long'])} caption(s) exceed {report['limit']} tokens; the text encoder "
                               "ignores what comes after (shorten them or remove tags):\n" + "\n".join(lines), "warning")
 
-    def tick(self, data_dir: str, view: dict | None):
+    def tick(self, page: dict):
+        """The job's progress and note when they changed; the listing after a job, or when the folder changed."""
         state: JobState | None = self.runner.snapshot()
-        key = [state.number, state.version] if state else None
-        view = view or {}
-        unchanged = [gr.update() for _ in range(5)]  # gallery, image, counts, backup, note
-        if state is None or view.get("key") == key:
-            return [gr.update()] + unchanged + [view]
-        bar = markup.progress(state.status, state.step, state.total, None, None, state.its, state.eta_s, None)
-        outputs = [bar] + unchanged
-        outputs[5] = note = _job_note(state)
-        folder = data_dir or state.settings.get("train_data_dir", "")
-        if state.ended and view.get("listed") != state.number and folder:
-            outputs[1:6] = self.listing(folder, note)
-            view = {**view, "listed": state.number}
-        return outputs + [{**view, "key": key}]
-
-
-def _job_note(state: JobState) -> str:
-    """The job's warnings and errors, and its summary once it is done."""
-    items = list(state.messages[-5:])
-    if state.status in ("done", "interrupted") and state.log:
-        items.append((state.log[-1].removeprefix("done: ").split(": ", 1)[-1], "success"))
-    return markup.messages(items)
-
-
-def _counts_html(counts: list[tuple[str, int]], images: int) -> str:
-    if not counts:
-        return ""
-    rows = "".join(f"<tr><td>{html.escape(tag)}</td><td>{count}</td></tr>" for tag, count in counts[:COUNTS_SHOWN])
-    more = f"<p>and {len(counts) - COUNTS_SHOWN} more tags</p>" if len(counts) > COUNTS_SHOWN else ""
-    return (f'<div class="lora-train-tag-counts"><p>{len(counts)} tags over {images} images</p>'
-            f"<table><tr><th>tag</th><th>images</th></tr>{rows}</table>{more}</div>")
+        outputs = [gr.update() for _ in range(6)]  # progress, gallery, image, counts, backup, note
+        if job_view.job_changed(page, state):
+            outputs[0] = markup.progress(state.status, state.step, state.total, None, None, state.its, state.eta_s,
+                                         None)
+            outputs[5] = markup.messages(state.messages[-5:] + ([(state.summary, "success")] if state.status in
+                                                                ("done", "interrupted") and state.summary else []))
+        if state is not None and state.ended and page.get("listed") != state.number:
+            page["listed"] = state.number  # the captions it wrote, while its folder is there
+            if Path(state.settings["train_data_dir"]).is_dir():
+                outputs[1:6] = self.listing(state.settings["train_data_dir"], page, outputs[5])
+        elif caption_listing.changed(page):  # edited elsewhere, or by the running job
+            outputs[1:5] = caption_listing.listing(Path(page["folder"]), page, None)[:4]
+        return outputs

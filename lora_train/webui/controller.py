@@ -7,7 +7,6 @@ messages by `tab.py`, never as tracebacks.
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 
 from ..config.schema import TrainConfig
 from ..core.errors import UserError
-from ..core.naming import free_run_name, lora_files, versions
+from ..core.naming import lora_files, run_name
+from ..core.resume_folders import require_resume_folder
 from . import form, markup
 from .model_files import ModelInfo, sniff_arch
 from .dataset_review import review_dataset
@@ -158,15 +158,6 @@ class TabController:
     def workspace(self, name: str) -> Path:
         return self.host.settings().work_dir / safe_name(name)
 
-    def run_name(self, name: str, resume: bool) -> str:
-        """The name a run saves under, and so its work folder's: a new run takes the first of `name`, `name_v2`,
-        ... that no LoRA and no earlier run uses; a resumed one continues the latest run that kept its state."""
-        settings = self.host.settings()
-        if not resume:
-            return free_run_name(settings.lora_dir, settings.work_dir, name)
-        runs = itertools.takewhile(lambda run: self.workspace(run).is_dir(), versions(name))
-        return ([run for run in runs if any(self.workspace(run).glob("checkpoint-*"))] or [name])[-1]
-
     def save_config(self, path_text: str, inputs: dict[str, Any], fields: list[Any]) -> tuple[str, str]:
         path = self.host.path_policy().resolve(path_text, "Config file")
         if path.suffix.lower() not in (".yaml", ".yml"):
@@ -193,13 +184,14 @@ class TabController:
 
     def start(self, inputs: dict[str, Any], fields: list[Any], resume: bool = False) -> str:
         self.runner.ensure_idle()
-        config = self.job_config(inputs, fields, resume, self.run_name(safe_name(inputs["output_name"]), resume))
-        workspace = Path(config.output_dir)
-        if resume and not any(workspace.glob("checkpoint-*")):
-            raise UserError(f"Nothing to resume in {workspace}: it has no checkpoint-<step> folder. Set "
-                            "'save_steps' (Advanced > Saving) so a run keeps its state, or press Start.")
-        review_dataset(asdict(config))  # a dataset with nothing usable stops here, with the trainer's message
         settings = self.host.settings()
+        name = run_name(safe_name(inputs["output_name"]), saves=settings.lora_dir, runs=settings.work_dir,
+                        resume=resume)
+        config = self.job_config(inputs, fields, resume, name)
+        workspace = Path(config.output_dir)
+        if resume:
+            require_resume_folder(workspace, config.output_name)
+        review_dataset(asdict(config))  # a dataset with nothing usable stops here, with the trainer's message
         python = resolve_worker_python(settings.worker_python, self.python_fallback)
         spec = JobSpec(python, form.changed_values(config), workspace, config.output_name, [str(EXTENSION_ROOT)])
         self.runner.start(spec, HostHooks(self.host))
@@ -219,7 +211,8 @@ class TabController:
         if not (state.ended and state.lora_path):
             return ""
         lora = Path(state.lora_path)
-        files = [(path.name, path.is_file()) for path in lora_files(lora)]
+        *own, preview = lora_files(lora)  # the preview only when there is one: not every LoRA has one
+        files = [(path.name, path.is_file()) for path in own] + ([(preview.name, True)] if preview.is_file() else [])
         return markup.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
 
     def test_now(self, prompt: str, seed: Any, weight: float, steps: Any = DEFAULT_STEPS, size: Any = 0) -> TryRender:

@@ -4,7 +4,8 @@ train (a `text-generation` job through the shared runner), publish the adapter, 
 The model lives in the worker process (`llm_worker.py`). While it is loaded the host's own model
 (the WebUI's checkpoint) is out of VRAM; during a training job the worker's model moves to the CPU.
 Adapters are trained in the work folder and copied, when the job ends, into the LLM adapter folder
-(a setting; never the image Lora folder), under a new name when the name is taken.
+(a setting; never the image Lora folder), under a new name when the name is taken. A reused name gets its
+own work folder (`name_v2`, core/naming.run_name) as in the image tab.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config.load import build_config
-from ..core.atomic import write_new_folder
+from ..core.atomic import rewrite_folder, write_new_folder
 from ..core.errors import UserError
-from ..core.naming import free_folder_path
+from ..core.naming import free_folder_path, run_name
+from ..core.ownership import saved_by
+from ..core.resume_folders import require_resume_folder
 from ..text.schema import TextConfig, check_text_config
 from . import form, llm_render, markup
 from .host import Host
@@ -30,6 +33,7 @@ from .worker_env import EXTENSION_ROOT, resolve_worker_python
 MANAGED_KEYS = ("task_type", "base_model", "metadata_path", "train_data_dir", "output_dir", "output_name",
                 "resume_from_checkpoint")
 LLM_HOLDER = "llm"  # in host.holders while the worker holds a model: the host's checkpoint stays out of VRAM
+DEFAULT_NAME = "my_llm_lora"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "template.json", "training_config.yaml")
 
 
@@ -93,9 +97,11 @@ class LLMJobHooks:
 
 
 def publish_adapter(adapter: Path, folder: Path) -> Path:
-    """Copy a trained adapter folder into `folder`, under its name or the next free version of it."""
-    return write_new_folder(free_folder_path(folder, adapter.name),
-                            lambda staging: shutil.copytree(adapter, staging, dirs_exist_ok=True))
+    """Copy a trained adapter folder into `folder`, under its name or the next free version of it; the adapter of
+    a resumed run replaces the copy of its own partial adapter (core/ownership.py), never another folder."""
+    target = free_folder_path(folder, adapter.name, run_id=saved_by(adapter))
+    write = rewrite_folder if target.exists() else write_new_folder
+    return write(target, lambda staging: shutil.copytree(adapter, staging, dirs_exist_ok=True))
 
 
 class LLMController:
@@ -184,13 +190,17 @@ class LLMController:
         return preset_values(name)
 
     # --- jobs -------------------------------------------------------------------------------
+    def runs_dir(self) -> Path:
+        """The work folders of the LLM jobs: one per run, named as the adapter it saves."""
+        return self.host.settings().work_dir / "llm"
+
     def workspace(self, name: str) -> Path:
-        return self.host.settings().work_dir / "llm" / safe_name(name, "my_llm_lora")
+        return self.runs_dir() / safe_name(name, DEFAULT_NAME)
 
     def job_config(self, choice: str | None, typed: str | None, data_path: str | None, name: str,
                    fields: list[Any], resume: bool = False) -> TextConfig:
         """The validated text config of the form: the same checks and messages as the CLI."""
-        name = safe_name(name, "my_llm_lora")
+        name = safe_name(name, DEFAULT_NAME)
         values = form.form_values(self.specs, fields)
         values.update(self.data_keys(data_path), task_type="text-generation", output_name=name,
                       base_model=str(self.base_model(choice, typed)), output_dir=str(self.workspace(name)),
@@ -200,11 +210,12 @@ class LLMController:
     def start(self, choice: str | None, typed: str | None, data_path: str | None, name: str, fields: list[Any],
               resume: bool = False) -> str:
         self.runner.ensure_idle()  # and the other kinds of job (jobs.py)
+        name = run_name(safe_name(name, DEFAULT_NAME), saves=adapters_dir(self.host), runs=self.runs_dir(),
+                        resume=resume, saves_folders=True)
         config = self.job_config(choice, typed, data_path, name, fields, resume)
         workspace = Path(config.output_dir)
-        if resume and not any(workspace.glob("checkpoint-*")):
-            raise UserError(f"Nothing to resume in {workspace}: it has no checkpoint-<step> folder. Set save_steps "
-                            "(Advanced) so a run keeps its state, or press Start.")
+        if resume:
+            require_resume_folder(workspace, config.output_name)
         python = resolve_worker_python(self.host.settings().worker_python, self.python_fallback)
         values = {"task_type": "text-generation", **form.changed_values(config)}
         spec = JobSpec(python, values, workspace, config.output_name, [str(EXTENSION_ROOT)])
@@ -246,4 +257,5 @@ class LLMController:
         label = ", ".join(f"{Path(path).name} x{weight:g}" for path, weight in stack)
         notes.append((f"Greedy answers in {result['seconds']:.1f} s" + (f"; with {label}." if stack else
                                                                           "; add an adapter to compare."), "info"))
-        return result["without"], result.get("with", ""), markup.messages(notes)
+        return (llm_render.readable(result["without"]), llm_render.readable(result.get("with", "")),
+                markup.messages(notes))

@@ -1,9 +1,10 @@
-"""HTML for the LLM tab: the data preview (masked prompt and learned answer told apart), its token
-statistics, and the saved adapter."""
+"""What the LLM tab shows: the data preview (masked prompt and learned answer told apart), its token
+statistics, the saved adapter (as HTML), and the test box's answers (control characters made visible)."""
 
 from __future__ import annotations
 
 import html
+import unicodedata
 from typing import Any
 
 from .markup import message
@@ -36,3 +37,10 @@ def adapter_result(path: str, files: list[tuple[str, bool]], interrupted: bool) 
                    for name, present in files)
     return (f'<div class="lora-train-result"><b>{title}:</b> <code>{html.escape(path)}</code><ul>{rows}</ul>'
             'Test it in section 5, or load it with <code>PeftModel.from_pretrained(model, folder)</code>.</div>')
+
+
+def readable(text: str) -> str:
+    """`text` for a text box: control characters other than newlines and tabs (which a box shows as empty
+    squares, or not at all) written as Python escapes, `\\x1b`, `\\x00`; Windows line ends as newlines."""
+    return "".join(char if char in "\n\t" or unicodedata.category(char) != "Cc" else
+                   char.encode("unicode_escape").decode("ascii") for char in text.replace("\r\n", "\n"))

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from ..core.errors import UserError
-from . import compat, form, markup
+from . import compat, form, job_view, markup
 from .host import Host
 from .jobs import LLM_TRAINING
 from .llm_controller import LLMController, adapters_dir, models_dir
@@ -26,6 +26,7 @@ from .widgets import field_widget, guarded
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
 WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built
+WORKER_LOG = "model-worker.log"  # in <work folder>/llm: what the model worker wrote to stderr
 TICK_SECONDS = 1.0
 LOG_SHOWN = 10
 ID = "lora_train_llm_"
@@ -37,7 +38,7 @@ BASIC_KEYS = ("lora_rank", "lora_alpha", "learning_rate", "epochs", "batch_size"
 def model_worker(host: Host, python_fallback: str | None) -> ModelWorker:
     if "worker" not in WORKERS:
         WORKERS["worker"] = ModelWorker(lambda: resolve_worker_python(host.settings().worker_python, python_fallback),
-                                        [str(EXTENSION_ROOT)])
+                                        [str(EXTENSION_ROOT)], lambda: host.settings().work_dir / "llm" / WORKER_LOG)
     return WORKERS["worker"]
 
 
@@ -123,7 +124,7 @@ class LLMTabView:
                     with_adapters = gr.Textbox(label="With the adapters", lines=5, interactive=False,
                                                elem_id=f"{ID}answer_adapted")
                 test_note = gr.HTML("", elem_id=f"{ID}test_note")
-            view = gr.State(None)
+            page = compat.page_memory()
 
             fields = [self.widgets[spec.name] for spec in ctl.specs]
             model_inputs = [model_choice, model_path]
@@ -136,14 +137,14 @@ class LLMTabView:
                           outputs=[preview_stats, preview_html])
             preset.change(guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset],
                           outputs=fields + [action_note])
-            start.click(guarded(self.start, 1, 0), inputs=job_inputs, outputs=[action_note])
-            resume.click(guarded(self.resume, 1, 0), inputs=job_inputs, outputs=[action_note])
-            stop.click(guarded(ctl.interrupt, 1, 0), outputs=[action_note])
+            start.click(guarded(self.start, 1, 0), inputs=[page] + job_inputs, outputs=[action_note])
+            resume.click(guarded(self.resume, 1, 0), inputs=[page] + job_inputs, outputs=[action_note])
+            stop.click(guarded(self.interrupt, 1, 0), inputs=[page], outputs=[action_note])
             adapter_pick.change(self.add_adapter, inputs=[adapter_pick, adapters], outputs=[adapters])
             test.click(guarded(self.test, 3, 2), inputs=[prompt, adapters, max_tokens] + fields,
                        outputs=[without, with_adapters, test_note])
-            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[view],
-                         outputs=[progress, chart, job_note, log, result, adapters, adapter_pick, view])
+            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[page],
+                         outputs=[progress, chart, job_note, log, result, adapters, adapter_pick, action_note])
         return tab
 
     # --- handlers -----------------------------------------------------------------------------
@@ -163,11 +164,17 @@ class LLMTabView:
                    for spec in self.ctl.specs]
         return updates + [markup.message(f"Preset {name} applied.", "info")]
 
-    def start(self, choice: str | None, typed: str, data_path: str, name: str, *fields):
-        return self.ctl.start(choice, typed, data_path, name, list(fields))
+    def start(self, page: dict, choice: str | None, typed: str, data_path: str, name: str, *fields):
+        with job_view.note_about_job(page, self.ctl.runner):
+            return self.ctl.start(choice, typed, data_path, name, list(fields))
 
-    def resume(self, choice: str | None, typed: str, data_path: str, name: str, *fields):
-        return self.ctl.start(choice, typed, data_path, name, list(fields), resume=True)
+    def resume(self, page: dict, choice: str | None, typed: str, data_path: str, name: str, *fields):
+        with job_view.note_about_job(page, self.ctl.runner):
+            return self.ctl.start(choice, typed, data_path, name, list(fields), resume=True)
+
+    def interrupt(self, page: dict):
+        with job_view.note_about_job(page, self.ctl.runner):
+            return self.ctl.interrupt()
 
     def add_adapter(self, picked: str | None, current: str):
         if not picked or picked in [line.split(":")[0].strip() for line in (current or "").splitlines()]:
@@ -179,21 +186,23 @@ class LLMTabView:
             raise UserError("Type a prompt to test.")
         return self.ctl.test(prompt, adapters, list(fields), max_tokens)
 
-    def tick(self, view: dict | None):
+    def tick(self, page: dict):
+        """The job's parts that changed since the page got them; the adapter it published, offered for a test
+        once; how it ended, for the note that spoke of it."""
         state: JobState | None = self.ctl.runner.snapshot()
-        key = [state.number, state.version] if state else None
-        view = view or {}
-        if state is None or view.get("key") == key:
-            return [gr.update() for _ in range(7)] + [view]
+        note = job_view.ended_note(page, state) or gr.update()
+        if not job_view.job_changed(page, state):
+            return [gr.update() for _ in range(7)] + [note]
         status = state.status if state.ended or not state.finished else "finishing"
         bar = markup.progress(status, state.step, state.total, state.epoch, state.epochs, state.its, state.eta_s,
                               state.loss)
-        published = state.ended and state.lora_path and view.get("published") != state.number
-        adapter_update = f"{Path(state.lora_path).name}:1.0" if published else gr.update()
+        published = state.ended and state.lora_path and page.get("published") != state.number
+        if published:
+            page["published"] = state.number
         return [bar, markup.loss_chart(state.losses, state.eval_losses), markup.messages(state.messages),
-                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state), adapter_update,
-                gr.update(choices=self.ctl.adapter_choices()) if published else gr.update(),
-                {"key": key, "published": state.number if published else view.get("published")}]
+                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state),
+                f"{Path(state.lora_path).name}:1.0" if published else gr.update(),
+                gr.update(choices=self.ctl.adapter_choices()) if published else gr.update(), note]
 
 
 def build_llm_tab(host: Host, python_fallback: str | None = None) -> gr.Blocks:

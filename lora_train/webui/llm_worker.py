@@ -3,8 +3,9 @@
 The worker holds the language model between the tab's actions (load, preview, test), so the WebUI's
 process never imports torch. Requests go one at a time (a lock); the answer is read from the worker's
 stdout by a thread, so a worker that dies mid-request is noticed and reported with the last lines it
-wrote to stderr (which are also echoed to the console). The worker starts on the first request and
-ends with `close()` or with the process.
+wrote to stderr. Its stderr (and any stray stdout line) goes to its log file, and only a traceback to the
+console (`worker_stderr`, as for every worker). The worker starts on the first request and ends with
+`close()` or with the process.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import os
 import queue
 import subprocess
-import sys
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import UserError
+from .worker_stderr import StderrReader
 
 STDERR_KEPT = 20
 POLL_SECONDS = 0.5
@@ -29,15 +31,18 @@ STDERR_WAIT_SECONDS = 5
 class ModelWorker:
     """One worker process, started on demand with the interpreter `python()` returns."""
 
-    def __init__(self, python: Callable[[], str], python_path: list[str]):
+    def __init__(self, python: Callable[[], str], python_path: list[str], log_file: Callable[[], Path | None]):
+        """`log_file()`, read at each start, is where its stderr goes (None: to the kept tail only)."""
         self._python = python
         self._python_path = python_path
+        self._log_file = log_file
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._answers: queue.Queue = queue.Queue()
         self._stderr: deque = deque(maxlen=STDERR_KEPT)
         self._ids = itertools.count(1)
         self._stderr_reader: threading.Thread | None = None
+        self._output: StderrReader | None = None
         self.loaded: dict[str, Any] | None = None  # the model the worker holds, as its last answer described it
 
     def alive(self) -> bool:
@@ -88,21 +93,19 @@ class ModelWorker:
                             "in the settings.") from None
         self._answers = queue.Queue()
         self._stderr.clear()
-        threading.Thread(target=self._read_answers, args=(self._process, self._answers), daemon=True).start()
-        self._stderr_reader = threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True)
+        self._output = StderrReader("[lora_train llm]", self._stderr.append, self._log_file())
+        threading.Thread(target=self._read_answers, args=(self._process, self._answers, self._output),
+                         daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._output.read, args=(self._process.stderr,), daemon=True)
         self._stderr_reader.start()
 
-    def _read_answers(self, process: subprocess.Popen, answers: queue.Queue) -> None:
+    @staticmethod
+    def _read_answers(process: subprocess.Popen, answers: queue.Queue, output: StderrReader) -> None:
         for line in process.stdout:
             try:
                 answers.put(json.loads(line))
-            except ValueError:
-                print(f"[lora_train llm] {line.rstrip()}", file=sys.stderr)
-
-    def _read_stderr(self, process: subprocess.Popen) -> None:
-        for line in process.stderr:
-            self._stderr.append(line.rstrip("\n"))
-            print(f"[lora_train llm] {line.rstrip()}", file=sys.stderr)
+            except ValueError:  # a library that wrote to the real stdout
+                output.line(line.rstrip("\n"))
 
     def _wait_for(self, number: int) -> dict[str, Any]:
         while True:
@@ -121,5 +124,6 @@ class ModelWorker:
             self._stderr_reader.join(STDERR_WAIT_SECONDS)  # its last lines say why
         self.loaded = None
         tail = "\n".join(line for line in self._stderr if line.strip())[-1500:]
+        log = self._output.log_file if self._output else None
         return UserError(f"The model worker stopped (exit code {code}); the model is no longer loaded. Its last "
-                         f"words:\n{tail or '(nothing)'}")
+                         f"words:\n{tail or '(nothing)'}" + (f"\nAll it wrote is in {log}." if log else ""))

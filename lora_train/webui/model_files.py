@@ -7,16 +7,14 @@ the standard library only; pickle `.ckpt` files are never opened here.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.arch import ARCH_NAMES, checkpoint_arch
+from ..core.ownership import safetensors_header
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
-HEADER_LIMIT = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -36,15 +34,8 @@ class ModelInfo:
 
 def safetensors_keys(path: Path) -> list[str] | None:
     """The tensor names of a .safetensors file, or None when it is not one."""
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if not 2 <= length <= HEADER_LIMIT:
-                return None
-            header = json.loads(handle.read(length))
-    except (OSError, struct.error, ValueError):
-        return None
-    return [key for key in header if key != "__metadata__"] if isinstance(header, dict) else None
+    header = safetensors_header(path)
+    return None if header is None else [key for key in header if key != "__metadata__"]
 
 
 def sniff_arch(path: Path) -> str | None:

@@ -2,7 +2,8 @@
 
 The job runs `<python> -m lora_train train --config job.yaml --events jsonl --stop-file STOP`
 in its workspace folder. A thread reads the JSON-line events from the worker's stdout and
-folds them into a `JobState`; another collects the human text from stderr for the log tail.
+folds them into a `JobState`; another reads its stderr (library output, a traceback) into the log tail
+and train.log, never onto the console but for a traceback (`worker_stderr`).
 The state outlives the browser page, so a reload shows the running job again. Interrupt
 creates the stop file (the worker saves what it has and ends with `done`, interrupted); a
 second Interrupt terminates the process, which the worker also treats as a stop request.
@@ -25,10 +26,11 @@ import yaml
 
 from ..core.errors import UserError
 from ..core.events import describe
+from ..core.loss_history import read_points, thinned
+from .worker_stderr import StderrReader
 
 LOG_LINES = 200
 SAMPLES_KEPT = 8
-LOSS_POINTS_KEPT = 2000
 FINISHED = ("done", "interrupted", "failed")
 
 
@@ -55,6 +57,7 @@ class JobState:
     log: deque = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     messages: list[tuple[str, str]] = field(default_factory=list)  # (text, info|warning|error|success)
     lora_path: str | None = None
+    summary: str = ""  # how it ended, in the worker's words: the `done` event's message, or why it failed
     stop_requested: bool = False
     ended: bool = False  # the worker has exited and the host's follow-up (publish, reload) is done
     version: int = 0
@@ -104,24 +107,6 @@ class JobHooks(Protocol):
     def before_start(self, state: JobState) -> Followup: ...
 
     def after_finish(self, state: JobState) -> Followup: ...
-
-
-class TracebackFilter:
-    """Folds a Python traceback in the worker's stderr into one line for the log tail."""
-
-    def __init__(self) -> None:
-        self.inside = False
-
-    def __call__(self, line: str) -> str | None:
-        if line.startswith("Traceback (most recent call last):"):
-            self.inside = True
-            return None
-        if self.inside:
-            if line[:1].isspace() or not line:
-                return None
-            self.inside = False
-            return f"{line} (the worker's traceback was printed to the console)"
-        return line
 
 
 class JobRunner:
@@ -214,7 +199,8 @@ class JobRunner:
                                        encoding="utf-8", errors="replace", bufsize=1)
             with self._lock:
                 self._process = process
-            stderr_reader = threading.Thread(target=self._read_stderr, args=(process, state), daemon=True)
+            stderr_reader = threading.Thread(target=self._read_stderr, daemon=True,
+                                             args=(process, state, spec.workspace / "train.log"))
             stderr_reader.start()
             for line in process.stdout:
                 self._on_stdout(state, line.rstrip("\n"))
@@ -246,14 +232,11 @@ class JobRunner:
 
         self._update(state, fold)
 
-    def _read_stderr(self, process: subprocess.Popen, state: JobState) -> None:
-        fold = TracebackFilter()
-        for raw in process.stderr:
-            line = raw.rstrip("\n")
-            print(f"[lora_train] {line}", file=sys.stderr)
-            shown = fold(line)
-            if shown:
-                self._update(state, lambda: state.log.append(shown))
+    def _read_stderr(self, process: subprocess.Popen, state: JobState, log_file: Path) -> None:
+        def tail(line: str) -> None:
+            self._update(state, lambda: state.log.append(line))
+
+        StderrReader("[lora_train]", tail, log_file).read(process.stderr)
 
     def _on_stdout(self, state: JobState, line: str) -> None:
         try:
@@ -268,7 +251,7 @@ class JobRunner:
 
     @staticmethod
     def _fail(state: JobState, text: str) -> None:
-        state.status = "failed"
+        state.status, state.summary = "failed", text
         state.messages.append((text, "error"))
 
     def _apply(self, state: JobState, event: dict[str, Any]) -> None:
@@ -282,10 +265,10 @@ class JobRunner:
                 setattr(state, key, event[key])
         if kind in ("start", "step", "epoch") and not state.finished:
             state.status = "running"
-        if kind == "step" and isinstance(event.get("loss"), (int, float)):
-            state.losses.append((event["step"], float(event["loss"])))
-            if len(state.losses) > LOSS_POINTS_KEPT:
-                state.losses = state.losses[::2]
+        if kind == "start":  # a resumed run sends its curve so far: the chart shows it from step 1
+            state.losses, state.eval_losses = read_points(event.get("losses")), read_points(event.get("eval_losses"))
+        elif kind == "step" and isinstance(event.get("loss"), (int, float)):
+            state.losses = thinned([*state.losses, (event["step"], float(event["loss"]))])
         elif kind == "eval" and isinstance(event.get("eval_loss"), (int, float)):
             state.eval_losses.append((event["step"], float(event["eval_loss"])))
         elif kind == "sample" and event.get("path"):
@@ -296,7 +279,7 @@ class JobRunner:
             state.messages.append((event.get("message", ""), "warning"))
         elif kind == "done":
             state.status = "interrupted" if event.get("interrupted") else "done"
-            state.lora_path = event.get("path")
+            state.lora_path, state.summary = event.get("path"), event.get("message") or ""
             state.eta_s = 0
         elif kind == "error":
             self._fail(state, event.get("message") or f"The {self.kind} job failed.")

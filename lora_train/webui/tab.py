@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from ..core.errors import UserError
-from . import compat, form, markup
+from . import compat, form, job_view, markup
 from .caption_section import CaptionSection
 from .widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
@@ -49,6 +49,8 @@ class TabView:
     def __init__(self, controller: TabController):
         self.ctl = controller
         self.widgets: dict[str, Any] = {}
+        self.built_model: dict[str, str | None] = {"loaded": None, "followed": None}  # as `build` found them
+        self.default_weight = 0.8  # the Weight slider's value when a page opens
 
     # --- layout -----------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
@@ -146,9 +148,10 @@ class TabView:
                 test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
                                          visible=host.can_render, elem_id="lora_train_test_images")
             build_stack_section(ctl, base_model, guarded)
-            view = gr.State(None)
+            page = compat.page_memory()
             auto_config_path = gr.State(ctl.config_path("my_lora"))  # the path as the name gave it, until edited
-            seen_model = gr.State({"loaded": ctl.loaded_title(), "followed": default_model})
+            self.built_model = {"loaded": ctl.loaded_title(), "followed": default_model}
+            self.default_weight = values.get("preferred_weight", 0.8)
 
             managed = [base_model, vae, data_dir, trigger, name]
             fields = [self.widgets[spec.name] for spec in ctl.specs]
@@ -162,22 +165,23 @@ class TabView:
                        outputs=[action_note, config_text])
             load.click(guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
                        outputs=form_inputs + [action_note])
-            start.click(guarded(self.start, 1, 0), inputs=form_inputs, outputs=[action_note])
-            resume.click(guarded(self.resume, 1, 0), inputs=form_inputs, outputs=[action_note])
-            stop.click(guarded(ctl.interrupt, 1, 0), outputs=[action_note])
-            weight.change(guarded(self.tag_for, 1, 0), inputs=[weight], outputs=[tag])
+            start.click(guarded(self.start, 1, 0), inputs=[page] + form_inputs, outputs=[action_note])
+            resume.click(guarded(self.resume, 1, 0), inputs=[page] + form_inputs, outputs=[action_note])
+            stop.click(guarded(self.interrupt, 1, 0), inputs=[page], outputs=[action_note])
+            weight.change(guarded(self.tag_for, 1, 0), inputs=[weight, page], outputs=[tag])
+            base_model.change(self.chosen_model, inputs=[base_model, page], outputs=[])
             insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
             name.change(guarded(self.follow_name, 2, 0), inputs=[name, config_path, auto_config_path],
                         outputs=[config_path, auto_config_path])
             test.click(self.test_now, inputs=[test_prompt, test_seed, weight, test_steps, test_size],
                        outputs=[test_images, test_note])
             test_stop.click(guarded(ctl.stop_test, 1, 0), outputs=[test_note])
-            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 3, 0), inputs=[base_model, seen_model],
-                         outputs=[model_note, base_model, seen_model])
+            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 2, 0), inputs=[page],
+                         outputs=[model_note, base_model])
             compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.worker_state, 3, 0), inputs=[],
                          outputs=[worker_note, start, resume])
-            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[view, weight],
-                         outputs=[progress, chart, job_note, samples, log, result, tag, view])
+            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[page],
+                         outputs=[progress, chart, job_note, samples, log, result, tag, action_note])
             captions.wire(tab, data_dir, trigger)
         return tab
 
@@ -191,17 +195,21 @@ class TabView:
         return (gr.update(choices=titles, value=default_model), gr.update(choices=vaes, value=default_vae),
                 self.ctl.model_summary())
 
-    def follow_model(self, base_model: str | None, seen: dict):
+    def chosen_model(self, base_model: str | None, page: dict) -> None:
+        page["base_model"] = base_model  # for follow_model, which gradio 3 gives the page-load value only
+
+    def follow_model(self, page: dict):
         """Keep the note on the WebUI's loaded checkpoint current, and the choice with it unless the user chose.
 
         The WebUI loads its checkpoint after the tab is built, and the user may switch it at any time.
         """
         loaded = self.ctl.loaded_title()
+        seen = page.setdefault("model", dict(self.built_model))
         if loaded == seen["loaded"]:
-            return gr.update(), gr.update(), seen
-        follows = loaded is not None and base_model in (None, "", seen["followed"])
-        return (self.ctl.model_summary(), gr.update(value=loaded) if follows else gr.update(),
-                {"loaded": loaded, "followed": loaded if follows else seen["followed"]})
+            return gr.update(), gr.update()
+        follows = loaded is not None and page.get("base_model", seen["followed"]) in (None, "", seen["followed"])
+        seen.update(loaded=loaded, followed=loaded if follows else seen["followed"])
+        return self.ctl.model_summary(), gr.update(value=loaded) if follows else gr.update()
 
     def scan(self, *args):
         return self.ctl.scan(*self._split(args))
@@ -224,15 +232,22 @@ class TabView:
                   for spec in self.ctl.specs]
         return managed + fields + [markup.message(f"Loaded {len(values)} settings from {path}.", "success")]
 
-    def start(self, *args):
+    def start(self, page: dict, *args):
         inputs, fields = self._split(args)
-        return self.ctl.start(inputs, fields)
+        with job_view.note_about_job(page, self.ctl.runner):
+            return self.ctl.start(inputs, fields)
 
-    def resume(self, *args):
+    def resume(self, page: dict, *args):
         inputs, fields = self._split(args)
-        return self.ctl.start(inputs, fields, resume=True)
+        with job_view.note_about_job(page, self.ctl.runner):
+            return self.ctl.start(inputs, fields, resume=True)
 
-    def tag_for(self, weight: float) -> str:
+    def interrupt(self, page: dict):
+        with job_view.note_about_job(page, self.ctl.runner):
+            return self.ctl.interrupt()
+
+    def tag_for(self, weight: float, page: dict) -> str:
+        page["weight"] = weight  # for the periodic update, which gradio 3 gives the page-load value only
         return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
 
     def worker_state(self):
@@ -257,20 +272,22 @@ class TabView:
             yield gr.update(), trial.progress()
         yield trial.images, trial.outcome()
 
-    def tick(self, view: dict | None, weight: float):
+    def tick(self, page: dict):
+        """The job's parts that changed since the page got them, and how it ended for the note that spoke of it."""
         state: JobState | None = self.ctl.runner.snapshot()
-        key = [state.number, state.version] if state else None
-        view = view or {}
-        if state is None or view.get("key") == key:
-            return [gr.update() for _ in range(7)] + [view]
-        samples = (gr.update(value=_load_samples(state.samples)) if view.get("samples") != state.samples
-                   else gr.update())
+        note = job_view.ended_note(page, state) or gr.update()
+        if not job_view.job_changed(page, state):
+            return [gr.update() for _ in range(7)] + [note]
+        samples = gr.update(value=_load_samples(state.samples)) if page.get("samples") != state.samples else \
+            gr.update()
+        page["samples"] = list(state.samples)
+        weight = page.get("weight", self.default_weight)
         status = state.status if state.ended or not state.finished else "finishing"
         bar = markup.progress(status, state.step,
                               state.total, state.epoch, state.epochs, state.its, state.eta_s, state.loss)
         return [bar, markup.loss_chart(state.losses), markup.messages(state.messages), samples,
-                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state, weight), self.ctl.lora_tag(state, weight),
-                {"key": key, "samples": list(state.samples)}]
+                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state, weight),
+                self.ctl.lora_tag(state, weight), note]
 
 
 def build_tab(host: Host, python_fallback: str | None = None) -> gr.Blocks:

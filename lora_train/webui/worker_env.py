@@ -10,41 +10,37 @@ environment). torch is pinned to the host's version, without its local label
 
 The set-up runs in a background process (`start_setup`, from install.py at the WebUI's launch, or
 from the tab when install.py never ran), so the WebUI starts at once; it writes its progress to a
-log in the venv folder, which the tab shows (`setup_state`) while Start waits for it. A stamp file
+log in the venv folder, which the tab shows in words (`setup_state`, `setup_progress`) while Start waits
+for it; pip's own lines stay in the log. A stamp file
 records what was installed; a later launch with the same requirements, host torch and interpreter
 is a no-op. `LORA_TRAIN_PYTHON` names another interpreter instead (then
 nothing is installed). `LORA_TRAIN_WORKER_VENV` and `LORA_TRAIN_WORKER_REQUIREMENTS` move the
 venv and change the requirements file (used by the tests, and by users who keep venvs elsewhere).
+What is installed, and the digest that tells a current venv, is `worker_requirements`.
 
 Standard library only: `install.py` runs this with the WebUI's interpreter before anything else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
-import site
 import subprocess
 import sys
-import sysconfig
 import threading
 import venv
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 from ..core.errors import UserError
 from ..core.lock import pid_alive
 from ..core.packages import installed
+from .setup_progress import log_progress, step_line
+from .worker_requirements import host_pins, host_site_dirs, install_digest, read_requirements
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
-STAMP_FORMAT = 1
-HOST_PACKAGES_PINNED = ("torch", "torchvision", "torchaudio")
-NO_DEPS_MARK = "# no-deps"
 
 
 class WorkerEnvError(UserError):
@@ -99,63 +95,6 @@ class WorkerEnv:
             return None
 
 
-def host_site_dirs() -> list[str]:
-    """The running (host) interpreter's site-packages folders, in import order."""
-    dirs = site.getsitepackages() + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    seen: list[str] = []
-    for folder in dirs:
-        if os.path.isdir(folder) and folder not in seen:
-            seen.append(folder)
-    return seen
-
-
-def host_pins() -> list[str]:
-    """`torch==X.Y.Z` (and torchvision / torchaudio when present) for the host's versions, no local label."""
-    pins = []
-    for name in HOST_PACKAGES_PINNED:
-        try:
-            version = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-        pins.append(f"{name}=={version.split('+')[0]}")
-    return pins
-
-
-def read_requirements(path: Path) -> tuple[list[str], list[str]]:
-    """(normal lines, no-deps lines) of a requirements file; `-r other.txt` is made absolute."""
-    normal, no_deps = [], []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        include = re.match(r"^(-r|--requirement)\s+(.+)$", line)
-        if include:
-            normal.append(f"-r {(path.parent / include.group(2).strip()).resolve()}")
-        elif line.endswith(NO_DEPS_MARK):
-            no_deps.append(line[: -len(NO_DEPS_MARK)].strip())
-        else:
-            normal.append(line.split(" #")[0].strip())
-    return normal, no_deps
-
-
-def _requirement_files(path: Path) -> list[Path]:
-    files = [path]
-    for line in read_requirements(path)[0]:
-        if line.startswith("-r "):
-            files += _requirement_files(Path(line[3:]))
-    return files
-
-
-def install_digest(env: WorkerEnv) -> str:
-    """Changes when anything that decides the install changes: requirements, host torch, interpreter."""
-    digest = hashlib.sha256(f"{STAMP_FORMAT}\n{sys.version}\n{sys.executable}\n".encode())
-    for line in host_pins() + host_site_dirs():
-        digest.update(line.encode() + b"\n")
-    for file in _requirement_files(env.requirements):
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def _worker_site_packages(python: Path) -> Path:
     out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                          capture_output=True, text=True, check=True)
@@ -163,18 +102,19 @@ def _worker_site_packages(python: Path) -> Path:
 
 
 def _pip(python: Path, args: list[str], log: Callable[[str], None]) -> None:
-    """pip install, its output passed on line by line as it comes (the progress the tab shows)."""
+    """pip install, its output passed on to the log line by line as it comes (the tab reads its progress there,
+    `setup_progress`); a failure says what pip said went wrong (its ERROR lines)."""
     command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
-    log("lora_train: " + " ".join(["pip install", *args]))
+    log("  $ " + " ".join(["pip install", *args]))
     lines: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         for line in process.stdout or ():
             lines.append(line.rstrip())
             log("  " + lines[-1])
     if process.returncode != 0:
-        tail = "\n".join(lines[-15:])
-        raise WorkerEnvError(f"pip could not install the trainer's packages (exit code {process.returncode}). "
-                             f"Its last lines:\n{tail}")
+        said = [line.strip() for line in lines if line.strip().startswith("ERROR:")] or lines[-3:]
+        raise WorkerEnvError(f"pip could not install the trainer's packages (exit code {process.returncode}): "
+                             + "\n".join(said[-5:]))
 
 
 def _remove_venv_parts(folder: Path) -> None:
@@ -187,9 +127,16 @@ def _remove_venv_parts(folder: Path) -> None:
 
 
 def _create(env: WorkerEnv, log: Callable[[str], None]) -> None:
-    if not env.python.is_file():
-        log(f"lora_train: creating the worker environment in {env.venv_dir} (once; the WebUI's own packages "
-            "are not touched)")
+    normal, no_deps = read_requirements(env.requirements)
+    create, swap_onnxruntime = not env.python.is_file(), installed("onnxruntime-gpu")
+    count, done = 1 + create + bool(no_deps) + swap_onnxruntime, []
+
+    def step(what: str) -> None:
+        done.append(what)
+        log(step_line(len(done), count, what))
+
+    if create:
+        step(f"creating the worker environment in {env.venv_dir} (once; the WebUI's own packages are not touched)")
         _remove_venv_parts(env.venv_dir)  # of a broken earlier venv; the set-up's own log stays
         venv.EnvBuilder(with_pip=True, symlinks=os.name != "nt").create(env.venv_dir)
         # ensurepip's old setuptools would hide the host's (torch needs a recent one): drop it.
@@ -199,14 +146,15 @@ def _create(env: WorkerEnv, log: Callable[[str], None]) -> None:
                                                                            encoding="utf-8")
     constraints = env.venv_dir / "constraints.txt"
     constraints.write_text("\n".join(host_pins()) + "\n", encoding="utf-8")
-    normal, no_deps = read_requirements(env.requirements)
     requirements = env.venv_dir / "requirements.txt"
     requirements.write_text("\n".join(normal) + "\n", encoding="utf-8")
+    step("installing the trainer's packages (the WebUI's torch is reused)")
     _pip(env.python, ["-r", str(requirements), "-c", str(constraints)], log)
     if no_deps:
+        step(f"installing {', '.join(no_deps)} without their dependencies")
         _pip(env.python, ["--no-deps", *no_deps, "-c", str(constraints)], log)
-    if installed("onnxruntime-gpu"):  # the CPU package would hide the host's GPU one from the WD tagger
-        log("lora_train: the WebUI has onnxruntime-gpu; removing the worker's CPU onnxruntime so the tagger uses it")
+    if swap_onnxruntime:  # the CPU package would hide the host's GPU one from the WD tagger
+        step("removing the worker's CPU onnxruntime, so the tagger uses the WebUI's onnxruntime-gpu")
         subprocess.run([str(env.python), "-m", "pip", "uninstall", "-y", "-q", "onnxruntime"], capture_output=True)
 
 
@@ -220,7 +168,7 @@ def ensure_worker_env(env: WorkerEnv | None = None, log: Callable[[str], None] =
         log(f"lora_train: the worker runs with LORA_TRAIN_PYTHON={override}; nothing to install.")
         return Path(override)
     env = env or WorkerEnv.default()
-    digest = install_digest(env)
+    digest = install_digest(env.requirements)
     if env.is_ready() and _stamp_digest(env) == digest:
         return env.python
     env.error_file.unlink(missing_ok=True)
@@ -242,7 +190,7 @@ def ensure_worker_env(env: WorkerEnv | None = None, log: Callable[[str], None] =
 
 
 def needs_setup(env: WorkerEnv) -> bool:
-    return not (env.is_ready() and _stamp_digest(env) == install_digest(env))
+    return not (env.is_ready() and _stamp_digest(env) == install_digest(env.requirements))
 
 
 def setting_up(env: WorkerEnv) -> bool:
@@ -307,7 +255,7 @@ def setup_state(env: WorkerEnv | None = None) -> SetupState:
     being set up nor failed (a WebUI started with --skip-install never runs install.py) starts its set-up."""
     env = env or WorkerEnv.default()
     if setting_up(env):
-        return SetupState(False, _latest_line(env.log_file))
+        return SetupState(False, log_progress(env.log_file))
     if env.is_ready():
         return SetupState(True)
     error = env.last_error()
@@ -318,14 +266,6 @@ def setup_state(env: WorkerEnv | None = None) -> SetupState:
     except WorkerEnvError as exc:
         return SetupState(False, str(exc), failed=True)
     return SetupState(False, "starting")
-
-
-def _latest_line(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "starting"
-    return next((line.strip().removeprefix("lora_train: ") for line in reversed(lines) if line.strip()), "starting")
 
 
 def _stamp_digest(env: WorkerEnv) -> str | None:

@@ -12,7 +12,7 @@ from test_tab_browser import choose, field, fill, messages, wait_for
 from tools_support import lora_file
 
 from lora_train.adapters.spec import LoraSpec
-from lora_train.core.grid_image import LABEL_HEIGHT, LABEL_WIDTH
+from lora_train.core.grid_image import GridSpec, layout
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -54,8 +54,9 @@ def test_grid_renders_and_the_pair_merges_into_a_new_lora(page, workspace, stack
 
     grids = sorted((workspace / "runs" / "grids").glob("stack-*.png"))
     assert len(grids) == 1
+    bands = layout(GridSpec(["style_a", "style_b"], [[0.0, 1.0], [0.0, 0.5, 1.0]], "a square"), 64, 64)
     with Image.open(grids[0]) as grid:  # rows 0, 1 of style_a; columns 0, 0.5, 1 of style_b
-        assert grid.size == (LABEL_WIDTH + 3 * 64, LABEL_HEIGHT + 2 * 64)
+        assert grid.size == (bands.left + 3 * 64, bands.top + 2 * 64)
     params = json.loads(grids[0].with_suffix(".json").read_text())
     assert params["loras"] == ["style_a", "style_b"] and params["weights"] == [[0.0, 1.0], [0.0, 0.5, 1.0]]
 

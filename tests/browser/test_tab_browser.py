@@ -2,8 +2,9 @@
 
 What a user does: point the tab at a dataset, check it, start; watch the progress bar move,
 the loss chart and a sample appear; find the LoRA with its sidecar and preview in the Lora
-folder. Also: a second job while one runs is refused, Interrupt saves a partial LoRA, and bad
-inputs are messages in the page, never tracebacks. Set LORA_TRAIN_SCREENSHOT=docs/images/tab.png
+folder. Also: a second job while one runs is refused, Interrupt saves a partial LoRA that Resume
+finishes as the same LoRA (one card, the whole loss curve), and bad inputs are messages in the page,
+never tracebacks. Set LORA_TRAIN_SCREENSHOT=docs/images/tab.png
 to refresh the README's screenshot.
 """
 
@@ -156,6 +157,30 @@ def test_a_second_job_is_refused_and_interrupt_saves_a_partial_lora(page, worksp
     status, step, total = progress_step(page)
     assert status == "interrupted" and 2 <= step < total
     assert (workspace / "loras" / "stopped_lora.safetensors").is_file()
+
+
+def test_resume_after_interrupt_finishes_the_same_lora_with_one_card_and_the_whole_chart(page, workspace):
+    fill_job(page, workspace, "resumed_lora", epochs=12)  # 48 steps
+    page.click("#lora_train_start")
+    wait_for(lambda: progress_step(page)[0] == "running" and progress_step(page)[1] >= 2, "training steps",
+             page=page)
+    page.click("#lora_train_stop")
+    partial = wait_until_ended(page)
+    status, stopped_at, total = progress_step(page)
+    assert status == "interrupted" and stopped_at < total == 48
+    assert "Partial LoRA saved" in partial and "✗" not in partial  # no missing preview listed
+
+    page.click("#lora_train_resume")
+    wait_for(lambda: "Resuming training resumed_lora" in messages(page, "lora_train_action_note"), "the resume", 30,
+             page)
+    wait_for(lambda: progress_step(page)[0] in ("running", "done") and progress_step(page)[1] > stopped_at,
+             "the resumed job", page=page)
+    result = wait_until_ended(page)
+    assert progress_step(page) == ("done", 48, 48)
+    assert "LoRA saved" in result and "resumed_lora.safetensors" in result and "resumed_lora_v2" not in result
+    assert sorted(path.name for path in (workspace / "loras").glob("resumed_lora*")) == [
+        "resumed_lora.json", "resumed_lora.preview.png", "resumed_lora.safetensors"]  # one run, one card
+    assert "(steps 1-48)" in text(page, "lora_train_chart"), "the chart shows the whole curve"
 
 
 def test_bad_inputs_are_messages_not_tracebacks(page, workspace):
