@@ -167,7 +167,6 @@ def _write_folder(path: Path, write: Callable[[Path], None], replace: bool) -> P
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = _temporary_folder(path)
         old = _temporary_folder(path) if replace else None
-        _plain_mode(temporary)  # mkdtemp makes it 0700
         try:
             write(temporary)
             for item in temporary.rglob("*"):
@@ -198,5 +197,5 @@ def _write_folder(path: Path, write: Callable[[Path], None], replace: bool) -> P
 def _temporary_folder(path: Path) -> Path:
     """A new hidden temporary folder beside `path`, with a plain folder's mode."""
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_TEMPORARY_SUFFIX, dir=path.parent))
-    os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes it 0700
+    _plain_mode(temporary)  # mkdtemp makes it 0700
     return temporary

@@ -9,34 +9,19 @@ that another run or the user wrote. Read with the standard library and PIL only.
 
 from __future__ import annotations
 
-import json
-import struct
 import uuid
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from .header_table import header_table
+
 RUN_ID_KEY = "lora_train_run_id"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-HEADER_LIMIT = 100_000_000
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
-
-
-def safetensors_header(path: Path) -> dict[str, Any] | None:
-    """The JSON header of a .safetensors file (tensor table and `__metadata__`), or None when it is not one."""
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if not 2 <= length <= HEADER_LIMIT:
-                return None
-            header = json.loads(handle.read(length))
-    except (OSError, struct.error, ValueError):
-        return None
-    return header if isinstance(header, dict) else None
 
 
 def saved_by(path: Path) -> str | None:
@@ -50,7 +35,7 @@ def saved_by(path: Path) -> str | None:
                 return getattr(image, "text", {}).get(RUN_ID_KEY)
         except (OSError, ValueError, SyntaxError):
             return None
-    metadata = (safetensors_header(path) or {}).get("__metadata__")
+    metadata = (header_table(path) or {}).get("__metadata__")
     return metadata.get(RUN_ID_KEY) if isinstance(metadata, dict) else None
 
 

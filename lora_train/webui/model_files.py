@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.arch import ARCH_NAMES, checkpoint_arch
-from ..core.ownership import safetensors_header
+from ..core.header_table import header_table
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
 
@@ -34,7 +34,7 @@ class ModelInfo:
 
 def safetensors_keys(path: Path) -> list[str] | None:
     """The tensor names of a .safetensors file, or None when it is not one."""
-    header = safetensors_header(path)
+    header = header_table(path)
     return None if header is None else [key for key in header if key != "__metadata__"]
 
 
