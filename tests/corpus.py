@@ -253,8 +253,8 @@ CASES = [
     Case("metadata_broken_quoting", "data", r"metadata\.csv line 2: a double quote opened on this line is never "
          r"closed\. A prompt containing commas or quotes must be in double quotes",
          _csv('filename,prompt\ngood0.png,"a card, unclosed\ngood1.png,x\n')),
-    Case("metadata_missing_file", "data", r"line 3 \(gone\.png\): named in metadata\.csv but not found in .*so the row "
-         r"is skipped", _csv("filename,prompt\ngood0.png,a card\ngone.png,lost\n"), error=False),
+    Case("metadata_missing_file", "data", r"line 4 \(gone\.png\): named in metadata\.csv but not found in .*so the row "
+         r"is skipped", _csv("filename,prompt\ngood0.png,a card\ngood1.png,a card\ngone.png,lost\n"), error=False),
     Case("metadata_only_missing_files", "data", r"None of the 1 files named in \S+metadata\.csv exist",
          _csv("filename,prompt\ngone.png,lost\n")),
     # job: base model, network, output folder

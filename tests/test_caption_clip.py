@@ -47,6 +47,15 @@ def test_vocabulary_lines_once_without_comments(tmp_path):
         read_vocabulary(path)
 
 
+def test_a_vocabulary_in_windows_1252_is_read_with_a_warning_not_a_crash(tmp_path):
+    path = tmp_path / "vocabulary.txt"
+    path.write_bytes("café art\nred\n".encode("cp1252"))
+    events = []
+    assert read_vocabulary(path, events.append) == ["café art", "red"]
+    assert [(e["level"], e["message"]) for e in events] == [
+        ("warning", f"{path}: not UTF-8, read as Windows-1252: re-save it as UTF-8 if some characters look wrong")]
+
+
 def test_ranking_is_the_top_k_cosine_similarities_above_the_score(tmp_path):
     import torch
 

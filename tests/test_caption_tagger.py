@@ -136,3 +136,25 @@ def test_cuda_asked_for_without_it_says_why_as_a_warning(tagger_dir):
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         assert notes[0]["level"] == "warning" and "CPU" in notes[0]["message"] and "onnxruntime-gpu" in notes[0]["message"]
+
+
+def test_a_model_file_that_is_no_onnx_says_what_the_tagger_takes(tmp_path, tiny_sd1_file):
+    with pytest.raises(UserError, match=r"tiny-sd1.safetensors is not a WD tagger's model.onnx \(it is a .safetensors "
+                                        r"file\).*--method vlm"):
+        tagger(tiny_sd1_file)
+
+
+def test_the_summary_tells_new_captions_from_changed_ones(tmp_path, tagger_dir):
+    from lora_train.caption.methods import MethodOptions
+    from lora_train.caption.run import CaptionJob, run_caption
+    from lora_train.caption.writer import WriteOptions
+    from lora_train.fixtures.captioners import image_folder
+
+    folder = image_folder(tmp_path / "images")
+    images = sorted(folder.glob("*.png"))
+    images[0].with_suffix(".txt").write_text("old caption")
+    events = []
+    run_caption(CaptionJob(folder, MethodOptions(model=str(tagger_dir), device="cpu"), WriteOptions(mode="overwrite")),
+                events.append)
+    done = next(event["message"] for event in events if event["type"] == "done")
+    assert f"{len(images) - 1} new captions written, 1 existing changed, 0 existing kept" in done

@@ -48,3 +48,9 @@ def test_offline_message_names_the_processor_and_tokenizer_files_and_a_copied_fo
         resolve_model("someone/tiny-blip", VLM_FILES, captioners, lambda event: None)
     build_blip(target)
     assert resolve_model("someone/tiny-blip", VLM_FILES, captioners, lambda event: None) == target
+
+
+def test_a_text_only_model_folder_is_named_for_what_it_is(tiny_llm):
+    folder = tiny_llm("llama")
+    with pytest.raises(UserError, match=rf"{folder} holds a llama model, which transformers cannot caption images with"):
+        VlmCaptioner(folder, VlmOptions(), "cpu")

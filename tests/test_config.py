@@ -73,6 +73,12 @@ def test_missing_required_path_and_missing_file(tmp_path, paths):
                                     f"train_data_dir: {paths['train_data_dir']}\n"))
     with pytest.raises(UserError, match="Config file .*absent.yaml does not exist"):
         load_config(tmp_path / "absent.yaml")
+    vae_folder = tmp_path / "vae"
+    vae_folder.mkdir()
+    (vae_folder / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"'vae': .*vae is a folder; a file is needed here\. It holds "
+                                        r"diffusion_pytorch_model\.safetensors: give one of them"):
+        load_config(overrides={**paths, "vae": str(vae_folder)})
     with pytest.raises(UserError, match="'train_data_dir': .* is a file; a folder is needed"):
         load_config(overrides={"base_model": paths["base_model"], "train_data_dir": paths["base_model"]})
 

@@ -68,6 +68,19 @@ def test_not_a_lora(tmp_path):
         inspect_lora(tmp_path / "ckpt.safetensors")
 
 
+@pytest.mark.parametrize("name, content, seems", [
+    ("job.yaml", b"base_model: x\n", "but a text file: give a .safetensors LoRA"),
+    ("empty.pt", b"", "but an empty file (0 bytes): the copy or download did not finish"),
+    ("notes.safetensors", b"my favourite prompts\n", "but a text file"),
+])
+def test_a_file_that_is_no_tensor_file_says_what_it_seems_to_be(tmp_path, capsys, name, content, seems):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["inspect", str(path)]) == 2
+    out = capsys.readouterr()
+    assert f"{path} is not a LoRA file {seems}" in out.err and "Traceback" not in out.err
+
+
 def test_other_trainers_files_and_per_block_ranks(tmp_path):
     """A LyCORIS LoCon header and diffusers / PEFT keys are read; ranks and alphas are given per block."""
     path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0), "sd_v1",

@@ -117,7 +117,7 @@ def test_files_that_fit_nothing_or_are_not_loras_are_refused(tmp_path):
     with pytest.raises(UserError, match="none of its 1 modules"):
         load_pretrained_lora(tmp_path / "other.safetensors", "sd1", model.unet, model.text_encoders)
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(UserError, match="not a readable LoRA file"):
+    with pytest.raises(UserError, match="junk.safetensors is not a LoRA file but a text file"):
         load_pretrained_lora(tmp_path / "junk.safetensors", "sd1", model.unet, model.text_encoders)
     with pytest.raises(UserError, match="not found"):
         load_pretrained_lora(tmp_path / "missing.safetensors", "sd1", model.unet, model.text_encoders)

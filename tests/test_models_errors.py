@@ -172,7 +172,21 @@ def test_folders_that_are_not_sd_pipelines(tmp_path, tiny_sd1_diffusers):
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
     with pytest.raises(UserError, match="holds a FluxPipeline model. .*SDXL checkpoints only"):
         load_base_model(flux)
-    with pytest.raises(UserError, match="is a single diffusers model folder"):
+    with pytest.raises(UserError, match=r"is a single diffusers model folder \(UNet2DConditionModel\), not a whole"):
         load_base_model(tiny_sd1_diffusers / "unet")
     with pytest.raises(UserError, match="is not a diffusers folder"):
         load_base_model(tmp_path)
+
+
+def test_a_language_model_given_to_either_engine_is_named_for_what_it_is(tmp_path, capsys, tiny_llm,
+                                                                          tiny_sd1_file, tiny_sd1_diffusers):
+    from lora_train.text.model import classify_base_model
+
+    with pytest.raises(UserError, match="is a transformers llama model folder, not a Stable Diffusion one: task_type: "
+                                        "text-generation"):
+        load_base_model(tiny_llm("llama"))
+    for image_model, what in ((tiny_sd1_file, "a Stable Diffusion checkpoint"),
+                              (tiny_sd1_diffusers, "a diffusers pipeline folder")):
+        with pytest.raises(UserError, match=f"is {what} \\(an image model\\): train image LoRAs on it with "
+                                            "task_type: image"):
+            classify_base_model(str(image_model))

@@ -157,3 +157,10 @@ def test_text_data_is_decoded_as_captions_are_never_with_characters_replaced(tmp
     assert rows.warnings == [f"{book}: not UTF-8, read as Windows-1252: re-save it as UTF-8 if some characters "
                              "look wrong", f"{latin}: not UTF-8, read as Windows-1252: re-save it as UTF-8 if some "
                              "characters look wrong"]
+
+
+def test_a_batch_larger_than_the_data_is_a_note(tmp_path, capsys, tiny_llm):
+    code, out, _ = _preview(tmp_path, capsys, base_model=str(tiny_llm("llama")), metadata_path=str(SEED), batch_size=64)
+    assert code == 0
+    assert "batch_size 64 is more than the 12 training sequence(s): each step trains on all 12 at once." in \
+        " ".join(json.loads(out)["notes"])

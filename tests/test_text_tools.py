@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from lora_train.cli import main
 from lora_train.core.errors import UserError
 from lora_train.text.tools import load_stack, merge_adapter, stack_adapters
-from text_support import CHATML, make_adapter
+from text_support import CHATML, SEED, make_adapter
 
 IDS = torch.tensor([[5, 17, 42, 99, 3, 250, 7]])
 
@@ -139,3 +139,19 @@ def test_stack_json_records_absolute_adapter_paths(tmp_path, adapters, monkeypat
     out = Path(capsys.readouterr().out.strip())
     recipe = json.loads((out / "stack.json").read_text())
     assert recipe["adapters"] == [{"path": str(a.resolve()), "weight": 0.5}, {"path": str(b.resolve()), "weight": 1.0}]
+
+
+def test_a_file_given_as_an_adapter_and_counts_below_one_are_explained(tmp_path, adapters, tiny_llm, capsys):
+    _, a, _ = adapters
+    image_lora = tmp_path / "style.safetensors"
+    image_lora.write_bytes(b"x")
+    code, err = _cli(capsys, "generate", image_lora, "--prompt", "hi")
+    assert code == 2 and f"{image_lora} is a file, not a PEFT adapter folder" in err
+    code, err = _cli(capsys, "generate", a / "adapter_model.safetensors", "--prompt", "hi")
+    assert code == 2 and f"is a file of the adapter folder {a}: give that folder" in err
+    code, err = _cli(capsys, "generate", a, "--prompt", "hi", "--max-new-tokens", "0")
+    assert code == 2 and "max_new_tokens 0: give how many tokens to generate, at least 1" in err
+    config = tmp_path / "job.yaml"
+    config.write_text(f"task_type: text-generation\nbase_model: {tiny_llm('llama')}\nmetadata_path: {SEED}\n")
+    code, err = _cli(capsys, "preview", "--config", config, "--rows", "-2")
+    assert code == 2 and "rows -2: give how many rows to show, 0 or more" in err

@@ -193,3 +193,15 @@ def test_older_diffusers_key_styles_get_kohya_names(tmp_path, style):
     lora = read_any_lora(tmp_path / "old.safetensors")
     module = lora.modules["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"]
     assert lora.source == "diffusers" and module.rank == 2 and module.alpha == 1.0
+
+
+@pytest.mark.parametrize("option, value, message", [("--width", "0", "--width 0: give a size in pixels from 64"),
+                                                    ("--height", "500", "--height 500: give a size in pixels"),
+                                                    ("--steps", "0", "--steps 0: give at least 1 denoising step")])
+def test_grid_refuses_sizes_and_steps_it_cannot_render(sd1_pair, tiny_sd1_file, tmp_path, capsys, option, value,
+                                                       message):
+    from lora_train.cli import main
+
+    assert main(["grid", str(tiny_sd1_file), str(sd1_pair[0]), "--weights", "0.5", "--prompt", "x", option, value,
+                 "--out-dir", str(tmp_path / "grid")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "grid").exists()

@@ -63,6 +63,8 @@ def test_dynamic_ranks(locon, tmp_path, dynamic, check):
 def test_upward_resize_and_bad_methods_are_refused(locon, tmp_path):
     with pytest.raises(UserError, match="highest rank is 6 and resize only lowers ranks"):
         resize_lora(locon, tmp_path / "up.safetensors", rank=8)
+    with pytest.raises(UserError, match=r"--rank 0: a rank is at least 1 \(the highest of .* is 6\)"):
+        resize_lora(locon, tmp_path / "zero.safetensors", rank=0)
     with pytest.raises(UserError, match="ratio:R with R > 1"):
         resize_lora(locon, tmp_path / "bad.safetensors", dynamic="fro:2")
     assert not list(tmp_path.glob("*.safetensors"))

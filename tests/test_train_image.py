@@ -255,3 +255,9 @@ def test_each_step_reports_the_learning_rate_it_used(tiny_sd1_file, tmp_path):
     _, events = train(tiny_sd1_file, tmp_path / "out", max_train_steps=2, scheduler="cosine", learning_rate=1e-3,
                       sample_steps=0)
     assert [event["lr"] for event in events if event["type"] == "step"] == pytest.approx([1e-3, 5e-4])
+
+
+def test_a_batch_larger_than_the_epoch_is_said(tiny_sd1_file, tmp_path):
+    _, events = train(tiny_sd1_file, tmp_path / "out", max_train_steps=1, batch_size=64, sample_steps=0)
+    warnings = [event["message"] for event in events if event["type"] == "log" and event.get("level") == "warning"]
+    assert "batch_size 64 is more than the 8 images of an epoch: each step trains on all 8 at once." in " ".join(warnings)

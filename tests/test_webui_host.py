@@ -225,3 +225,19 @@ def test_renders_name_their_scheduler_so_the_webui_corrects_nothing(webui, monke
     monkeypatch.setattr(sys.modules["modules.shared"], "sd_model", object(), raising=False)
     assert WebUIHost().render("zq <lora:x:0.8>", "", 7, 4, 64, 64) == "image of zq <lora:x:0.8>"
     assert corrections == []
+
+
+def test_ui_refuses_options_that_cannot_work_before_serving(tmp_path, capsys):
+    from lora_train.cli import main
+
+    twice = tmp_path / "defaults.yaml"
+    twice.write_text("lora_rank: 8\nlora_rank: 16\n")
+    cases = [(["--port", "99999"], "--port 99999: give a port from 1 to 65535"),
+             (["--models-dir", str(tmp_path / "none")], "is not a folder: give the folder of your checkpoints"),
+             (["--python", str(tmp_path / "python9")], "is not a program here"),
+             (["--defaults-file", str(tmp_path / "absent.yaml")], "absent.yaml does not exist"),
+             (["--defaults-file", str(twice)], "sets 'lora_rank' twice (lines 1 and 2)")]
+    for argv, message in cases:
+        assert main(["ui", *argv, "--lora-dir", str(tmp_path / "loras")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "loras").exists()

@@ -22,6 +22,8 @@ from PIL import Image
 from lora_train.caption.model_source import ModelFiles
 from lora_train.caption.open_clip_import import open_clip_modules, open_clip_package_dir
 from lora_train.core.errors import UserError
+from lora_train.core.events import EventSink, make_event
+from lora_train.data.captions import decode_text
 
 CLIP_FILES = ModelFiles(required=("open_clip_config.json", "open_clip_model.safetensors|open_clip_pytorch_model.bin"),
                         download=("open_clip_config.json", "open_clip_model.safetensors"),
@@ -48,15 +50,19 @@ class Preprocess:
     resize_mode: str = "shortest"
 
 
-def read_vocabulary(path: Path | None) -> list[str]:
-    """Phrases, one per line (blank lines and # comments skipped), each once."""
+def read_vocabulary(path: Path | None, emit: EventSink = lambda event: None) -> list[str]:
+    """Phrases, one per line (blank lines and # comments skipped), each once; a file not in UTF-8 is read as
+    captions are (`decode_text`), with a warning."""
     if path is None:
         raise UserError("CLIP ranking needs a vocabulary: --vocabulary FILE with one tag or phrase per line (only a "
                         "CoCa model writes captions without one).")
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text, warning = decode_text(path.read_bytes())
     except OSError as exc:
         raise UserError(f"Cannot read the vocabulary {path} ({exc.strerror or exc}).") from None
+    if warning:
+        emit(make_event("log", level="warning", message=f"{path}: {warning}"))
+    lines = text.splitlines()
     phrases = list(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.startswith("#")))
     if not phrases:
         raise UserError(f"The vocabulary {path} is empty: write one tag or phrase per line.")
@@ -81,7 +87,7 @@ class ClipRanker:
     """A loaded CLIP model and the encoded vocabulary: `captions(images)` ranks it per image (or, for a CoCa
     model without a vocabulary, generates a caption)."""
 
-    def __init__(self, model: Path, options: ClipOptions, device: str):
+    def __init__(self, model: Path, options: ClipOptions, device: str, emit: EventSink = lambda event: None):
         import torch
 
         from lora_train.models.clip_tokenizer import load_clip_tokenizer
@@ -94,7 +100,7 @@ class ClipRanker:
         self.tokenizer = load_clip_tokenizer()
         self.generates = options.vocabulary is None and "multimodal_cfg" in model_cfg
         if not self.generates:
-            self.vocabulary = read_vocabulary(options.vocabulary)
+            self.vocabulary = read_vocabulary(options.vocabulary, emit)
             self.text_features = self._encode_text(self.vocabulary)
 
     def captions(self, images: list[Image.Image]) -> list[str]:

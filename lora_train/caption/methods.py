@@ -60,7 +60,7 @@ def build_captioner(options: MethodOptions, emit: EventSink) -> Captioner:
     if options.method == "clip":
         from lora_train.caption.clip_ranker import ClipRanker
 
-        ranker = ClipRanker(model, options.clip, options.device)
+        ranker = ClipRanker(model, options.clip, options.device, emit)
         return lambda batch: ranker.captions([item.image for item in batch])
     return _vlm(model, options, emit)
 

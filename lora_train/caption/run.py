@@ -103,7 +103,7 @@ def _release_memory() -> None:
 
 
 def _summary(report: WriteReport, skipped: dict[str, list[str]]) -> str:
-    parts = [f"{len(report.written)} captions written", f"{len(report.changed)} changed",
+    parts = [f"{len(report.written)} new captions written", f"{len(report.changed)} existing changed",
              f"{len(report.kept)} existing kept"]
     if skipped:
         parts.append(f"{sum(map(len, skipped.values()))} images skipped")

@@ -61,6 +61,10 @@ class WdTagger:
 
 
 def _files(model: Path) -> tuple[Path, Path]:
+    if model.is_file() and model.suffix.lower() != ".onnx":
+        raise UserError(f"{model} is not a WD tagger's model.onnx (it is a {model.suffix or 'suffix-less'} file): give "
+                        "the tagger's folder (model.onnx and selected_tags.csv) or its model.onnx; --method vlm "
+                        "takes an image-text model folder, --method clip an open_clip one.")
     onnx_path = model if model.is_file() else model / "model.onnx"
     csv_path = onnx_path.with_name("selected_tags.csv")
     missing = [p.name for p in (onnx_path, csv_path) if not p.is_file()]

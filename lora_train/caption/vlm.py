@@ -60,10 +60,14 @@ class VlmCaptioner:
         try:
             self.processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
             self.model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise UserError(f"{folder} does not load as a transformers image-to-text model with its processor "
-                            f"({str(exc).splitlines()[0][:200]}). Give a folder with config.json, the weights and "
-                            "the processor/tokenizer files.") from None
+        except ValueError as exc:
+            if "Unrecognized configuration class" not in str(exc):
+                raise _not_loadable(folder, exc) from None
+            raise UserError(f"{folder} holds a {config.get('model_type', 'transformers')} model, which transformers "
+                            "cannot caption images with (no image-to-text class for it). Give an image-text model "
+                            "folder: BLIP, BLIP-2, Florence-2, LLaVA, Qwen2.5-VL ...") from None
+        except (OSError, KeyError) as exc:
+            raise _not_loadable(folder, exc) from None
         self.model.to(self.device).eval()
         # decoder-only models echo the prompt before the caption; encoder-decoders (Florence-2) do not
         self.echoes_prompt = not getattr(self.model.config, "is_encoder_decoder", False) and \
@@ -96,6 +100,12 @@ class VlmCaptioner:
             return text
         message = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+
+
+def _not_loadable(folder: Path, exc: Exception) -> UserError:
+    return UserError(f"{folder} does not load as a transformers image-to-text model with its processor "
+                     f"({str(exc).splitlines()[0][:200]}). Give a folder with config.json, the weights and "
+                     "the processor/tokenizer files.")
 
 
 def _config(folder: Path) -> dict:

@@ -193,7 +193,10 @@ def _check_path(name: str, value: Any, kind: str) -> None:
             raise UserError(f"'{name}': {path} does not exist. Check the path (relative paths start from "
                             f"{Path.cwd()}).")
         if kind == "file" and not path.is_file():
-            raise UserError(f"'{name}': {path} is a folder; a file is needed here.")
+            files = sorted(item.name for item in path.glob("*.safetensors"))
+            hint = f" It holds {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}: give one of them." \
+                if files else ""
+            raise UserError(f"'{name}': {path} is a folder; a file is needed here.{hint}")
         if kind == "dir" and not path.is_dir():
             raise UserError(f"'{name}': {path} is a file; a folder is needed here.")
 

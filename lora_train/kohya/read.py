@@ -14,11 +14,20 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..core.errors import UserError
+from ..models.checkpoint_file import PICKLE_PROTOCOL, ZIP_MAGIC, what_it_is
 
 _READ_ERRORS = (SafetensorError, OSError, RuntimeError, ValueError, EOFError)
 
 
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(64)
+
+
 def _unreadable(path: Path, what: str, exc: BaseException) -> UserError:
+    seems = what_it_is(_head(path))
+    if seems:
+        return UserError(f"{path} is not a {what}{seems}.")
     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     return UserError(f"{path} is not a readable {what} ({reason}); it may be truncated or damaged: copy or "
                      "download it again.")
@@ -53,6 +62,10 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
         if path.suffix.lower() == ".safetensors":
             with safe_open(str(path), framework="pt") as handle:
                 return {key: handle.get_tensor(key) for key in handle.keys()}, dict(handle.metadata() or {})
+        head = _head(path)
+        if not head.startswith(ZIP_MAGIC) and head[:1] != bytes([PICKLE_PROTOCOL]):
+            raise UserError(f"{path} is not a LoRA file{what_it_is(head) or ''}: give a .safetensors LoRA (or a "
+                            "PyTorch .pt / .ckpt one).")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UserError(f"{path} is not a readable LoRA file: it is not a tensors-only PyTorch file (other pickled "

@@ -20,8 +20,8 @@ from safetensors import SafetensorError, safe_open
 
 from ..core.errors import UserError
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTOCOL = 0x80
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOL = 0x80
 _CONVERT_HINT = ("Convert it to .safetensors (for example with the WebUI's Checkpoint Merger, "
                  "checkpoint format: safetensors) and use that file.")
 
@@ -57,11 +57,11 @@ def open_checkpoint(path: str | Path) -> CheckpointFile:
         raise UserError(f"{path} is empty (0 bytes): the download or copy did not finish. Download it again.")
     with path.open("rb") as handle:
         head = handle.read(64)
-    if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTOCOL:
+    if head.startswith(ZIP_MAGIC) or head[0] == PICKLE_PROTOCOL:
         return _open_pickle(path)
     if _looks_like_safetensors(head, size):
         return _open_safetensors(path)
-    raise UserError(f"{path} is not a model checkpoint{_what_it_is(head)}. Expected a .safetensors or .ckpt file "
+    raise UserError(f"{path} is not a model checkpoint{what_it_is(head)}. Expected a .safetensors or .ckpt file "
                     "with model weights.")
 
 
@@ -70,7 +70,10 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return len(head) > 8 and head[8:9] == b"{" and 8 + header_size <= size
 
 
-def _what_it_is(head: bytes) -> str:
+def what_it_is(head: bytes) -> str:
+    """' but a Git LFS pointer ...', ' but a web page ...', ' but a text file', or '' for a file's first bytes."""
+    if not head:
+        return " but an empty file (0 bytes): the copy or download did not finish"
     text = head.lstrip().lower()
     if text.startswith(b"version https://git-lfs"):
         return " but a Git LFS pointer (a placeholder, not the weights): download the real file"

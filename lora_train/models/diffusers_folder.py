@@ -19,14 +19,26 @@ from .prediction import training_scheduler
 from .shipped import shipped_config
 from .vae_file import load_vae_file
 
+def _what_folder(folder: Path) -> str:
+    """What a folder without model_index.json holds, in words."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "not a diffusers folder (it has no model_index.json)"
+    if isinstance(config, dict) and config.get("model_type") and "_class_name" not in config:
+        return (f"a transformers {config['model_type']} model folder, not a Stable Diffusion one: task_type: "
+                "text-generation trains a text LoRA on a language model")
+    name = config.get("_class_name") if isinstance(config, dict) else None
+    return f"a single diffusers model folder ({name or 'one part'}), not a whole pipeline"
+
+
 def folder_arch(folder: Path) -> str:
     """`sd1`, `sd2` or `sdxl` from model_index.json (SD1 and SD2 differ in their text encoder: OpenAI CLIP
     uses quick_gelu, OpenCLIP gelu); a UserError for anything else."""
     index_path = folder / "model_index.json"
     if not index_path.is_file():
-        kind = "a single diffusers model folder" if (folder / "config.json").is_file() else "not a diffusers folder"
-        raise UserError(f"{folder} is {kind} (it has no model_index.json). Give a whole diffusers pipeline folder "
-                        "or a single-file checkpoint as base model.")
+        raise UserError(f"{folder} is {_what_folder(folder)}. Give a whole diffusers pipeline folder (with "
+                        "model_index.json) or a single-file checkpoint as base model.")
     pipeline = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name", "")
     if pipeline not in {spec.pipeline_class_name for spec in ARCHS.values()}:
         raise UserError(f"{folder} holds a {pipeline or 'unknown'} model. {SUPPORTED}")

@@ -78,8 +78,12 @@ def read_adapter_config(adapter: Path) -> dict[str, Any]:
     """The folder's adapter_config.json; UserError when the folder is not a PEFT adapter folder."""
     adapter = Path(adapter)
     if not adapter.is_dir():
-        raise UserError(f"Adapter folder not found: {adapter}" if not adapter.exists() else
-                        f"{adapter} is a file, not an adapter folder: give the folder that holds it.")
+        if not adapter.exists():
+            raise UserError(f"Adapter folder not found: {adapter}")
+        if (adapter.parent / ADAPTER_CONFIG).is_file():
+            raise UserError(f"{adapter} is a file of the adapter folder {adapter.parent}: give that folder.")
+        raise UserError(f"{adapter} is a file, not a PEFT adapter folder (a folder with {ADAPTER_CONFIG}, as "
+                        "`lora_train llm` saves it); image LoRA files go to merge, bake or the WebUI.")
     path = adapter / ADAPTER_CONFIG
     if not path.is_file():
         raise UserError(f"{adapter} is not a PEFT adapter folder (no {ADAPTER_CONFIG}). Give a folder saved by "

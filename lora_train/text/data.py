@@ -54,6 +54,9 @@ def build_text_data(config: TextConfig, tokenizer) -> TextData:
     train, val = split(examples, config.val_size, config.seed)
     if config.packing:
         train = pack(train, config.cutoff_len)
+    if config.batch_size > len(train):
+        notes.append(f"batch_size {config.batch_size} is more than the {len(train)} training sequence(s): each step "
+                     f"trains on all {len(train)} at once. Lower batch_size, or add rows.")
     return TextData(train, val, notes, files)
 
 

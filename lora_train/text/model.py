@@ -30,6 +30,18 @@ class ModelSource:
     gguf_file: str | None = None
 
 
+def _is_image_checkpoint(path: Path) -> bool:
+    """Whether a file's safetensors header names a Stable Diffusion UNet (`model.diffusion_model.*`)."""
+    from ..kohya.read import safetensors_header
+    from ..models.arch_parts import UNET_PREFIX
+
+    try:
+        shapes, _ = safetensors_header(path, "file")
+    except UserError:
+        return False
+    return any(key.startswith(UNET_PREFIX) for key in shapes)
+
+
 def classify_base_model(value: str) -> ModelSource:
     """What `base_model` names, or a UserError saying what to give instead."""
     path = Path(value).expanduser()
@@ -42,11 +54,17 @@ def classify_base_model(value: str) -> ModelSource:
             raise UserError(f"base_model {path} is a legacy GGML file (llama.cpp's format before GGUF). It cannot be "
                             "trained: give the original Hugging Face model folder, or convert the file to GGUF with "
                             "llama.cpp's convert_llama_ggml_to_gguf.py and give the .gguf file.")
+        if _is_image_checkpoint(path):
+            raise UserError(f"base_model {path} is a Stable Diffusion checkpoint (an image model): train image LoRAs "
+                            f"on it with task_type: image (`lora_train train`), or give a language model here.")
         raise UserError(f"base_model {path} is a file but not a model that can be trained here: give the Hugging "
                         "Face model folder that holds it (with config.json and the tokenizer), or a .gguf file.")
     if path.is_dir():
         if (path / "config.json").is_file():
             return ModelSource("folder", str(path))
+        if (path / "model_index.json").is_file():
+            raise UserError(f"base_model {path} is a diffusers pipeline folder (an image model): train image LoRAs "
+                            "on it with task_type: image (`lora_train train`), or give a language model here.")
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
         hint = f" It holds {', '.join(ggufs)}: give that .gguf file as base_model." if ggufs else ""
         raise UserError(f"base_model {path} has no config.json, so it is not a Hugging Face model folder.{hint} Give "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import groupby
 
+from ..core.errors import UserError
 from .data import build_text_data
 from .encode import IGNORE, Encoded
 from .model import classify_base_model, load_tokenizer
@@ -37,6 +38,8 @@ def runs(tokenizer, example: Encoded) -> list[tuple[str, bool]]:
 
 
 def preview_data(config: TextConfig, rows: int = 3) -> Preview:
+    if rows < 0:
+        raise UserError(f"rows {rows}: give how many rows to show, 0 or more.")
     tokenizer = load_tokenizer(classify_base_model(config.base_model), config.trust_remote_code)
     template = choose_template(config.template, tokenizer)
     data = build_text_data(config, tokenizer)

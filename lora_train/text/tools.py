@@ -155,6 +155,8 @@ def merge_adapter(adapter: Path, out: Path, base: str | None = None, dtype: str 
 @torch.no_grad()
 def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64) -> str:
     """Greedy answer to one user prompt, formatted with the tokenizer's chat template; stops at EOS."""
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens {max_new_tokens}: give how many tokens to generate, at least 1 (e.g. 64).")
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True)
     ids = torch.tensor([bos_prefix(tokenizer, text) + tokenizer(text, add_special_tokens=False)["input_ids"]],

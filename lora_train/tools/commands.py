@@ -124,6 +124,11 @@ def _grid(args: argparse.Namespace) -> None:
 
     if len(args.files) > 2 or len(args.weights) != len(args.files):
         raise UserError("Give one or two LoRAs and one --weights list for each.")
+    for name, value in (("--width", args.width), ("--height", args.height)):
+        if not 64 <= value <= 4096 or value % 8:
+            raise UserError(f"{name} {value}: give a size in pixels from 64 to 4096, a multiple of 8 (e.g. 512).")
+    if args.steps < 1:
+        raise UserError(f"--steps {args.steps}: give at least 1 denoising step (e.g. 20).")
     spec = GridSpec([Path(file).stem for file in args.files],
                     [parse_weights(text, Path(file).name) for text, file in zip(args.weights, args.files)],
                     args.prompt, args.negative, args.seed, args.width, args.height, args.steps, str(args.base))

@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import UserError
 from ..core.arch import ARCH_NAMES, detect_arch
 from ..kohya.hashes import file_model_hash
 from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component
@@ -26,6 +25,7 @@ from ..kohya.read import read_lora_file
 from .blocks import block_of, block_order
 from .inspect_adapter import PEFT_FORMAT, format_adapter_report, inspect_adapter
 from .key_styles import kohya_style, model_adapter_key
+from .lora_file import not_a_lora
 
 MAIN_METADATA = ("ss_output_name", "ss_sd_model_name", "ss_base_model_version", "ss_network_module",
                  "ss_network_dim", "ss_network_alpha", "ss_network_args", "ss_resolution", "ss_num_train_images",
@@ -80,8 +80,7 @@ def inspect_lora(path: str | Path) -> dict[str, Any]:
     if not lora and model_adapter_key(tensors):
         return inspect_adapter(path)
     if not lora:
-        raise UserError(f"{path} holds no LoRA modules (keys like lora_unet_..._lora_down.weight, or "
-                        "unet....lora_A.weight).")
+        raise not_a_lora(path, tensors)
     if source == "kohya" and metadata.get("ss_network_module", "").startswith("lycoris"):
         source = "lycoris"
     ranks = {name: parts[DOWN].shape[0] for name, parts in lora.items()}

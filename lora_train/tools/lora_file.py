@@ -95,6 +95,17 @@ def _module(name: str, parts: dict[str, torch.Tensor], path: Path) -> LoraModule
     return LoraModule(down, up, alpha, parts.get(DORA_SCALE))
 
 
+def not_a_lora(path: Path, keys) -> UserError:
+    """What to say of a file whose tensors (`keys`) hold no LoRA module: a text adapter's, or something else's."""
+    text_key = model_adapter_key(keys)
+    if text_key:
+        return UserError(f"{path} is a PEFT adapter of a language model (keys like {text_key}), not an image LoRA: "
+                         "merge, resize and bake take SD 1.x / SD 2.x / SDXL LoRAs. For text adapters use "
+                         "`lora_train llm stack` or `llm merge` on its folder.")
+    return UserError(f"{path} is not a LoRA: it holds no LoRA modules (keys like lora_unet_..._lora_down.weight or "
+                     "unet....lora_A.weight). Is it a checkpoint, an embedding or a VAE?")
+
+
 def read_any_lora(path: str | Path) -> LoraFile:
     """Read a LoRA file of any supported key style; UserError when it is not a LoRA."""
     path = Path(path)
@@ -103,13 +114,7 @@ def read_any_lora(path: str | Path) -> LoraFile:
     _refuse_other_forms(path, grouped)
     modules = {name: _module(name, parts, path) for name, parts in grouped.items() if DOWN in parts and UP in parts}
     if not modules:
-        text_key = model_adapter_key(tensors)
-        if text_key:
-            raise UserError(f"{path} is a PEFT adapter of a language model (keys like {text_key}), not an image "
-                            "LoRA: merge, resize and bake take SD 1.x / SD 2.x / SDXL LoRAs. For text adapters use "
-                            "`lora_train llm stack` or `llm merge` on its folder.")
-        raise UserError(f"{path} is not a LoRA: it holds no LoRA modules (keys like lora_unet_..._lora_down.weight "
-                        "or unet....lora_A.weight). Is it a checkpoint, an embedding or a VAE?")
+        raise not_a_lora(path, tensors)
     if source == "kohya" and metadata.get("ss_network_module", "").startswith("lycoris"):
         source = "lycoris"
     shapes = {f"{name}.{DOWN}": tuple(module.down.shape) for name, module in modules.items()}

@@ -65,7 +65,9 @@ def resize_lora(path: str | Path, out: str | Path, *, rank: int | None = None, d
     source = read_any_lora(path)
     highest = max(module.rank for module in source.modules.values())
     for asked, label in ((rank, "--rank"), (conv_rank, "--conv-rank")):
-        if asked is not None and (asked < 1 or asked > highest):
+        if asked is not None and asked < 1:
+            raise UserError(f"{label} {asked}: a rank is at least 1 (the highest of {source.path.name} is {highest}).")
+        if asked is not None and asked > highest:
             raise UserError(f"{label} {asked} is not possible for {source.path.name}: its highest rank is {highest} "
                             "and resize only lowers ranks (a higher rank adds nothing: the extra singular values "
                             "are 0). "

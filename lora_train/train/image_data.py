@@ -55,7 +55,11 @@ def build_image_data(config: TrainConfig, num_processes: int = 1, process_index:
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                         num_workers=config.max_data_loader_n_workers,
                         persistent_workers=config.max_data_loader_n_workers > 0)
-    return ImageData(planned.index, dataset, sampler, loader, planned.warnings)
+    per_epoch = sum(record.repeats for record in planned.index.records)
+    fewer = [f"batch_size {config.batch_size} is more than the {per_epoch} images of an epoch: each step trains on "
+             f"all {per_epoch} at once. Lower batch_size, or add images or repeats."] \
+        if config.batch_size > per_epoch else []
+    return ImageData(planned.index, dataset, sampler, loader, planned.warnings + fewer)
 
 
 def model_identity(base: BaseModel, *extra: object) -> str:

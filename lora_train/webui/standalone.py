@@ -10,9 +10,12 @@ password, so typed paths are confined to those folders and the `--dataset-root` 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
+from ..core.errors import UserError
+from .form import read_config_file
 from .host import TabSettings
 from .standalone_host import StandaloneHost
 from .paths import LOOPBACK_HOSTS, PathPolicy
@@ -60,8 +63,32 @@ def make_host(args: argparse.Namespace) -> StandaloneHost:
     return StandaloneHost(args.models_dir.resolve() if args.models_dir else None, settings, policy)
 
 
+def option_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the options, before anything is served (each names the option and what to give)."""
+    problems = []
+    if args.port is not None and not 1 <= args.port <= 65535:
+        problems.append(f"--port {args.port}: give a port from 1 to 65535 (or leave it out for the first free one).")
+    if args.models_dir and not args.models_dir.is_dir():
+        problems.append(f"--models-dir {args.models_dir} is not a folder: give the folder of your checkpoints.")
+    if args.python and not (Path(args.python).is_file() or shutil.which(args.python)):
+        problems.append(f"--python {args.python} is not a program here: give the Python interpreter that runs "
+                        "training (or leave it out for this one).")
+    if args.defaults_file:
+        try:
+            read_config_file(Path(args.defaults_file))
+        except UserError as exc:
+            problems.append(f"--defaults-file: {exc}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the `ui` options, serve the tab until Ctrl+C; a running job is asked to stop and save."""
+    args = build_parser().parse_args(argv)
+    problems = option_problems(args)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     import gradio as gr
 
     from . import compat
@@ -69,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     from .llm_tab import build_llm_tab
     from .tab import build_tab
 
-    args = build_parser().parse_args(argv)
     host = make_host(args)
     settings = host.tab_settings
     for folder in (settings.lora_dir, settings.work_dir, settings.llm_lora_dir):

@@ -32,7 +32,7 @@ def caption_folder(page, workspace: Path, name: str) -> Path:
     choose(page, "lora_train_caption_model", str(tagger))
     page.click("#lora_train_caption_run")
     wait_for(lambda: (folder / "red.txt").is_file(), "the captions", 120, page)  # the job of this test runs
-    wait_for(lambda: caption_status(page) == "done" and "3 captions written" in
+    wait_for(lambda: caption_status(page) == "done" and "3 new captions written" in
              messages(page, "lora_train_caption_note"), "the captioning's end", 120, page)
     wait_for(lambda: page.locator("#lora_train_caption_gallery .thumbnail-item").count() >= 3, "the gallery", 30,
              page)
