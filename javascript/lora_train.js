@@ -1,5 +1,5 @@
 // The Train LoRA tab (lora_train) in A1111 / Forge: put the trained LoRA's tag into the txt2img
-// prompt, and bring the new LoRA's card into the txt2img and img2img Lora pages without a click.
+// prompt (saying what it did), and bring the new LoRA's card into the txt2img and img2img Lora pages without a click.
 //
 // The WebUI renders each extra-networks page once and serves that HTML to every page load until
 // the page's hidden refresh button is pressed. So every 2 s, when the tab shows a saved LoRA (the
@@ -32,16 +32,19 @@ function loraTrainShowSavedCards() {
     });
 }
 
+// Puts the tag into the txt2img prompt (once) and shows txt2img; answers what it did, for the tab's note:
+// "inserted", "no-tag" (no LoRA yet) or "no-prompt" (no txt2img prompt on this page).
 function loraTrainInsertTag(tag) {
+    if (!tag) return "no-tag";
     const prompt = loraTrainApp().querySelector("#txt2img_prompt textarea");
-    if (!prompt || !tag) return [];
+    if (!prompt) return "no-prompt";
     const text = prompt.value.trim();
     if (!text.includes(tag)) {
         prompt.value = text ? text + " " + tag : tag;
     }
     if (typeof updateInput === "function") updateInput(prompt);
     if (typeof switch_to_txt2img === "function") switch_to_txt2img();
-    return [];
+    return "inserted";
 }
 
 const LORA_TRAIN_CHECK_MS = 2000;

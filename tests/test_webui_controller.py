@@ -354,3 +354,42 @@ def test_the_periodic_update_sends_what_changed_and_the_start_note_gives_way_to_
         raise UserError("Dataset folder: no path given.")
     runner.state = dataclasses.replace(runner.state, version=10)
     assert view.tick(page)[-1] == nothing[0]  # the message stays
+
+
+def test_after_a_restart_the_tab_offers_the_last_lora_and_the_form_of_its_job(setup):
+    from lora_train.webui import job_record
+    from lora_train.webui.controller import HostHooks
+    from lora_train.webui.tab import TabView
+
+    controller, tmp_path, data = setup
+    (tmp_path / "runs" / "my lora").mkdir(parents=True)  # an earlier run took the name: this one is _v2
+    inputs, fields = form_inputs(controller, data, lora_rank=8, epochs=3)
+    config = controller.job_config(inputs, fields, name="my lora_v2")
+    workspace = Path(config.output_dir)
+    workspace.mkdir()
+    (workspace / "job.yaml").write_text(yaml.safe_dump(form.changed_values(config)))  # as the runner writes it
+    lora = free_lora_path(tmp_path / "loras", "my lora_v2")
+    lora.parent.mkdir()
+    lora.write_bytes(b"weights")
+    ended = JobState("my lora_v2", workspace, form.changed_values(config), 1, "interrupted", step=6, total=9,
+                     lora_path=str(lora), summary="Stopped at step 6; the LoRA trained so far is saved.",
+                     losses=[(1, 0.5), (2, 0.4)])
+    assert HostHooks(controller.host).after_finish(ended).messages == []
+
+    restarted = TabController(controller.host, JobRunner(), python_fallback="python")  # a new WebUI process
+    assert restarted.runner.snapshot() is None
+    restarted.runner.adopt(job_record.last_ended(tmp_path / "runs"))  # what build_tab does
+    view = TabView(restarted)
+    *_, result, tag, _ = view.tick({})
+    assert "Partial LoRA saved (interrupted)" in result and str(lora) in result and tag == "<lora:my lora_v2:0.8>"
+
+    shown = view.job_form()  # a page opened after the restart: the job's values, not the defaults
+    managed = dict(zip(("base_model", "vae", "train_data_dir", "trigger_word", "output_name"), shown))
+    assert {key: update["value"] for key, update in managed.items()} == {
+        "base_model": "sd1.safetensors", "vae": AUTOMATIC_VAE, "train_data_dir": str(data), "trigger_word": "zq",
+        "output_name": "my lora"}  # as typed, so Start takes the next version and Resume finds this run
+    values = {spec.name: update["value"] for spec, update in zip(restarted.specs, shown[5:])}
+    assert values["lora_rank"] == 8 and values["epochs"] == 3
+
+    lora.unlink()  # a LoRA deleted since: nothing to offer
+    assert job_record.last_ended(tmp_path / "runs") is None

@@ -16,7 +16,7 @@ from ..config.schema import TrainConfig
 from ..core.errors import UserError
 from ..core.naming import lora_files, run_name
 from ..core.resume_folders import require_resume_folder
-from . import form, markup
+from . import form, job_record, markup
 from .model_files import ModelInfo, sniff_arch
 from .dataset_review import review_dataset
 from .host import Host
@@ -32,7 +32,8 @@ MANAGED_INPUTS = ("base_model", "vae", "train_data_dir", "trigger_word", "output
 
 @dataclass
 class HostHooks:
-    """Around a job: free the host's GPU before; refresh the Lora list and reload the model after."""
+    """Around a job: free the host's GPU before; refresh the Lora list, record the job (`job_record`) and reload
+    the model after."""
 
     host: Host
 
@@ -41,12 +42,15 @@ class HostHooks:
         return Followup([(note, "info")] if note else [])
 
     def after_finish(self, state: JobState) -> Followup:
+        problem = None
         try:
             if state.status in ("done", "interrupted") and state.lora_path:
                 self.host.refresh_loras()
+                problem = job_record.save(state)  # offered again after a restart
         finally:
             note = self.host.restore_model()
-        return Followup([(note, "info")] if note else [])
+        messages = [(note, "info")] if note else []
+        return Followup(messages + [(problem, "warning")] if problem else messages)
 
 
 class TabController:
@@ -121,6 +125,26 @@ class TabController:
         if settings.defaults_file:
             values.update(self.read_config(settings.defaults_file))
         return values
+
+    def job_form(self, settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the managed inputs, every field's value) that give the job of `settings` (its job.yaml): the form of
+        a running or finished job, as the page shows it again after a reload or a restart."""
+        def title(path: str | None, models: list[ModelInfo], default: str | None) -> str | None:
+            return next((model.title for model in models if model.path == path), path or default)
+
+        managed = dict(base_model=title(settings.get("base_model"), self.host.checkpoints(), None),
+                       vae=title(settings.get("vae"), self.host.vaes(), AUTOMATIC_VAE),
+                       train_data_dir=settings.get("train_data_dir", ""), trigger_word=settings.get("trigger_word", ""),
+                       output_name=self.typed_name(settings.get("output_name") or "my_lora"))
+        return managed, {spec.name: settings.get(spec.name, spec.default) for spec in self.specs}
+
+    def typed_name(self, run: str) -> str:
+        """The name typed for a run: `my_lora` for the run `my_lora_v2` when the name `my_lora` is taken (so Start
+        takes the next version again, and Resume finds the run)."""
+        stem, _, version = run.rpartition("_v")
+        taken = stem and (self.workspace(stem).is_dir() or (self.host.settings().lora_dir / f"{stem}.safetensors")
+                          .exists())
+        return stem if version.isdigit() and taken else run
 
     # --- config files ---------------------------------------------------------------------
     def read_config(self, path_text: str) -> dict[str, Any]:

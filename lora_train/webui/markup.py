@@ -1,15 +1,19 @@
 """HTML for the tab's live parts: messages, the progress bar, the loss chart, the result.
 
-Plain HTML and inline SVG, so they look the same under every gradio version and need no
+Plain HTML, inline SVG and inline PNG, so they look the same under every gradio version and need no
 plotting library in the WebUI process.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import math
 import traceback
 from pathlib import Path
+
+from PIL import Image
 
 from ..core.errors import UserError
 
@@ -142,3 +146,16 @@ def result(lora_path: str, files: list[tuple[str, bool]], tag: str, interrupted:
     return (f'<div class="lora-train-result" data-lora-name="{name}"><b>{title}:</b> '
             f'<code>{html.escape(lora_path)}</code>'
             f'<ul>{rows}</ul>Use it in a prompt with <code>{html.escape(tag)}</code></div>')
+
+
+def comparison(images: list[tuple[Image.Image, str]]) -> str:
+    """Renders side by side, each at its own size (smaller only where the page is too narrow) under its label."""
+    figures = []
+    for image, label in images:
+        data = io.BytesIO()
+        image.save(data, format="PNG")
+        source = base64.b64encode(data.getvalue()).decode("ascii")
+        figures.append(f'<figure data-label="{html.escape(label)}"><img src="data:image/png;base64,{source}" '
+                       f'width="{image.width}" height="{image.height}" alt="{html.escape(label)}">'
+                       f"<figcaption>{html.escape(label)}</figcaption></figure>")
+    return f'<div class="lora-train-comparison">{"".join(figures)}</div>'

@@ -160,6 +160,12 @@ class JobRunner:
                                             name=f"lora_train job {spec.name}")
             self._thread.start()
 
+    def adopt(self, state: JobState | None) -> None:
+        """Hold `state`, a job that ended before this process started (`job_record`), until a job starts."""
+        with self._lock:
+            if self._state is None:
+                self._state = state
+
     def stop(self) -> str:
         """Ask the running job to stop and save; a second call terminates the worker."""
         with self._lock:

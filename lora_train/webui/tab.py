@@ -15,7 +15,7 @@ import gradio as gr
 from PIL import Image
 
 from ..core.errors import UserError
-from . import compat, form, job_view, markup
+from . import compat, form, job_record, job_view, markup
 from .caption_section import CaptionSection
 from .widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
@@ -24,11 +24,10 @@ from .preset_choices import CHOICES as PRESET_CHOICES
 from .jobs import TRAINING
 from .runner import JobState
 from .stack_section import build_stack_section
-from .try_lora import DEFAULT_STEPS
+from .use_section import UseSection
 
 TICK_SECONDS = 1.0
 MODEL_CHECK_SECONDS = 2.0
-TEST_PROGRESS_SECONDS = 0.5
 LOG_SHOWN = 12  # the log tail shows its last lines without scrolling (gradio 3 cannot autoscroll)
 
 
@@ -50,7 +49,7 @@ class TabView:
         self.ctl = controller
         self.widgets: dict[str, Any] = {}
         self.built_model: dict[str, str | None] = {"loaded": None, "followed": None}  # as `build` found them
-        self.default_weight = 0.8  # the Weight slider's value when a page opens
+        self.use = UseSection(controller)
 
     # --- layout -----------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
@@ -126,32 +125,12 @@ class TabView:
                                          elem_id="lora_train_samples")
                 log = gr.Textbox(label="Log (latest lines)", lines=LOG_SHOWN, max_lines=LOG_SHOWN, interactive=False,
                                  elem_id="lora_train_log")
-            with gr.Accordion("5. Use it", open=True, elem_id="lora_train_result_section"):
-                result = gr.HTML("", elem_id="lora_train_result")
-                with gr.Row():
-                    weight = gr.Slider(minimum=-1, maximum=2, step=0.05, value=values.get("preferred_weight", 0.8),
-                                       label="Weight", elem_id="lora_train_weight")
-                    tag = gr.Textbox(label="Prompt tag", interactive=False, elem_id="lora_train_tag")
-                    insert = gr.Button("Insert into txt2img prompt", visible=host.inserts_prompts,
-                                       elem_id="lora_train_insert")
-                with gr.Row(visible=host.can_render):
-                    test_prompt = gr.Textbox(label="Test prompt (default: the trigger word)",
-                                             elem_id="lora_train_test_prompt")
-                    test_seed = gr.Number(value=1234, precision=0, label="Seed", elem_id="lora_train_test_seed")
-                    test_steps = gr.Number(value=DEFAULT_STEPS, precision=0, label="Steps",
-                                           elem_id="lora_train_test_steps")
-                    test_size = gr.Number(value=0, precision=0, label="Size (px; 0: the training resolution)",
-                                          elem_id="lora_train_test_size")
-                    test = gr.Button("Test now: without / with the LoRA", elem_id="lora_train_test")
-                    test_stop = gr.Button("Stop test", elem_id="lora_train_test_stop")
-                test_note = gr.HTML("", visible=host.can_render, elem_id="lora_train_test_note")
-                test_images = gr.Gallery(label="Test renders", columns=2, height=320, object_fit="contain",
-                                         visible=host.can_render, elem_id="lora_train_test_images")
+            use = self.use
+            use.build(values.get("preferred_weight", 0.8))
             build_stack_section(ctl, base_model, guarded)
             page = compat.page_memory()
             auto_config_path = gr.State(ctl.config_path("my_lora"))  # the path as the name gave it, until edited
             self.built_model = {"loaded": ctl.loaded_title(), "followed": default_model}
-            self.default_weight = values.get("preferred_weight", 0.8)
 
             managed = [base_model, vae, data_dir, trigger, name]
             fields = [self.widgets[spec.name] for spec in ctl.specs]
@@ -168,20 +147,19 @@ class TabView:
             start.click(guarded(self.start, 1, 0), inputs=[page] + form_inputs, outputs=[action_note])
             resume.click(guarded(self.resume, 1, 0), inputs=[page] + form_inputs, outputs=[action_note])
             stop.click(guarded(self.interrupt, 1, 0), inputs=[page], outputs=[action_note])
-            weight.change(guarded(self.tag_for, 1, 0), inputs=[weight, page], outputs=[tag])
             base_model.change(self.chosen_model, inputs=[base_model, page], outputs=[])
-            insert.click(None, inputs=[tag], outputs=[], **compat.js("(tag) => { loraTrainInsertTag(tag); }"))
             name.change(guarded(self.follow_name, 2, 0), inputs=[name, config_path, auto_config_path],
                         outputs=[config_path, auto_config_path])
-            test.click(self.test_now, inputs=[test_prompt, test_seed, weight, test_steps, test_size],
-                       outputs=[test_images, test_note])
-            test_stop.click(guarded(ctl.stop_test, 1, 0), outputs=[test_note])
+            use.wire(page)
             compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 2, 0), inputs=[page],
                          outputs=[model_note, base_model])
             compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.worker_state, 3, 0), inputs=[],
                          outputs=[worker_note, start, resume])
             compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[page],
-                         outputs=[progress, chart, job_note, samples, log, result, tag, action_note])
+                         outputs=[progress, chart, job_note, samples, log, use.c["result"], use.c["tag"],
+                                  action_note])
+            tab.load(guarded(self.job_form, len(form_inputs) + 1, len(form_inputs)), inputs=[],
+                     outputs=form_inputs + [action_note])
             captions.wire(tab, data_dir, trigger)
         return tab
 
@@ -246,10 +224,6 @@ class TabView:
         with job_view.note_about_job(page, self.ctl.runner):
             return self.ctl.interrupt()
 
-    def tag_for(self, weight: float, page: dict) -> str:
-        page["weight"] = weight  # for the periodic update, which gradio 3 gives the page-load value only
-        return self.ctl.lora_tag(self.ctl.runner.snapshot(), weight)
-
     def worker_state(self):
         note, ready = self.ctl.worker_status()
         return note, gr.update(interactive=ready), gr.update(interactive=ready)
@@ -261,17 +235,6 @@ class TabView:
         new = self.ctl.config_path(name)
         return new, new
 
-    def test_now(self, prompt: str, seed: Any, weight: float, steps: Any, size: Any):
-        """Streams the render's progress into the note, then the two images (a generator: gradio shows each)."""
-        try:
-            trial = self.ctl.test_now(prompt, seed, weight, steps, size)
-        except Exception as exc:
-            yield gr.update(), markup.message(markup.problem(exc), "error")
-            return
-        while not trial.wait(TEST_PROGRESS_SECONDS):
-            yield gr.update(), trial.progress()
-        yield trial.images, trial.outcome()
-
     def tick(self, page: dict):
         """The job's parts that changed since the page got them, and how it ended for the note that spoke of it."""
         state: JobState | None = self.ctl.runner.snapshot()
@@ -281,15 +244,24 @@ class TabView:
         samples = gr.update(value=_load_samples(state.samples)) if page.get("samples") != state.samples else \
             gr.update()
         page["samples"] = list(state.samples)
-        weight = page.get("weight", self.default_weight)
         status = state.status if state.ended or not state.finished else "finishing"
         bar = markup.progress(status, state.step,
                               state.total, state.epoch, state.epochs, state.its, state.eta_s, state.loss)
         return [bar, markup.loss_chart(state.losses), markup.messages(state.messages), samples,
-                "\n".join(list(state.log)[-LOG_SHOWN:]), self.ctl.result_html(state, weight),
-                self.ctl.lora_tag(state, weight), note]
+                "\n".join(list(state.log)[-LOG_SHOWN:]), *self.use.shown(state, page), note]
+
+    def job_form(self):
+        """When a page opens: the form of the running or last job, not the defaults (none: the form as built)."""
+        state = self.ctl.runner.snapshot()
+        if state is None:
+            return [gr.update() for _ in range(len(MANAGED_INPUTS) + len(self.ctl.specs) + 1)]
+        managed, values = self.ctl.job_form(state.settings)
+        return ([gr.update(value=managed[key]) for key in MANAGED_INPUTS] +
+                [gr.update(value=form.to_widget(spec, values[spec.name])) for spec in self.ctl.specs] + [gr.update()])
 
 
 def build_tab(host: Host, python_fallback: str | None = None) -> gr.Blocks:
-    """The tab for `host`, sharing the process-wide job runner."""
+    """The tab for `host`, sharing the process-wide job runner; after a restart, the runner holds the last job
+    the tab trained."""
+    TRAINING.adopt(job_record.last_ended(host.settings().work_dir))
     return TabView(TabController(host, TRAINING, python_fallback)).build()

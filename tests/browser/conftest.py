@@ -86,17 +86,29 @@ def workspace(tmp_path_factory, tiny_checkpoints, training_images) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(workspace, free_port) -> str:
-    port = free_port
-    env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    env.pop("LORA_TRAIN_PYTHON", None)
-    command = [os.environ.get("LORA_TRAIN_UI_PYTHON", sys.executable), "-m", "lora_train", "ui", "--python",
-               sys.executable, "--port", str(port), "--models-dir", str(workspace / "models"),
-               "--lora-dir", str(workspace / "loras"), "--work-dir", str(workspace / "runs"),
-               "--defaults-file", str(workspace / "defaults.yaml")]
-    url = f"http://127.0.0.1:{port}/"
-    with _running_server(command, workspace, env, workspace / "server.log", url, 90):
+def tab_server(workspace, free_port):
+    """The context manager that runs the standalone server on the workspace's folders until its block ends, its
+    address as the value; a second one on the same folders is the same WebUI after a restart."""
+
+    @contextlib.contextmanager
+    def serve():
+        env = dict(os.environ, LORA_TRAIN_LOCK_DIR=str(workspace), GRADIO_ANALYTICS_ENABLED="False",
+                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+        env.pop("LORA_TRAIN_PYTHON", None)
+        command = [os.environ.get("LORA_TRAIN_UI_PYTHON", sys.executable), "-m", "lora_train", "ui", "--python",
+                   sys.executable, "--port", str(free_port), "--models-dir", str(workspace / "models"),
+                   "--lora-dir", str(workspace / "loras"), "--work-dir", str(workspace / "runs"),
+                   "--defaults-file", str(workspace / "defaults.yaml")]
+        url = f"http://127.0.0.1:{free_port}/"
+        with _running_server(command, workspace, env, workspace / "server.log", url, 90):
+            yield url
+
+    return serve
+
+
+@pytest.fixture(scope="module")
+def server(tab_server) -> str:
+    with tab_server() as url:
         yield url
 
 

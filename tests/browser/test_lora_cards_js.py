@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lora_train.webui import markup
+from lora_train.webui.use_section import insert_note
 
 pytestmark = pytest.mark.browser
 SCRIPT = Path(__file__).resolve().parents[2] / "javascript" / "lora_train.js"
@@ -85,3 +86,16 @@ def test_a_stale_answer_is_refreshed_again_a_few_times_then_left(webui_page):
 def test_a_lora_whose_card_is_there_needs_no_refresh(webui_page):
     show_result(webui_page, "older")
     assert presses_after(webui_page, 10) == []
+
+
+def test_insert_puts_the_tag_into_the_prompt_once_and_the_tab_says_what_it_did(webui_page):
+    answers = [webui_page.evaluate("loraTrainInsertTag('')")]  # no LoRA yet (a new install, nothing trained)
+    answers.append(webui_page.evaluate("loraTrainInsertTag('<lora:my_lora:0.8>')"))  # no txt2img prompt here
+    webui_page.evaluate("document.body.insertAdjacentHTML('beforeend', "
+                        "'<div id=\"txt2img_prompt\"><textarea>a cat</textarea></div>')")
+    answers += [webui_page.evaluate("loraTrainInsertTag('<lora:my_lora:0.8>')") for _ in range(2)]
+    assert answers == ["no-tag", "no-prompt", "inserted", "inserted"]
+    assert webui_page.locator("#txt2img_prompt textarea").input_value() == "a cat <lora:my_lora:0.8>"
+    notes = [insert_note(answer) for answer in answers]
+    assert "There is no LoRA to insert yet" in notes[0] and 'data-level="warning"' in notes[0]
+    assert "no txt2img prompt" in notes[1] and "The tag is in the txt2img prompt." in notes[2]

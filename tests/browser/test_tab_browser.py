@@ -2,9 +2,10 @@
 
 What a user does: point the tab at a dataset, check it, start; watch the progress bar move,
 the loss chart and a sample appear; find the LoRA with its sidecar and preview in the Lora
-folder. Also: a second job while one runs is refused, Interrupt saves a partial LoRA that Resume
-finishes as the same LoRA (one card, the whole loss curve), and bad inputs are messages in the page,
-never tracebacks. Set LORA_TRAIN_SCREENSHOT=docs/images/tab.png
+folder; the note that said "Started" or "Stopping" then says how the job ended. Also: a second job
+while one runs is refused, a reloaded page shows the running job and its form, Interrupt saves a
+partial LoRA that Resume finishes as the same LoRA (one card, the whole loss curve), and bad inputs
+are messages in the page, never tracebacks. Set LORA_TRAIN_SCREENSHOT=docs/images/tab.png
 to refresh the README's screenshot.
 """
 
@@ -124,6 +125,9 @@ def test_training_shows_progress_loss_samples_and_saves_the_lora(page, workspace
     assert {p.name for p in loras.iterdir()} >= {"browser_lora.safetensors", "browser_lora.json",
                                                   "browser_lora.preview.png"}
     assert field(page, "lora_train_tag").input_value() == "<lora:browser_lora:0.8>"
+    ended = wait_for(lambda: "browser_lora ended: Saved" in messages(page, "lora_train_action_note") and
+                     messages(page, "lora_train_action_note"), "the note to say how the job ended", 30, page)
+    assert "Started" not in ended  # the note says what is true now
     assert "Traceback" not in page.inner_text("body")
     save_screenshot(page, tmp_path)
 
@@ -147,13 +151,21 @@ def test_a_second_job_is_refused_and_interrupt_saves_a_partial_lora(page, worksp
     wait_for(lambda: "already running: stopped_lora" in messages(page, "lora_train_action_note", "error"),
              "the refusal", 30, page)
     before = progress_step(page)[1]
-    page.reload()  # the job runs on in the server; the reloaded page shows it again
+    page.reload()  # the job runs on in the server; the reloaded page shows it again, and its form
     wait_for(lambda: progress_step(page)[0] == "running" and progress_step(page)[1] > before,
              "the running job after a reload", page=page)
+    wait_for(lambda: field(page, "lora_train_output_name").input_value() == "stopped_lora", "the job's form", 30,
+             page)
+    assert field(page, "lora_train_data_dir").input_value() == str(workspace / "data")
+    assert field(page, "lora_train_epochs").input_value() == "300" and field(
+        page, "lora_train_trigger_word").input_value() == "zq"
     page.click("#lora_train_stop")
     wait_for(lambda: "Stopping" in messages(page, "lora_train_action_note"), "the stop request", 30, page)
     result = wait_until_ended(page)
     assert "Partial LoRA saved (interrupted)" in result
+    ended = wait_for(lambda: "stopped_lora ended: Stopped at step" in messages(page, "lora_train_action_note") and
+                     messages(page, "lora_train_action_note"), "the note to say how the job ended", 30, page)
+    assert "Stopping" not in ended  # the note says what is true now
     status, step, total = progress_step(page)
     assert status == "interrupted" and 2 <= step < total
     assert (workspace / "loras" / "stopped_lora.safetensors").is_file()
