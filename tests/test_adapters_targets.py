@@ -8,6 +8,7 @@ from test_export_support import fresh
 
 from lora_train.adapters.targets import TEXT_ENCODER_KINDS, UNET_KINDS, select_targets
 from lora_train.core.errors import UserError
+from lora_train.families import family
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def _select(model, **settings):
     values = dict(train_unet=True, train_text_encoder=True, unet_targets=UNET_KINDS,
                   text_encoder_targets=TEXT_ENCODER_KINDS)
     values.update(settings)
-    return select_targets(model.unet, model.text_encoders, **values)
+    return select_targets(model.unet, model.text_encoders, family(model.arch).targets, **values)
 
 
 def test_kinds_split_kohyas_transformer_set(sd1):

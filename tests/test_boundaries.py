@@ -1,9 +1,11 @@
 """The package boundaries that keep the WebUI's process light and the engines apart.
 
-- The WebUI side (`lora_train.webui.*`), the core and the torch-free data modules import without
-  torch, diffusers, transformers, peft or accelerate, and bring in no engine package: the WebUI
-  side may use only the core, the config (the text engine's `text.schema` included) and the
-  torch-free data modules.
+- The WebUI side (`lora_train.webui.*`), the core, the model families and the torch-free data modules
+  import without torch, diffusers, transformers, peft or accelerate, and bring in no engine package:
+  the WebUI side may use only the core, the families' tables, the config (the text engine's
+  `text.schema` included) and the torch-free data modules.
+- The families (`lora_train.families.*`) name engine code only by `Ref`: importing every one of them,
+  and reading every label and signature, loads no engine module.
 - `data/` and `config/` never import the kohya file format or the trainer.
 
 Each check imports the modules in a fresh interpreter and reads its `sys.modules`.
@@ -73,7 +75,7 @@ def _probe(modules: list[str], block: tuple[str, ...]) -> dict:
 
 
 def test_the_webui_side_and_the_core_import_without_torch_and_without_the_engine():
-    light = (_modules("lora_train.webui") + _modules("lora_train.core")
+    light = (_modules("lora_train.webui") + _modules("lora_train.core") + _modules("lora_train.families")
              + ["lora_train.data"] + [f"lora_train.data.{name}" for name in TORCH_FREE_DATA])
     report = _probe(light, TORCH_STACK)
     problems = []
@@ -97,3 +99,26 @@ def test_data_and_config_do_not_import_the_file_format_or_the_trainer():
     errors = [f"{module}: {found['error']}" for module, found in report.items() if found["error"]]
     assert not errors, errors
     assert not problems, "\n".join(problems)
+
+
+def test_every_family_loads_without_torch_and_its_refs_name_engine_code():
+    """The tables are read (labels, signatures, recognisers) without torch; each `Ref` they hold names an
+    object that exists once the engine is importable."""
+    table = r"""
+import json, sys
+from lora_train.families import all_families, labels, trained_families
+from lora_train.families.recognise import checkpoint_family, lora_family
+labels(), checkpoint_family(["cond_stage_model.transformer.x"]), lora_family({"lora_te1_x.lora_down.weight": (4, 8)})
+refs = [ref.path for row in trained_families() for ref in (row.conditioning, row.objective.timesteps,
+        *(spec.model_class for spec in row.parts.text_encoders))]
+print(json.dumps({"refs": refs, "loaded": sorted(name for name in sys.modules if name.split(".")[0] in
+      ("torch", "diffusers", "transformers") or name.startswith(("lora_train.train", "lora_train.models")))}))
+"""
+    result = subprocess.run([sys.executable, "-c", table], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT.parent)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["loaded"] == []
+    from lora_train.families.interface import Ref
+
+    assert found["refs"] and all(Ref(path).load() is not None for path in found["refs"])

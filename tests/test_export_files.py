@@ -28,7 +28,7 @@ TENSORS = {"lora_unet_a.lora_down.weight": torch.arange(8, dtype=torch.float16).
 
 def run(**overrides) -> TrainingRun:
     values = dict(output_name="my_style", base_model="/models/Stable-diffusion/anything-v5.safetensors",
-                  base_model_version="sd_v1", modelspec_architecture="stable-diffusion-v1/lora", resolution=512,
+                  family="sd1", resolution=512,
                   started_at=1700000000.5, finished_at=1700003600.25, steps=400, num_epochs=10,
                   num_train_images=40, learning_rate=1e-4, unet_lr=1e-4, text_encoder_lr=5e-5, seed=42,
                   training_comment="first try", trigger_words="mystyle",
@@ -65,16 +65,15 @@ def test_sd1_metadata_is_what_kohya_writes():
 
 def test_sdxl_and_v_prediction_and_network_args():
     sdxl = build_metadata(LoraSpec(rank=8, alpha=4.0, conv_rank=4, conv_alpha=1.0, use_dora=True),
-                          run(base_model_version="sdxl_base_v1-0", resolution=(1024, 768), trigger_words="",
-                              modelspec_architecture="stable-diffusion-xl-v1-base"))
+                          run(family="sdxl", resolution=(1024, 768), trigger_words=""))
     assert sdxl["ss_base_model_version"] == "sdxl_base_v1-0" and sdxl["ss_v2"] == "False"
     assert sdxl["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     assert sdxl["modelspec.implementation"] == "https://github.com/Stability-AI/generative-models"
     assert sdxl["modelspec.resolution"] == "1024x768" and "modelspec.trigger_phrase" not in sdxl
     assert json.loads(sdxl["ss_network_args"]) == {"conv_dim": "4", "conv_alpha": "1.0", "dora_wd": "True"}
-    v = build_metadata(LoraSpec(rank=8, alpha=8.0), run(base_model_version="sd_v2_v",
-                                                          modelspec_architecture="stable-diffusion-v2-768-v/lora"))
+    v = build_metadata(LoraSpec(rank=8, alpha=8.0), run(family="sd2", v_prediction=True))
     assert v["ss_v2"] == "True" and v["modelspec.prediction_type"] == "v"
+    assert (v["ss_base_model_version"], v["modelspec.architecture"]) == ("sd_v2_v", "stable-diffusion-v2-768-v/lora")
 
 
 def test_saved_file_has_the_metadata_and_kohyas_hashes(tmp_path):

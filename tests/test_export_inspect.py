@@ -23,19 +23,17 @@ from lora_train.tools.inspect import format_report, inspect_lora
 from text_support import make_adapter
 
 
-def _save(tmp_path, arch, spec, version, architecture):
+def _save(tmp_path, arch, spec):
     model = trained(arch, spec)
     header = build_metadata(spec, TrainingRun(
-        output_name="cats", base_model="base.safetensors", base_model_version=version,
-        modelspec_architecture=architecture, resolution=512, started_at=1.0, finished_at=2.0, steps=10,
+        output_name="cats", base_model="base.safetensors", family=arch, resolution=512, started_at=1.0, finished_at=2.0, steps=10,
         num_epochs=1, num_train_images=3, learning_rate=1e-4, trigger_words="kitty",
         tag_frequency={"1_cats": {"cat": 3, "sofa": 1}}))
     return save_lora(tmp_path / "cats.safetensors", kohya_state_dict(arch, model.unet, model.text_encoders), header)
 
 
 def test_sdxl_locon_file(tmp_path):
-    path = _save(tmp_path, "sdxl", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0), "sdxl_base_v1-0",
-                 "stable-diffusion-xl-v1-base")
+    path = _save(tmp_path, "sdxl", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0))
     write_sidecar(path, sidecar(sd_version="SDXL", activation_text="kitty, cat ears"))
     report = inspect_lora(path)
     assert report["architecture"] == "sdxl" and report["base_model"] == "SDXL"
@@ -55,8 +53,7 @@ def test_sdxl_locon_file(tmp_path):
 
 
 def test_sd1_dora_file(tmp_path):
-    report = inspect_lora(_save(tmp_path, "sd1", LoraSpec(rank=8, alpha=8.0, use_dora=True), "sd_v1",
-                                "stable-diffusion-v1"))
+    report = inspect_lora(_save(tmp_path, "sd1", LoraSpec(rank=8, alpha=8.0, use_dora=True)))
     assert report["architecture"] == "sd1" and report["modules"] == {"unet": 72, "te": 12}
     assert report["dora_layers"] == 84 and report["conv_layers"] == 0
     assert "DoRA:          yes (84 layers)" in format_report(report)
@@ -83,8 +80,7 @@ def test_a_file_that_is_no_tensor_file_says_what_it_seems_to_be(tmp_path, capsys
 
 def test_other_trainers_files_and_per_block_ranks(tmp_path):
     """A LyCORIS LoCon header and diffusers / PEFT keys are read; ranks and alphas are given per block."""
-    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0), "sd_v1",
-                 "stable-diffusion-v1")
+    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=2.0, conv_rank=2, conv_alpha=1.0))
     tensors = load_file(path)
     save_file(tensors, str(tmp_path / "lycoris.safetensors"), {"ss_network_module": "lycoris.kohya"})
     report = inspect_lora(tmp_path / "lycoris.safetensors")

@@ -12,6 +12,7 @@ from diffusers import UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from lora_train.adapters.targets import UNET_KINDS, select_targets
+from lora_train.families import family
 from lora_train.kohya.names import KohyaNaming, component_of
 from lora_train.models.shipped import shipped_config
 
@@ -41,8 +42,9 @@ def sdxl():
 
 
 def kohya_names(arch, unet, encoders, network_type="lora"):
-    targets = select_targets(unet, encoders, train_unet=True, train_text_encoder=True, unet_targets=UNET_KINDS,
-                             text_encoder_targets=["attention", "mlp"], network_type=network_type)
+    targets = select_targets(unet, encoders, family(arch).targets, train_unet=True, train_text_encoder=True,
+                             unet_targets=UNET_KINDS, text_encoder_targets=["attention", "mlp"],
+                             network_type=network_type)
     naming = KohyaNaming.for_model(arch, unet, encoders)
     unet_names = [naming.unet_name(path) for path in targets.unet]
     te_names = [naming.text_encoder_name(i, path) for i, names in enumerate(targets.text_encoders) for path in names]

@@ -15,6 +15,7 @@ from lora_train.adapters.inject import inject_lora
 from lora_train.adapters.layers import ADAPTER, lora_layers
 from lora_train.adapters.spec import LoraSpec
 from lora_train.adapters.targets import TEXT_ENCODER_KINDS, UNET_KINDS, select_targets
+from lora_train.families import family
 from lora_train.fixtures.components import TINY_BUILDERS, TinyModel
 
 TOKEN_IDS = torch.tensor([[49406, 320, 1929, 539, 550, 49407]])
@@ -33,9 +34,9 @@ def fresh(arch: str) -> TinyModel:
 
 
 def inject(model: TinyModel, spec: LoraSpec, *, train_text_encoder: bool = True) -> TinyModel:
-    targets = select_targets(model.unet, model.text_encoders, train_unet=True, train_text_encoder=train_text_encoder,
-                             unet_targets=UNET_KINDS, text_encoder_targets=TEXT_ENCODER_KINDS,
-                             network_type=spec.network_type)
+    targets = select_targets(model.unet, model.text_encoders, family(model.arch).targets, train_unet=True,
+                             train_text_encoder=train_text_encoder, unet_targets=UNET_KINDS,
+                             text_encoder_targets=TEXT_ENCODER_KINDS, network_type=spec.network_type)
     inject_lora(model.unet, model.text_encoders, targets, spec)
     return model
 

@@ -7,7 +7,8 @@ adds every Linear / Conv2d inside `ResnetBlock2D`, `Downsample2D` and `Upsample2
 convolutions at `conv_dim`, the time-embedding Linear and 1x1 shortcut at the LoRA rank.
 Here the Transformer2D layers are split into the `unet_targets` kinds (attention, feed_forward,
 projection) and the CLIP layers into `text_encoder_targets` (attention, mlp); all kinds together
-give exactly kohya's set. Names are module paths inside each component, in `named_modules` order.
+give exactly kohya's set. The block classes are the family's (`Family.targets`, families/stable_diffusion.py
+for these). Names are module paths inside each component, in `named_modules` order.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..core.errors import UserError
+from ..families.interface import LoraTargets
 
 UNET_KINDS = ("attention", "feed_forward", "projection")
 TEXT_ENCODER_KINDS = ("attention", "mlp")
-TRANSFORMER_BLOCKS = ("Transformer2DModel",)
-LOCON_BLOCKS = ("ResnetBlock2D", "Downsample2D", "Upsample2D")
-CLIP_BLOCKS = {"CLIPAttention": "attention", "CLIPSdpaAttention": "attention", "CLIPFlashAttention2": "attention",
-               "CLIPMLP": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -75,20 +73,22 @@ def _check_kinds(kinds: Sequence[str], allowed: Sequence[str], key: str) -> None
         raise UserError(f"{key}: unknown value(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}.")
 
 
-def unet_target_names(unet: nn.Module, kinds: Sequence[str], locon: bool = False) -> tuple[str, ...]:
+def unet_target_names(unet: nn.Module, blocks: LoraTargets, kinds: Sequence[str], locon: bool = False
+                      ) -> tuple[str, ...]:
     """The UNet layers of the given kinds, plus kohya's LoCon layers of the ResNet / resampling blocks."""
     _check_kinds(kinds, UNET_KINDS, "unet_targets")
-    names = [path for _, child, path in _layers_inside(unet, TRANSFORMER_BLOCKS) if unet_layer_kind(child) in kinds]
+    names = [path for _, child, path in _layers_inside(unet, blocks.unet_blocks) if unet_layer_kind(child) in kinds]
     if locon:
-        names += [path for _, _, path in _layers_inside(unet, LOCON_BLOCKS)]
+        names += [path for _, _, path in _layers_inside(unet, blocks.locon_blocks)]
     return tuple(dict.fromkeys(names))
 
 
-def text_encoder_target_names(text_encoder: nn.Module, kinds: Sequence[str]) -> tuple[str, ...]:
+def text_encoder_target_names(text_encoder: nn.Module, blocks: LoraTargets, kinds: Sequence[str]) -> tuple[str, ...]:
     """The CLIP attention (q/k/v/out_proj) and / or MLP (fc1/fc2) layers of a text encoder."""
     _check_kinds(kinds, TEXT_ENCODER_KINDS, "text_encoder_targets")
-    return tuple(dict.fromkeys(path for block, _, path in _layers_inside(text_encoder, tuple(CLIP_BLOCKS))
-                               if CLIP_BLOCKS[block] in kinds))
+    kind_of = dict(blocks.text_encoder_blocks)
+    return tuple(dict.fromkeys(path for block, _, path in _layers_inside(text_encoder, tuple(kind_of))
+                               if kind_of[block] in kinds))
 
 
 def text_encoder_root(text_encoder: nn.Module) -> str:
@@ -131,10 +131,11 @@ def names_by_entries(components: Mapping[str, nn.Module], entries: Sequence[str]
     return found
 
 
-def select_targets(unet: nn.Module, text_encoders: Sequence[nn.Module], *, train_unet: bool,
+def select_targets(unet: nn.Module, text_encoders: Sequence[nn.Module], blocks: LoraTargets, *, train_unet: bool,
                    train_text_encoder: bool, unet_targets: Sequence[str], text_encoder_targets: Sequence[str],
                    network_type: str = "lora", target_modules: Sequence[str] | None = None) -> TargetSet:
-    """The layers to adapt for these settings (config keys of the same names). Nothing to adapt is an error."""
+    """The layers to adapt for these settings (config keys of the same names) in the family's `blocks`. Nothing to
+    adapt is an error."""
     labels = text_encoder_labels(len(text_encoders))
     components: dict[str, nn.Module] = {"UNet": unet} if train_unet else {}
     if train_text_encoder:
@@ -144,8 +145,8 @@ def select_targets(unet: nn.Module, text_encoders: Sequence[nn.Module], *, train
     if target_modules is not None:
         found = names_by_entries(components, target_modules)
     else:
-        found = {label: text_encoder_target_names(component, text_encoder_targets) if label != "UNet"
-                 else unet_target_names(component, unet_targets, network_type == "locon")
+        found = {label: text_encoder_target_names(component, blocks, text_encoder_targets) if label != "UNet"
+                 else unet_target_names(component, blocks, unet_targets, network_type == "locon")
                  for label, component in components.items()}
     targets = TargetSet(found.get("UNet", ()), tuple(found.get(label, ()) for label in labels))
     if not len(targets):

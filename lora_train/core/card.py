@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .arch import LABELS
+from ..families import labels
 from .atomic import rewrite_file, write_new_file
 from .naming import preview_path, sidecar_path
 from .ownership import is_own, png_info
@@ -22,8 +22,8 @@ from .ownership import is_own, png_info
 def sidecar(*, sd_version: str, activation_text: str = "", preferred_weight: float = 1.0, description: str = "",
             negative_text: str = "", notes: str = "") -> dict[str, object]:
     """The card's user metadata, in the Lora editor's key order."""
-    if sd_version not in LABELS:
-        raise ValueError(f"sd_version must be one of {LABELS}, not {sd_version!r}")
+    if sd_version not in labels():
+        raise ValueError(f"sd_version must be one of {labels()}, not {sd_version!r}")
     return {"description": description, "sd version": sd_version, "activation text": activation_text,
             "preferred weight": float(preferred_weight), "negative text": negative_text, "notes": notes}
 

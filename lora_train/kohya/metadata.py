@@ -2,7 +2,8 @@
 
 Values are all strings, written as kohya's `train_network.py` and `library/sai_model_spec.py`
 write them (booleans as `True` / `False`, JSON for the tag and dataset tables, unix times).
-The WebUI reads `ss_base_model_version` / `ss_v2` to file the LoRA under SD1 / SD2 / SDXL,
+The base-model keys are the family's names (`families/`). The WebUI reads `ss_base_model_version` /
+`ss_v2` to file the LoRA under SD1 / SD2 / SDXL,
 `ss_output_name` for its alias, `ss_tag_frequency` for the card's tag list, and
 `ss_training_started_at` / `ss_sd_model_name` for the card's table. `lora_train_run_id` names the run that
 saved the file (core/ownership.py). The hashes
@@ -19,10 +20,10 @@ from pathlib import PurePath
 
 from ..adapters.spec import LoraSpec
 from ..core.ownership import RUN_ID_KEY
+from ..families import family
 
 NETWORK_MODULE = "networks.lora"
 MODELSPEC_VERSION = "1.0.1"
-SGM_IMPLEMENTATION = "https://github.com/Stability-AI/generative-models"
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,7 @@ class TrainingRun:
 
     output_name: str
     base_model: str  # path or name of the base checkpoint; its file name is recorded
-    base_model_version: str  # sd_v1 | sd_v2 | sd_v2_v | sdxl_base_v1-0 (A1111 files the LoRA by it)
-    modelspec_architecture: str  # of the base: stable-diffusion-v1, stable-diffusion-xl-v1-base, ...
+    family: str  # of the base: sd1 | sd2 | sdxl; its names fill the base-model keys
     resolution: int | tuple[int, int]
     started_at: float  # unix time
     finished_at: float
@@ -43,6 +43,7 @@ class TrainingRun:
     unet_lr: float | None = None
     text_encoder_lr: float | None = None
     seed: int | None = None
+    v_prediction: bool = False  # the base predicts v (SD2 768-v: its own version and architecture names)
     training_comment: str = ""
     trigger_words: str = ""
     tag_frequency: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # folder -> tag -> count
@@ -67,14 +68,14 @@ def _size(resolution: int | tuple[int, int]) -> tuple[int, int]:
 def build_metadata(network: LoraSpec, run: TrainingRun) -> dict[str, str]:
     """The header for a LoRA of this network made by this run (without the tensor hashes)."""
     width, height = _size(run.resolution)
-    sdxl = run.base_model_version.startswith("sdxl")
-    architecture = run.modelspec_architecture.removesuffix("/lora") + "/lora"
+    names = family(run.family).names
+    version = names.version(run.v_prediction)
     metadata = {
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": str(network.rank),
         "ss_network_alpha": str(float(network.alpha)),
-        "ss_base_model_version": run.base_model_version,
-        "ss_v2": str(run.base_model_version.startswith("sd_v2")),
+        "ss_base_model_version": version,
+        "ss_v2": str(names.v2),
         "ss_sd_model_name": PurePath(run.base_model).name,
         "ss_output_name": run.output_name,
         "ss_resolution": str((width, height)),
@@ -91,12 +92,12 @@ def build_metadata(network: LoraSpec, run: TrainingRun) -> dict[str, str]:
         "ss_tag_frequency": json.dumps(run.tag_frequency),
         "ss_dataset_dirs": json.dumps(run.dataset_dirs),
         "modelspec.sai_model_spec": MODELSPEC_VERSION,
-        "modelspec.architecture": architecture,
-        "modelspec.implementation": SGM_IMPLEMENTATION if sdxl else "diffusers",
+        "modelspec.architecture": names.modelspec_architecture(run.v_prediction),
+        "modelspec.implementation": names.implementation,
         "modelspec.title": run.output_name,
         "modelspec.resolution": f"{width}x{height}",
         "modelspec.date": datetime.datetime.fromtimestamp(int(run.finished_at)).isoformat(),
-        "modelspec.prediction_type": "v" if run.base_model_version.endswith("_v") else "epsilon",
+        "modelspec.prediction_type": "v" if version.endswith("_v") else "epsilon",
     }
     args = network_args(network)
     if args:

@@ -1,9 +1,10 @@
 """kohya's names for LoRA modules and tensors, as A1111, Forge, ComfyUI and diffusers read them.
 
 A module's name is its prefix plus its path with `.` replaced by `_`:
-- UNet: `lora_unet_`; SD1 / SD2 use the diffusers path (kohya trains those on a diffusers-named
-  UNet): `lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q`; SDXL uses the
-  original (sgm) path, as kohya's SDXL UNet names it: `lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q`.
+- UNet: `lora_unet_`, then the path the family's `unet_lora_names` says. SD1 / SD2 use the diffusers
+  path (kohya trains those on a diffusers-named UNet):
+  `lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q`; SDXL the original (sgm) path,
+  as kohya's SDXL UNet names it: `lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q`.
 - Text encoders: `lora_te_` for the single one of SD1 / SD2, `lora_te1_` / `lora_te2_` for SDXL's
   two, then the path under transformers 4's layout: `lora_te2_text_model_encoder_layers_31_mlp_fc2`.
   transformers 5's `CLIPTextModel` has no `text_model` level (`encoder.layers.0...`), so the
@@ -21,6 +22,8 @@ import torch
 from torch import nn
 
 from ..adapters.targets import text_encoder_root
+from ..families import family
+from ..families.interface import Family
 from ..models.unet_layout import block_prefixes, to_original
 
 UNET_PREFIX = "lora_unet"
@@ -38,12 +41,17 @@ class KohyaNaming:
     """Module path -> kohya module name for one model's components."""
 
     text_encoder_roots: tuple[str, ...]  # per text encoder: "" or the "text_model." its paths lack
-    unet_blocks: Mapping[str, str] | None = None  # diffusers -> sgm block prefixes; SDXL only
+    unet_blocks: Mapping[str, str] | None = None  # diffusers -> sgm block prefixes, where the family names by sgm
 
     @classmethod
     def for_model(cls, arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module]) -> "KohyaNaming":
-        roots = tuple(text_encoder_root(te) for te in text_encoders)
-        return cls(roots, block_prefixes(unet.config) if arch == "sdxl" else None)
+        return cls.for_family(family(arch), unet.config, tuple(text_encoder_root(te) for te in text_encoders))
+
+    @classmethod
+    def for_family(cls, found: Family, unet_config: Mapping, text_encoder_roots: tuple[str, ...]) -> "KohyaNaming":
+        """The names of a model of family `found` whose UNet has `unet_config`."""
+        sgm = found.parts.unet_lora_names == "sgm"
+        return cls(text_encoder_roots, block_prefixes(unet_config) if sgm else None)
 
     def unet_name(self, path: str) -> str:
         original = to_original(path, self.unet_blocks) if self.unet_blocks is not None else path

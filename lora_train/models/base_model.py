@@ -1,4 +1,4 @@
-"""A loaded base model: its diffusers parts and the names LoRA files and the WebUI use for it (core.arch)."""
+"""A loaded base model: its diffusers parts, its family, and the names LoRA files and the WebUI use for it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Callable
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTokenizer
 
-from ..core.arch import ARCH_NAMES
+from ..families import Family, family
 
 
 @dataclass
@@ -23,7 +23,7 @@ class BaseModel:
     were first loaded, and returns (vae or None, text_encoders or []).
     """
 
-    arch: str  # sd1 | sd2 | sdxl
+    arch: str  # the family's id: sd1 | sd2 | sdxl
     v_prediction: bool
     unet: UNet2DConditionModel
     vae: AutoencoderKL | None
@@ -35,16 +35,20 @@ class BaseModel:
     load_encoders: Callable[..., tuple[AutoencoderKL | None, list]] | None = None
 
     @property
+    def family(self) -> Family:
+        return family(self.arch)
+
+    @property
     def base_model_version(self) -> str:
         """`ss_base_model_version`: sd_v1 | sd_v2 | sd_v2_v | sdxl_base_v1-0 (the WebUI filters LoRAs by it)."""
-        return ARCH_NAMES[self.arch].version(self.v_prediction)
+        return self.family.names.version(self.v_prediction)
 
     @property
     def modelspec_architecture(self) -> str:
         """`modelspec.architecture` of a LoRA trained on this model."""
-        return ARCH_NAMES[self.arch].modelspec_architecture(self.v_prediction)
+        return self.family.names.modelspec_architecture(self.v_prediction)
 
     @property
     def sd_version(self) -> str:
         """The WebUI card's "sd version": SD1 | SD2 | SDXL."""
-        return ARCH_NAMES[self.arch].label
+        return self.family.names.label

@@ -1,9 +1,9 @@
 """Which model a single-file checkpoint holds, from its tensor names and shapes alone.
 
-SD1 / SD2 / SDXL are told apart by their text encoders (OpenAI CLIP under
-`cond_stage_model.transformer.`, OpenCLIP under `cond_stage_model.model.`, both under
-`conditioner.embedders.`). Everything else gets a UserError that says what the file looks like
-(a LoRA, an embedding, a VAE, a diffusers UNet, SD3, FLUX, ...) and what to use instead.
+The family comes from `families.recognise.checkpoint_family` (SD1 / SD2 / SDXL by where their text
+encoders sit; other families by tensor names only they have, each refused by name). Everything else
+gets a UserError that says what the file looks like (a LoRA, an embedding, a VAE, a diffusers UNet, an
+inpainting model, ...) and what to use instead.
 """
 
 from __future__ import annotations
@@ -12,73 +12,49 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-from diffusers.loaders.single_file_utils import CHECKPOINT_KEY_NAMES
 
 from ..core.errors import UserError
-from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX
+from ..families import titles
+from ..families.interface import NotTrained
+from ..families.recognise import checkpoint_family
+from ..families.stable_diffusion import UNET_PREFIX, VAE_PREFIX
 
-SUPPORTED = "lora_train trains on Stable Diffusion 1.x, 2.x and SDXL checkpoints only; pick one of those as base model."
 
-# Other model families, by names of tensors only they have (diffusers' own markers where it has them).
-_OTHER_FAMILIES: dict[str, tuple[str, ...]] = {
-    "Stable Diffusion 3 / 3.5": (*CHECKPOINT_KEY_NAMES["sd3"], *CHECKPOINT_KEY_NAMES["sd35_large"]),
-    "FLUX.2": tuple(CHECKPOINT_KEY_NAMES["flux2"]),
-    "Chroma": tuple(CHECKPOINT_KEY_NAMES["chroma"]),
-    "FLUX.1": tuple(CHECKPOINT_KEY_NAMES["flux"]),
-    "Stable Cascade": (CHECKPOINT_KEY_NAMES["stable_cascade_stage_b"], CHECKPOINT_KEY_NAMES["stable_cascade_stage_c"]),
-    "AuraFlow": tuple(CHECKPOINT_KEY_NAMES["auraflow"][:1]),
-    "HunyuanVideo": (CHECKPOINT_KEY_NAMES["hunyuan-video"],),
-    "LTX-Video": tuple(CHECKPOINT_KEY_NAMES["ltx-video"][:4]),
-    "Mochi": tuple(CHECKPOINT_KEY_NAMES["mochi-1-preview"]),
-    "Lumina 2": tuple(CHECKPOINT_KEY_NAMES["lumina2"]),
-    "PixArt / Sana": tuple(CHECKPOINT_KEY_NAMES["sana"][:1]),
-    "Wan": tuple(CHECKPOINT_KEY_NAMES["wan"]),
-    "HiDream": (CHECKPOINT_KEY_NAMES["hidream"],),
-    "Z-Image": tuple(CHECKPOINT_KEY_NAMES["z-image-turbo"]),
-    "Playground v2.5": (CHECKPOINT_KEY_NAMES["playground-v2-5"],),
-    "Hunyuan-DiT": ("mlp_t5.0.weight", "model.mlp_t5.0.weight"),
-}
+def supported() -> str:
+    """What a refusal adds: the families lora_train trains."""
+    return f"lora_train trains on {titles()} checkpoints only; pick one of those as base model."
+
+
 _UNET_IN = UNET_PREFIX + "input_blocks.0.0.weight"
 _IN_CHANNEL_VARIANTS = {9: "an inpainting model", 8: "an InstructPix2Pix model", 5: "a depth-to-image model",
                         7: "an x4 upscaler"}
 
 
 def detect_checkpoint_arch(tensors: Mapping[str, torch.Tensor], path: Path) -> str:
-    """`sd1`, `sd2` or `sdxl` for a full SD checkpoint; a UserError saying what the file is otherwise."""
+    """The family id (sd1 | sd2 | sdxl) of a full SD checkpoint; a UserError saying what the file is otherwise."""
     keys = tensors.keys()
     _refuse_adapters(keys, path)
-    for family, markers in _OTHER_FAMILIES.items():
-        if any(marker in tensors for marker in markers):
-            raise UserError(f"{path} looks like a {family} model. {SUPPORTED}")
+    found = checkpoint_family(keys)
+    if isinstance(found, NotTrained):
+        raise UserError(f"{path} looks like a {found.title} model. {supported()}")
     if _UNET_IN not in tensors:
         _refuse_partial(keys, path)
         raise UserError(f"{path} does not look like a Stable Diffusion checkpoint (no UNet under "
-                        f"'{UNET_PREFIX}'). {SUPPORTED}")
+                        f"'{UNET_PREFIX}'). {supported()}")
     if any(".time_stack." in key or ".time_mixer." in key for key in keys):
-        raise UserError(f"{path} looks like a Stable Video Diffusion model. {SUPPORTED}")
+        raise UserError(f"{path} looks like a Stable Video Diffusion model. {supported()}")
     channels = tensors[_UNET_IN].shape[1]
     if channels != 4:
         variant = _IN_CHANNEL_VARIANTS.get(channels, f"a model with {channels} UNet input channels")
         raise UserError(f"{path} is {variant}, not a text-to-image base model. Train on the base checkpoint it was "
                         "made from instead.")
-    arch = _arch_from_text_encoders(keys)
-    if arch is None:
+    if found is None:
         if any(key.startswith("conditioner.embedders.0.model.") for key in keys):
             raise UserError(f"{path} looks like the SDXL refiner, which is not trained with LoRAs here; "
                             "use an SDXL base checkpoint.")
         raise UserError(f"{path} has a UNet but no text encoder, so it cannot be trained as is. Use the full "
                         "checkpoint (UNet + VAE + text encoder).")
-    return arch
-
-
-def _arch_from_text_encoders(keys) -> str | None:
-    prefixes = {spec.ldm_prefix for spec in ARCHS["sdxl"].text_encoders}
-    if all(any(key.startswith(prefix) for key in keys) for prefix in prefixes):
-        return "sdxl"
-    for arch in ("sd2", "sd1"):
-        if any(key.startswith(ARCHS[arch].text_encoders[0].ldm_prefix) for key in keys):
-            return arch
-    return None
+    return found.id
 
 
 def _refuse_adapters(keys, path: Path) -> None:

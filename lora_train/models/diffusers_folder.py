@@ -10,10 +10,11 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from ..core.errors import UserError
-from .arch_parts import ARCHS
+from ..families import family
+from ..families.recognise import folder_family
 from .base_model import BaseModel
 from .clip_tokenizer import fit_tokenizer, load_clip_tokenizer
-from .detect import SUPPORTED
+from .detect import supported
 from .pretrained import load_pretrained, require_part
 from .prediction import training_scheduler
 from .shipped import shipped_config
@@ -33,19 +34,23 @@ def _what_folder(folder: Path) -> str:
 
 
 def folder_arch(folder: Path) -> str:
-    """`sd1`, `sd2` or `sdxl` from model_index.json (SD1 and SD2 differ in their text encoder: OpenAI CLIP
-    uses quick_gelu, OpenCLIP gelu); a UserError for anything else."""
+    """The family id (sd1 | sd2 | sdxl) from model_index.json and, where families share a pipeline class, the
+    part configs they declare (SD1's text encoder uses quick_gelu); a UserError for anything else."""
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise UserError(f"{folder} is {_what_folder(folder)}. Give a whole diffusers pipeline folder (with "
                         "model_index.json) or a single-file checkpoint as base model.")
     pipeline = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name", "")
-    if pipeline not in {spec.pipeline_class_name for spec in ARCHS.values()}:
-        raise UserError(f"{folder} holds a {pipeline or 'unknown'} model. {SUPPORTED}")
-    if pipeline == ARCHS["sdxl"].pipeline_class_name:
-        return "sdxl"
-    encoder = require_part(folder, "text_encoder", f"The diffusers folder {folder}") / "config.json"
-    return "sd1" if json.loads(encoder.read_text(encoding="utf-8")).get("hidden_act") == "quick_gelu" else "sd2"
+
+    def part_config(file: str) -> dict:
+        part, _, name = file.rpartition("/")
+        path = require_part(folder, part, f"The diffusers folder {folder}") / name
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    found = folder_family(pipeline, part_config)
+    if found is None:
+        raise UserError(f"{folder} holds a {pipeline or 'unknown'} model. {supported()}")
+    return found.id
 
 
 def load_diffusers_folder(folder: Path, vae_path: Path | None, prediction_type: str, dtype: torch.dtype) -> BaseModel:
@@ -56,11 +61,11 @@ def load_diffusers_folder(folder: Path, vae_path: Path | None, prediction_type: 
     if not scheduler_path.is_file():
         raise UserError(f"{what} is missing {scheduler_path}. Copy the whole diffusers folder again.")
     scheduler_config = json.loads(scheduler_path.read_text(encoding="utf-8"))
-    v_prediction = (prediction_type if prediction_type != "auto"
-                    else scheduler_config.get("prediction_type", "epsilon")) == "v_prediction"
+    v_prediction = (prediction_type if prediction_type != "auto" else
+                    scheduler_config.get("prediction_type", family(arch).objective.prediction)) == "v_prediction"
     unet = load_pretrained(UNet2DConditionModel, folder, "unet", dtype, what)
     vae, text_encoders = load_folder_encoders(folder, arch, v_prediction, vae_path, dtype)
-    specs = ARCHS[arch].text_encoders
+    specs = family(arch).parts.text_encoders
     tokenizers = [load_clip_tokenizer(folder / spec.tokenizer_subfolder, pad_token=spec.pad_token) for spec in specs]
     for spec, tokenizer, encoder in zip(specs, tokenizers, text_encoders):
         fit_tokenizer(tokenizer, encoder, folder / spec.tokenizer_subfolder, f"the text encoder in {folder / spec.subfolder}")
@@ -79,8 +84,8 @@ def load_folder_encoders(folder: Path, arch: str, v_prediction: bool, vae_path: 
     if with_vae:
         vae = (load_vae_file(vae_path, _vae_config(folder, arch, v_prediction), dtype) if vae_path
                else load_pretrained(AutoencoderKL, folder, "vae", dtype, what))
-    text_encoders = [load_pretrained(spec.model_class, folder, spec.subfolder, dtype, what)
-                     for spec in ARCHS[arch].text_encoders if with_text_encoders]
+    text_encoders = [load_pretrained(spec.model_class.load(), folder, spec.subfolder, dtype, what)
+                     for spec in family(arch).parts.text_encoders if with_text_encoders]
     return vae, text_encoders
 
 

@@ -19,7 +19,8 @@ from diffusers.loaders.single_file_utils import (
     convert_open_clip_checkpoint,
 )
 
-from .arch_parts import UNET_PREFIX, TextEncoderSpec
+from ..families.interface import TextEncoderSpec
+from ..families.stable_diffusion import UNET_PREFIX
 from .to_ldm import clip_to_ldm, open_clip_to_ldm, unet_to_ldm, vae_to_ldm
 from .weights import report_mismatch
 

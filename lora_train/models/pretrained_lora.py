@@ -14,7 +14,8 @@ from pathlib import Path
 from torch import nn
 
 from ..core.errors import UserError
-from ..core.arch import ARCH_NAMES, detect_arch
+from ..families import family
+from ..families.recognise import lora_family
 from ..kohya.state import LoadReport, load_kohya_state_dict
 from ..kohya.read import read_lora_file
 
@@ -23,10 +24,10 @@ def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module,
                          text_encoders: Sequence[nn.Module]) -> LoadReport:
     """Load the file into freshly injected components (then collect their parameters again)."""
     state, metadata = read_lora_file(path)
-    file_arch = detect_arch({key: tuple(value.shape) for key, value in state.items()}, metadata)
-    if file_arch is not None and file_arch != arch:
-        raise UserError(f"pretrained_lora {path} is a LoRA for {ARCH_NAMES[file_arch].title} models, but the base model "
-                        f"is {ARCH_NAMES[arch].title}: continue from a LoRA trained on the same kind of model.")
+    found = lora_family({key: tuple(value.shape) for key, value in state.items()}, metadata)
+    if found is not None and found.id != arch:
+        raise UserError(f"pretrained_lora {path} is a LoRA for {found.names.title} models, but the base model "
+                        f"is {family(arch).names.title}: continue from a LoRA trained on the same kind of model.")
     report = load_kohya_state_dict(arch, unet, text_encoders, state)
     if not report.loaded:
         raise UserError(f"pretrained_lora {path}: none of its {len(report.unmatched)} modules matches a layer "

@@ -10,14 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .arch_parts import shipped_config_name
+from ..families import family
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
 
 def shipped_dir(arch: str, v_prediction: bool) -> Path:
-    """The shipped diffusers-layout config folder for an architecture."""
-    return CONFIGS_DIR / shipped_config_name(arch, v_prediction)
+    """The shipped diffusers-layout config folder of a family (sd1 | sd2 | sdxl)."""
+    return CONFIGS_DIR / family(arch).parts.config_folder(v_prediction)
 
 
 def shipped_config(arch: str, v_prediction: bool, subfolder: str) -> dict[str, Any]:

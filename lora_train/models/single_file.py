@@ -17,7 +17,9 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from ..core.errors import UserError
-from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX, TextEncoderSpec
+from ..families import family
+from ..families.interface import TextEncoderSpec
+from ..families.stable_diffusion import UNET_PREFIX, VAE_PREFIX
 from .base_model import BaseModel
 from .checkpoint_file import CheckpointFile, open_checkpoint
 from .clip_tokenizer import fit_tokenizer, load_clip_tokenizer
@@ -43,11 +45,11 @@ class PartConfigs:
 def part_configs(arch: str, v_prediction: bool, checkpoint: Path, ldm: LdmConfig | None,
                  tensors: Mapping[str, torch.Tensor]) -> PartConfigs:
     """From the checkpoint's ldm config (`<checkpoint>.yaml`) when it has one, else the shipped configs."""
-    shipped = [shipped_dir(arch, v_prediction) / spec.subfolder for spec in ARCHS[arch].text_encoders]
+    shipped = [shipped_dir(arch, v_prediction) / spec.subfolder for spec in family(arch).parts.text_encoders]
     if ldm is None:
         return PartConfigs(shipped_config(arch, v_prediction, "unet"), shipped_config(arch, v_prediction, "vae"),
-                           shipped, f"{checkpoint.name} is not of the standard {arch.upper()} shape; put the ldm "
-                           f"config it was made with beside it as {checkpoint.with_suffix('.yaml').name}, "
+                           shipped, f"{checkpoint.name} is not of the standard {family(arch).names.label} shape; "
+                           f"put the ldm config it was made with beside it as {checkpoint.with_suffix('.yaml').name}, "
                            "as the WebUI expects.")
     folders = ldm.text_encoder_folders()
     return PartConfigs(ldm.unet_config(tensors), ldm.vae_config(tensors),
@@ -65,17 +67,19 @@ def load_checkpoint(checkpoint: CheckpointFile, vae_path: Path | None, predictio
     """A BaseModel from an opened checkpoint (whose tensors may be meta tensors, to check configs)."""
     path = checkpoint.path
     arch = detect_checkpoint_arch(checkpoint.meta, path)
+    objective = family(arch).objective
     ldm = find_ldm_config(path)
     v_prediction = declared_v_prediction(prediction_type, ldm, checkpoint.metadata, checkpoint.meta)
     configs_v_prediction = bool(v_prediction)
     configs = part_configs(arch, configs_v_prediction, path, ldm, checkpoint.meta)
     unet = _load_unet(checkpoint, configs, dtype)
-    if v_prediction is None:  # nothing says: only SD2 has common v models, and the WebUI tests for them
-        v_prediction = arch == "sd2" and looks_like_v_prediction(unet)
+    if v_prediction is None:  # nothing says: the family's own, or the WebUI's test where it has one (SD2)
+        v_prediction = (objective.prediction == "v_prediction"
+                        or objective.probe_v_prediction and looks_like_v_prediction(unet))
         if v_prediction:
             unet.register_to_config(sample_size=shipped_config(arch, True, "unet")["sample_size"])
     vae, text_encoders = checkpoint_encoders(checkpoint, arch, configs, vae_path, dtype)
-    specs = ARCHS[arch].text_encoders
+    specs = family(arch).parts.text_encoders
     tokenizers = [load_clip_tokenizer(folder, pad_token=spec.pad_token)
                   for spec, folder in zip(specs, configs.text_encoder_folders)]
     for spec, tokenizer, encoder, folder in zip(specs, tokenizers, text_encoders, configs.text_encoder_folders):
@@ -94,7 +98,7 @@ def checkpoint_encoders(checkpoint: CheckpointFile, arch: str, configs: PartConf
     if with_vae:
         vae = load_vae_file(vae_path, configs.vae, dtype) if vae_path else _load_vae(checkpoint, configs, dtype)
     text_encoders = [_load_text_encoder(checkpoint, spec, folder, configs.advice, dtype)
-                     for spec, folder in zip(ARCHS[arch].text_encoders, configs.text_encoder_folders)
+                     for spec, folder in zip(family(arch).parts.text_encoders, configs.text_encoder_folders)
                      if with_text_encoders]
     return vae, text_encoders
 
@@ -137,7 +141,8 @@ def _load_vae(checkpoint: CheckpointFile, configs: PartConfigs, dtype: torch.dty
 def _load_text_encoder(checkpoint: CheckpointFile, spec: TextEncoderSpec, folder: Path, advice: str,
                        dtype: torch.dtype) -> torch.nn.Module:
     what = f"The text encoder under {spec.ldm_prefix} in {checkpoint.path}"
-    config = spec.model_class.config_class.from_pretrained(str(folder), local_files_only=True)
-    model = empty_model(lambda: spec.model_class(config))
+    model_class = spec.model_class.load()
+    config = model_class.config_class.from_pretrained(str(folder), local_files_only=True)
+    model = empty_model(lambda: model_class(config))
     state_dict = text_encoder_state_dict(checkpoint.read(spec.ldm_prefix, dtype), spec, model, what, advice)
     return load_weights(model, state_dict, what, advice)

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 import torch
 from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-from .arch_parts import ARCHS, UNET_PREFIX, VAE_PREFIX
+from ..families import family
+from ..families.stable_diffusion import UNET_PREFIX, VAE_PREFIX
 from .unet_layout import block_prefixes, to_original
 
 StateDict = Mapping[str, torch.Tensor]
@@ -114,12 +115,13 @@ def _open_clip_layer_key(key: str) -> str:
 
 def model_to_ldm(arch: str, unet: torch.nn.Module, vae: torch.nn.Module, text_encoders: Sequence[torch.nn.Module],
                  scheduler: Any) -> dict[str, torch.Tensor]:
-    """A whole diffusers model in the original single-file key layout, with the extras real files carry (the
-    DDPM schedule buffers of SD1/SD2, CLIP's position_ids, OpenCLIP's logit_scale and, for SD2, the last
-    OpenCLIP block that SD2 does not use)."""
+    """A whole diffusers model of family `arch` in the original single-file key layout, with the extras real
+    files carry (the DDPM schedule buffers where the family's have them (SD1/SD2), CLIP's position_ids,
+    OpenCLIP's logit_scale and, for SD2, the last OpenCLIP block that SD2 does not use)."""
+    parts = family(arch).parts
     state = unet_to_ldm(unet.state_dict(), unet.config, UNET_PREFIX)
     state.update(vae_to_ldm(vae.state_dict(), vae.config, VAE_PREFIX))
-    for spec, encoder in zip(ARCHS[arch].text_encoders, text_encoders):
+    for spec, encoder in zip(parts.text_encoders, text_encoders):
         if not spec.open_clip:
             state.update(clip_to_ldm(encoder.state_dict(), spec.ldm_prefix))
             continue
@@ -130,7 +132,7 @@ def model_to_ldm(arch: str, unet: torch.nn.Module, vae: torch.nn.Module, text_en
         if spec.unused_last_layer:
             tower.update(_repeat_last_block(tower, spec.ldm_prefix, encoder.config.num_hidden_layers))
         state.update(tower)
-    if arch != "sdxl":
+    if parts.schedule_buffers:
         alphas_cumprod = scheduler.alphas_cumprod
         state.update(betas=scheduler.betas, alphas_cumprod=alphas_cumprod,
                      alphas_cumprod_prev=torch.cat([torch.ones(1), alphas_cumprod[:-1]]))

@@ -10,7 +10,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from ..core.errors import UserError
-from .arch_parts import UNET_PREFIX
+from ..families.stable_diffusion import UNET_PREFIX
 from .checkpoint_file import open_checkpoint
 from .ldm_parts import vae_state_dict
 from .pretrained import load_pretrained

@@ -33,7 +33,7 @@ class ModelSource:
 def _is_image_checkpoint(path: Path) -> bool:
     """Whether a file's safetensors header names a Stable Diffusion UNet (`model.diffusion_model.*`)."""
     from ..kohya.read import safetensors_header
-    from ..models.arch_parts import UNET_PREFIX
+    from ..families.stable_diffusion import UNET_PREFIX
 
     try:
         shapes, _ = safetensors_header(path, "file")

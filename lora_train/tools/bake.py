@@ -26,13 +26,14 @@ from safetensors.torch import save_file
 from ..adapters.dora import along_axis, input_norm
 from ..core.atomic import write_new_file
 from ..core.errors import UserError
-from ..core.arch import ARCH_NAMES
-from ..models.arch_parts import UNET_PREFIX
+from ..families import family, titles
+from ..families.recognise import checkpoint_family
+from ..families.stable_diffusion import UNET_PREFIX
 from ..models.checkpoint_file import open_checkpoint
 from ..models.ldm_config import find_ldm_config
 from ..models.single_file import check_unet_config, part_configs
 from .bake_config import ModelShape, beside_files, check_free, remove, write_beside
-from .checkpoint_targets import Target, checkpoint_arch, checkpoint_targets
+from .checkpoint_targets import Target, checkpoint_targets
 from .lora_file import LoraFile, LoraModule, read_any_lora
 from .merge import check_same_family
 
@@ -90,10 +91,14 @@ def module_change(name: str, module: LoraModule, weight: torch.Tensor) -> torch.
 
 def _single_file_base(path: Path) -> BaseWeights:
     checkpoint = open_checkpoint(path)
-    arch = checkpoint_arch(checkpoint.meta)
-    if arch is None:
-        raise UserError(f"{path} is not a Stable Diffusion 1.x / 2.x / SDXL checkpoint (no text encoder found), so "
-                        "LoRAs cannot be baked into it.")
+    found = checkpoint_family(checkpoint.meta)
+    if found is None:
+        raise UserError(f"{path} is not a checkpoint of {titles('or')} (no text encoder found), so LoRAs cannot be "
+                        "baked into it.")
+    if not found.trained:
+        raise UserError(f"{path} looks like a {found.title} model; LoRAs are baked into {titles('or')} checkpoints "
+                        "only.")
+    arch = found.id
     ldm = find_ldm_config(path)
     configs = part_configs(arch, False, path, ldm, checkpoint.meta)
     conv_in = checkpoint.meta.get(f"{UNET_PREFIX}input_blocks.0.0.weight")
@@ -133,7 +138,7 @@ def check_base_family(base: BaseWeights, loras: list[LoraFile], base_path: Path)
     for lora in loras:
         if lora.arch and lora.arch != base.arch:
             raise UserError(f"{lora.path.name} is a LoRA for {lora.label} but the base {base_path.name} is "
-                            f"{ARCH_NAMES[base.arch].title}: bake LoRAs into a checkpoint of the family they were "
+                            f"{family(base.arch).names.title}: bake LoRAs into a checkpoint of the family they were "
                             "trained on.")
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from ..core.atomic import write_new_file, write_new_folder
-from ..core.arch import ARCH_NAMES
 from ..core.errors import UserError
+from ..families import family
 from ..models.base_model import BaseModel
 from ..models.ldm_yaml import first_stage_config, sd_yaml, sdxl_yaml, unet_params
 from ..models.shipped import shipped_config
@@ -61,7 +61,7 @@ def _encoder_shape(config: dict[str, Any]) -> dict[str, Any]:
 
 def beside_files(model: ModelShape, out: Path) -> BesideFiles:
     """What `out` (the baked file of `model`) needs beside it."""
-    arch, title = model.arch, ARCH_NAMES[model.arch].title
+    arch, title = model.arch, family(model.arch).names.title
     files = BesideFiles(out.with_suffix(".yaml"))
     if unet_params(model.unet) != unet_params(shipped_config(arch, model.v_prediction, "unet")):
         files.reasons.append(f"the UNet is not of the standard {title} shape")

@@ -1,11 +1,11 @@
 """Per-block weights, as the LoRA Block Weight and SuperMerger extensions write them.
 
-A block-weight list has one number per block: 17 for SD1 / SD2 (BASE = the text encoder, IN01
-IN02 IN04 IN05 IN07 IN08, M00, OUT03 ... OUT11: the UNet blocks that hold attention) and 12 for
-SDXL (BASE, IN04 IN05 IN07 IN08, M00, OUT00 ... OUT05). The presets are the extensions' names:
-NONE, ALL, INS, IND, INALL, MIDD, OUTD, OUTS, OUTALL (for SDXL the same names pick its blocks by
-depth). Layers outside the listed blocks (LoCon's outermost convolutions, conv_in, time embedding)
-keep weight 1.
+A block-weight list has one number per block of the family's layout (`Family.blocks`): 17 for SD1 / SD2
+(BASE = the text encoder, IN01 IN02 IN04 IN05 IN07 IN08, M00, OUT03 ... OUT11: the UNet blocks that hold
+attention) and 12 for SDXL (BASE, IN04 IN05 IN07 IN08, M00, OUT00 ... OUT05). The presets are the
+extensions' names: NONE, ALL, INS, IND, INALL, MIDD, OUTD, OUTS, OUTALL, each a set of the layout's groups
+(for SDXL the same names pick its blocks by depth). Layers outside the listed blocks (LoCon's outermost
+convolutions, conv_in, time embedding) keep weight 1.
 """
 
 from __future__ import annotations
@@ -13,19 +13,8 @@ from __future__ import annotations
 import re
 
 from ..core.errors import UserError
+from ..families import family_or_default, trained_families
 
-BLOCKS = {
-    "sd": ("BASE", "IN01", "IN02", "IN04", "IN05", "IN07", "IN08", "M00",
-           "OUT03", "OUT04", "OUT05", "OUT06", "OUT07", "OUT08", "OUT09", "OUT10", "OUT11"),
-    "sdxl": ("BASE", "IN04", "IN05", "IN07", "IN08", "M00", "OUT00", "OUT01", "OUT02", "OUT03", "OUT04", "OUT05"),
-}
-_GROUPS = {
-    "sd": {"base": ("BASE",), "in_shallow": ("IN01", "IN02", "IN04"), "in_deep": ("IN05", "IN07", "IN08"),
-           "mid": ("M00",), "out_deep": ("OUT03", "OUT04", "OUT05", "OUT06"),
-           "out_shallow": ("OUT07", "OUT08", "OUT09", "OUT10", "OUT11")},
-    "sdxl": {"base": ("BASE",), "in_shallow": ("IN04", "IN05"), "in_deep": ("IN07", "IN08"), "mid": ("M00",),
-             "out_deep": ("OUT00", "OUT01", "OUT02"), "out_shallow": ("OUT03", "OUT04", "OUT05")},
-}
 PRESETS = {
     "NONE": (), "ALL": ("base", "in_shallow", "in_deep", "mid", "out_deep", "out_shallow"),
     "INS": ("base", "in_shallow"), "IND": ("base", "in_deep"), "INALL": ("base", "in_shallow", "in_deep"),
@@ -34,10 +23,6 @@ PRESETS = {
 }
 _DIFFUSERS_BLOCK = re.compile(r"^lora_unet_(down|up)_blocks_(\d+)_(attentions|resnets|downsamplers|upsamplers)_(\d+)")
 _ORIGINAL_BLOCK = re.compile(r"^lora_unet_(input|output)_blocks_(\d+)_")
-
-
-def _layout(arch: str | None) -> str:
-    return "sdxl" if arch == "sdxl" else "sd"
 
 
 def block_of(name: str) -> str | None:
@@ -68,21 +53,23 @@ def block_order(block: str) -> tuple[int, int]:
 
 
 def parse_block_weights(text: str, arch: str | None) -> dict[str, float]:
-    """Block id -> weight from a preset name or a comma-separated list of 17 (SD1/SD2) or 12 (SDXL) numbers."""
-    layout = _layout(arch)
-    blocks = BLOCKS[layout]
+    """Block id -> weight from a preset name or a comma-separated list of 17 (SD1/SD2) or 12 (SDXL) numbers, for
+    family `arch` (the default family's layout when None)."""
+    layout = family_or_default(arch).blocks
+    blocks = layout.blocks
     preset = PRESETS.get(text.strip().upper())
     if preset is not None:
-        chosen = {block for group in preset for block in _GROUPS[layout][group]}
+        groups = dict(layout.groups)
+        chosen = {block for group in preset for block in groups[group]}
         return {block: float(block in chosen) for block in blocks}
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
         values = []
     if len(values) != len(blocks):
-        family = "SDXL" if layout == "sdxl" else "SD1 / SD2"
+        sharing = " / ".join(row.names.label for row in trained_families() if row.blocks == layout)
         raise UserError(f"Block weights {text!r}: give a preset ({', '.join(PRESETS)}) or {len(blocks)} "
-                        f"comma-separated numbers for {family} ({', '.join(blocks)}).")
+                        f"comma-separated numbers for {sharing} ({', '.join(blocks)}).")
     return dict(zip(blocks, values))
 
 

@@ -8,10 +8,8 @@ from PIL import Image
 
 from ..core.errors import UserError
 from ..core.card import sidecar, write_preview, write_sidecar
+from ..families import family_or_default
 from .lora_file import read_any_lora
-
-_SD_VERSIONS = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
-
 
 def write_card(lora_path: Path, sources: list[str], weights: list[float], preview: str | None, *, card: bool
                ) -> list[Path]:
@@ -21,8 +19,9 @@ def write_card(lora_path: Path, sources: list[str], weights: list[float], previe
         merged = read_any_lora(lora_path)
         words = merged.metadata.get("modelspec.trigger_phrase", "")
         recipe = " + ".join(f"{Path(source).stem} x {weight:g}" for source, weight in zip(sources, weights))
-        written.append(write_sidecar(lora_path, sidecar(sd_version=_SD_VERSIONS.get(merged.arch or "", "SD1"),
-                                                        activation_text=words, description=f"Merge of {recipe}",
+        label = family_or_default(merged.arch).names.label
+        written.append(write_sidecar(lora_path, sidecar(sd_version=label, activation_text=words,
+                                                        description=f"Merge of {recipe}",
                                                         notes=merged.metadata.get("ss_training_comment", ""))))
     if preview:
         try:

@@ -3,9 +3,10 @@
 `checkpoint_targets` maps kohya module names to the checkpoint weight they change, and for the
 fused attention of OpenCLIP text encoders (SD2's, SDXL's second) to the rows of `in_proj_weight`
 that hold q, k or v:
-- UNet `model.diffusion_model.<path>.weight`: SD1 / SD2 LoRAs name modules by the diffusers path
-  (`lora_unet_down_blocks_0_attentions_0_proj_in`), SDXL ones by the original path
-  (`lora_unet_input_blocks_4_1_proj_in`); `unet_layout` converts with the UNet's block layout.
+- UNet `model.diffusion_model.<path>.weight`: by the family's `unet_lora_names`, SD1 / SD2 LoRAs name
+  modules by the diffusers path (`lora_unet_down_blocks_0_attentions_0_proj_in`), SDXL ones by the
+  original (sgm) path (`lora_unet_input_blocks_4_1_proj_in`); `unet_layout` converts with the UNet's
+  block layout.
 - Hugging Face CLIP `<prefix>text_model.encoder.layers.N.self_attn.q_proj.weight` ->
   `lora_te[1]_text_model_encoder_layers_N_self_attn_q_proj` (old files without `text_model.` too).
 - OpenCLIP `<prefix>transformer.resblocks.N.attn.in_proj_weight` rows [0:d], [d:2d], [2d:3d] -> q, k, v;
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..models.arch_parts import ARCHS, UNET_PREFIX
+from ..families import family
+from ..families.stable_diffusion import UNET_PREFIX
 from ..models.unet_layout import block_prefixes, to_diffusers
 
 _OPEN_CLIP_LAYER = {"attn.out_proj.weight": "self_attn_out_proj", "mlp.c_fc.weight": "mlp_fc1",
@@ -35,25 +37,15 @@ class Target:
     rows: slice | None = None
 
 
-def checkpoint_arch(keys) -> str | None:
-    """sd1 | sd2 | sdxl from where the text encoders sit (inpainting and other UNet variants included)."""
-    keys = list(keys)
-    if all(any(key.startswith(spec.ldm_prefix) for key in keys) for spec in ARCHS["sdxl"].text_encoders):
-        return "sdxl"
-    for arch in ("sd2", "sd1"):
-        if any(key.startswith(ARCHS[arch].text_encoders[0].ldm_prefix) for key in keys):
-            return arch
-    return None
-
-
 def _unet_targets(shapes: Mapping[str, torch.Size], arch: str, unet_config: Mapping[str, Any]) -> dict[str, Target]:
     prefixes = block_prefixes(unet_config)
+    diffusers_names = family(arch).parts.unet_lora_names == "diffusers"
     targets = {}
     for key, shape in shapes.items():
         if not (key.startswith(UNET_PREFIX) and key.endswith(".weight") and len(shape) in (2, 4)):
             continue
         path = key[len(UNET_PREFIX):-len(".weight")]
-        if arch != "sdxl":
+        if diffusers_names:
             try:
                 path = to_diffusers(path, prefixes)
             except KeyError:
@@ -63,7 +55,7 @@ def _unet_targets(shapes: Mapping[str, torch.Size], arch: str, unet_config: Mapp
 
 
 def _text_encoder_targets(shapes: Mapping[str, torch.Size], arch: str) -> dict[str, Target]:
-    specs = ARCHS[arch].text_encoders
+    specs = family(arch).parts.text_encoders
     names = ("lora_te",) if len(specs) == 1 else ("lora_te1", "lora_te2")
     targets = {}
     for spec, name in zip(specs, names):

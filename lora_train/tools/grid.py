@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from ..core.errors import UserError
-from ..core.arch import ARCH_NAMES
 from ..models.load import load_base_model
 from ..models.pipeline import make_pipeline
 from ..core.grid_image import GridSpec, compose_grid, save_grid
@@ -28,7 +27,7 @@ def render_grid(spec: GridSpec, lora_paths: list[Path], out_dir: Path) -> tuple[
     for lora in loras:
         if lora.arch and lora.arch != base.arch:
             raise UserError(f"{lora.path.name} is a LoRA for {lora.label} but the base model {base.name} is "
-                            f"{ARCH_NAMES[base.arch].title}: choose LoRAs made for this model.")
+                            f"{base.family.names.title}: choose LoRAs made for this model.")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipeline = make_pipeline(base, device=device)
     adapters = [f"lora{index}" for index in range(len(lora_paths))]

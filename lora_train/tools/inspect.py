@@ -17,7 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..core.arch import ARCH_NAMES, detect_arch
+from ..core.errors import UserError
+from ..families.recognise import lora_family
 from ..kohya.hashes import file_model_hash
 from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component
 from ..core.naming import sidecar_path
@@ -87,13 +88,13 @@ def inspect_lora(path: str | Path) -> dict[str, Any]:
     alpha_of = {name: float(parts[ALPHA].item()) if ALPHA in parts else float(ranks[name])
                 for name, parts in lora.items()}
     stored_hash = metadata.get("sshs_model_hash")
-    arch = detect_arch({f"{name}.{suffix}": tuple(value.shape) for name, parts in modules.items()
-                        for suffix, value in parts.items()}, metadata)
+    found = lora_family({f"{name}.{suffix}": tuple(value.shape) for name, parts in modules.items()
+                         for suffix, value in parts.items()}, metadata)
     return {
         "file": str(path),
         "format": SOURCE_LABELS[source],
-        "architecture": arch,
-        "base_model": ARCH_NAMES[arch].title if arch else "unknown",
+        "architecture": found.id if found else None,
+        "base_model": found.names.title if found else "unknown",
         "modules": count_by_component(lora),
         "other_modules": len(modules) - len(lora),
         "ranks": sorted(set(ranks.values())),

@@ -6,9 +6,11 @@ path in the pipeline component (`unet.down_blocks.0.attentions.0.transformer_blo
 `base_model.model.<path>` for a UNet adapter) with `lora_A` / `lora_B` (or diffusers' older
 attention-processor keys, `attn1.processor.to_q_lora.down.weight`). Their alpha is the `.alpha`
 key (diffusers' network alphas), the `lora_adapter_metadata` header diffusers writes, or the rank
-(scale 1). The UNet of SDXL is named by its original (sgm) blocks in kohya's form, using the
-block layout of SDXL base. PEFT keys of another model (`base_model.model.model.layers.0.self_attn.q_proj`: a
-text / LLM adapter) are no UNet's: `model_adapter_key` names one, so the tools can say what the file is.
+(scale 1). The family is the first whose text encoders have the file's component names
+(`text_encoder_2`: SDXL); where its kohya names use sgm paths, the UNet is named by its original
+blocks in the block layout of the family's shipped config (SDXL base's). PEFT keys of another model
+(`base_model.model.model.layers.0.self_attn.q_proj`: a text / LLM adapter) are no UNet's:
+`model_adapter_key` names one, so the tools can say what the file is.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from ..core.errors import UserError
-from ..kohya.names import group_by_module
-from ..models.unet_layout import block_prefixes, to_original
+from ..families import trained_families
+from ..families.interface import Family
+from ..kohya.names import KohyaNaming, group_by_module
+from ..models.shipped import shipped_config
 
 _KOHYA = re.compile(r"^lora_(unet|te|te1|te2)_")
 _PEFT_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
@@ -31,9 +35,6 @@ _COMPONENTS = ("text_encoder_2", "text_encoder", "unet", "base_model.model")
 _PEFT_MODEL = "base_model.model."
 _UNET_ROOTS = ("conv_in", "time_embedding", "add_embedding", "class_embedding", "encoder_hid_proj", "down_blocks",
                "mid_block", "up_blocks", "conv_norm_out", "conv_out")
-_SDXL_UNET_LAYOUT = {"layers_per_block": 2,
-                     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-                     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]}
 
 
 def _other_model(key: str) -> bool:
@@ -76,20 +77,25 @@ def _adapter_alphas(metadata: Mapping[str, str]) -> dict[str, tuple[float, int, 
     return found
 
 
-def _kohya_name(component: str, path: str, sdxl: bool) -> str:
+def _family_of(components: set[str]) -> Family:
+    """The first family whose text encoders' folder names hold the file's text-encoder components."""
+    encoders = components - {"unet"}
+    return next(row for row in trained_families() if encoders <= {spec.subfolder for spec in row.parts.text_encoders})
+
+
+def _kohya_name(naming: KohyaNaming, folders: list[str], component: str, path: str) -> str:
     if component == "unet":
-        if sdxl:
-            path = to_original(path, block_prefixes(_SDXL_UNET_LAYOUT))
-        return "lora_unet_" + path.replace(".", "_")
+        return naming.unet_name(path)
     if not path.startswith("text_model."):  # transformers 5 dropped the level; kohya names keep it
         path = "text_model." + path
-    prefix = {"text_encoder": "lora_te1" if sdxl else "lora_te", "text_encoder_2": "lora_te2"}[component]
-    return f"{prefix}_{path.replace('.', '_')}"
+    return naming.text_encoder_name(folders.index(component), path)
 
 
 def _from_peft(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> dict[str, dict[str, torch.Tensor]]:
     split = {key: _split_peft_key(key) for key in tensors}
-    sdxl = any(parts and parts[0] == "text_encoder_2" for parts in split.values())
+    found = _family_of({parts[0] for parts in split.values() if parts})
+    folders = [spec.subfolder for spec in found.parts.text_encoders]
+    naming = KohyaNaming.for_family(found, shipped_config(found.id, False, "unet"), ("",) * len(folders))
     alphas = _adapter_alphas(metadata)
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for key, parts in split.items():
@@ -97,10 +103,10 @@ def _from_peft(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str])
             continue
         component, path, suffix = parts
         try:
-            name = _kohya_name(component, path, sdxl)
+            name = _kohya_name(naming, folders, component, path)
         except KeyError:
-            raise UserError(f"{key}: the UNet module {path} is not in SDXL base's block layout, so the file cannot "
-                            "be converted to kohya names.") from None
+            raise UserError(f"{key}: the UNet module {path} is not in the block layout of {found.names.title} "
+                            "base, so the file cannot be converted to kohya names.") from None
         entry = grouped.setdefault(name, {})
         entry[suffix] = tensors[key]
         if suffix == "lora_down.weight" and "alpha" not in entry and component in alphas:

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from ..core.errors import UserError
-from ..core.arch import ARCH_NAMES, detect_arch
+from ..families import title_of
+from ..families.recognise import lora_family
 from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP
 from ..kohya.read import read_lora_file
 from .key_styles import kohya_style, model_adapter_key
@@ -67,7 +68,7 @@ class LoraFile:
 
     @property
     def label(self) -> str:
-        return ARCH_NAMES[self.arch].title if self.arch in ARCH_NAMES else "an unknown model family"
+        return title_of(self.arch)
 
     @property
     def has_dora(self) -> bool:
@@ -118,7 +119,8 @@ def read_any_lora(path: str | Path) -> LoraFile:
     if source == "kohya" and metadata.get("ss_network_module", "").startswith("lycoris"):
         source = "lycoris"
     shapes = {f"{name}.{DOWN}": tuple(module.down.shape) for name, module in modules.items()}
-    return LoraFile(path, detect_arch(shapes, metadata), modules, metadata, source)
+    found = lora_family(shapes, metadata)
+    return LoraFile(path, found.id if found else None, modules, metadata, source)
 
 
 def module_tensors(modules: dict[str, LoraModule], dtype: torch.dtype) -> dict[str, torch.Tensor]:

@@ -1,9 +1,10 @@
 """The header of a LoRA made from other LoRAs (merge, resize): what it is for, its shape, where it came from.
 
 The base-model keys (`ss_base_model_version`, `modelspec.architecture`, ...) come from the first
-input that has them, else from the detected family, so the WebUI still files the result under
-SD1 / SD2 / SDXL. `ss_network_dim` / `ss_network_alpha` describe the new tensors; trigger phrases
-and tag frequencies of the inputs are kept (the card's tag list). The hashes are added by `save_lora`.
+input that has them, else from the detected family's names (those of an epsilon base), so the WebUI
+still files the result under SD1 / SD2 / SDXL. `ss_network_dim` / `ss_network_alpha` describe the new
+tensors; trigger phrases and tag frequencies of the inputs are kept (the card's tag list). The hashes
+are added by `save_lora`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..families import family
 from ..kohya.metadata import MODELSPEC_VERSION, NETWORK_MODULE
 from .lora_file import LoraFile, LoraModule
 
 _BASE_KEYS = ("ss_base_model_version", "ss_v2", "ss_sd_model_name", "ss_resolution", "modelspec.architecture",
               "modelspec.implementation", "modelspec.prediction_type", "modelspec.resolution")
-_ARCH_DEFAULTS = {"sd1": ("sd_v1", "stable-diffusion-v1/lora"), "sd2": ("sd_v2", "stable-diffusion-v2-512/lora"),
-                  "sdxl": ("sdxl_base_v1-0", "stable-diffusion-xl-v1-base/lora")}
 
 
 def _shape(modules: Mapping[str, LoraModule]) -> dict[str, str]:
@@ -54,9 +54,9 @@ def derived_metadata(inputs: list[LoraFile], modules: Mapping[str, LoraModule], 
         metadata.update({key: file.metadata[key] for key in _BASE_KEYS if key in file.metadata})
     arch = next((file.arch for file in inputs if file.arch), None)
     if arch and "ss_base_model_version" not in metadata:
-        version, architecture = _ARCH_DEFAULTS[arch]
-        metadata.update(ss_base_model_version=version, ss_v2=str(arch == "sd2"))
-        metadata.setdefault("modelspec.architecture", architecture)
+        names = family(arch).names
+        metadata.update(ss_base_model_version=names.version(False), ss_v2=str(names.v2))
+        metadata.setdefault("modelspec.architecture", names.modelspec_architecture(False))
     triggers = [file.metadata.get("modelspec.trigger_phrase", "") for file in inputs]
     stem = out.name.removesuffix(".safetensors")
     metadata.update({

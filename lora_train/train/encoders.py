@@ -43,7 +43,7 @@ def _place_encoders(base: BaseModel, vae, text_encoders: list, device: torch.dev
     for encoder in text_encoders:
         encoder.to(device, precision.weight_dtype)
     if vae is not None:
-        vae.to(device, torch.float32 if base.arch == "sdxl" else precision.weight_dtype)
+        vae.to(device, torch.float32 if base.family.parts.vae_fp32 else precision.weight_dtype)
         _channels_last_vae(vae)
 
 

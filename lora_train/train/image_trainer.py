@@ -87,7 +87,8 @@ def open_session(config: TrainConfig, emit: Fanout) -> Session:
 
 
 def load_model(config: TrainConfig, session: Session) -> BaseModel:
-    """The base model, frozen on the device in the training precision (encoders.place_model)."""
+    """The base model, frozen on the device in the training precision (a VAE its family keeps fp32, SDXL's,
+    stays fp32: it overflows in fp16)."""
     say, precision, device = session.report.say, session.precision, session.device
     say(f"Loading base model {config.base_model}")
     base = load_base_model(config.base_model, config.vae, config.prediction_type)
@@ -102,7 +103,7 @@ def add_lora(config: TrainConfig, base: BaseModel, session: Session) -> LoraSetu
     spec = LoraSpec.from_settings(network_type=config.network_type, lora_rank=config.lora_rank,
                                   lora_alpha=config.lora_alpha, conv_dim=config.conv_dim,
                                   conv_alpha=config.conv_alpha, use_dora=config.use_dora)
-    targets = select_targets(base.unet, base.text_encoders, train_unet=config.train_unet,
+    targets = select_targets(base.unet, base.text_encoders, base.family.targets, train_unet=config.train_unet,
                              train_text_encoder=config.train_text_encoder, unet_targets=config.unet_targets,
                              text_encoder_targets=config.text_encoder_targets, network_type=config.network_type,
                              target_modules=config.target_modules)

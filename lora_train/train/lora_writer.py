@@ -67,10 +67,9 @@ def lora_writer(config: TrainConfig, base: BaseModel, spec: LoraSpec, index: Dat
     """The writer of this run's LoRA files, with what their header and card record taken from the config once."""
     lrs = config.component_lrs
     run = TrainingRun(
-        output_name=config.output_name, base_model=str(base.path), base_model_version=base.base_model_version,
-        modelspec_architecture=base.modelspec_architecture, resolution=config.resolution,
-        started_at=record.started_at, finished_at=record.started_at, run_id=record.run_id, steps=0, num_epochs=0,
-        num_train_images=index.num_train_images,
+        output_name=config.output_name, base_model=str(base.path), family=base.arch, v_prediction=base.v_prediction,
+        resolution=config.resolution, started_at=record.started_at, finished_at=record.started_at,
+        run_id=record.run_id, steps=0, num_epochs=0, num_train_images=index.num_train_images,
         learning_rate=config.learning_rate, unet_lr=lrs["unet"],
         text_encoder_lr=lrs["text_encoder"] if config.train_text_encoder else None, seed=config.seed,
         training_comment=config.training_comment, trigger_words=config.trigger_word,

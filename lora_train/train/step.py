@@ -1,4 +1,4 @@
-"""One optimizer step: latents, noise, text conditioning, UNet prediction, loss, backward, update.
+"""One optimizer step: latents, noise, text conditioning (the family's), UNet prediction, loss, backward, update.
 
 Gradient accumulation is explicit: the chunk's batches are summed into one update, with DDP's
 gradient sync only on the last of them. With fp16 the loss scaler scales the backward pass and
@@ -15,9 +15,9 @@ from accelerate import Accelerator
 
 from ..config import TrainConfig
 from ..models.base_model import BaseModel
-from .conditioning import TextConditioning, TokenCache, encode_text, sdxl_time_ids
+from .conditioning import TextConditioning, TokenCache, conditioning_of
 from .latents import encode_latents
-from .noise import diffusion_loss, sample_noise, sample_timesteps, snr_weights, training_target
+from .noise import diffusion_loss, sample_noise, snr_weights, training_target
 from .precision import Precision
 
 
@@ -32,6 +32,8 @@ class StepRunner:
         self.unet = wrapped.get("unet", base.unet)
         self.text_encoders = [wrapped.get(f"text_encoder_{i}", te) for i, te in enumerate(base.text_encoders)]
         self.tokenize = TokenCache(base.tokenizers)
+        self.conditioning = conditioning_of(base.arch)
+        self.sample_timesteps = base.family.objective.timesteps.load()
 
     def optimizer_step(self, step: int, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
         """Forward and backward over the chunk's batches, then optimizer step number `step`; returns the mean
@@ -67,16 +69,13 @@ class StepRunner:
         return mean
 
     def batch_loss(self, batch: dict) -> torch.Tensor:
-        base, config = self.base, self.config
+        config = self.config
         latents = self.latents(batch)
         noise = sample_noise(latents, self.generator, config.noise_offset)
-        timesteps = sample_timesteps(latents.shape[0], self.scheduler, self.generator, self.device)
+        timesteps = self.sample_timesteps(latents.shape[0], self.scheduler, self.generator, self.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         text = self.text_conditioning(batch)
-        extra = {}
-        if base.arch == "sdxl":
-            time_ids = sdxl_time_ids(batch["original_size"], batch["crop_top_left"], batch["target_size"])
-            extra["added_cond_kwargs"] = {"text_embeds": text.pooled, "time_ids": time_ids.to(self.device)}
+        extra = self.conditioning.unet_inputs(text, batch, self.device)
         prediction = self.unet(noisy, timesteps, encoder_hidden_states=text.hidden_states, **extra).sample
         target = training_target(self.scheduler, latents, noise, timesteps)
         weights = snr_weights(self.scheduler, timesteps, config.min_snr_gamma) if config.min_snr_gamma else None
@@ -96,7 +95,7 @@ class StepRunner:
         ids = [t.to(self.device) for t in self.tokenize(batch["caption"])]
         grad = torch.enable_grad() if self.config.train_text_encoder else torch.no_grad()
         with grad:
-            return encode_text(self.base.arch, self.text_encoders, ids, self.config.clip_skip)
+            return self.conditioning.encode(self.text_encoders, ids, self.config.clip_skip)
 
 
 def enable_gradient_checkpointing(trained: dict[str, torch.nn.Module]) -> None:

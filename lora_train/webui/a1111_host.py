@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.arch import ARCH_NAMES
+from ..families import trained_families
 from .model_files import ModelInfo, sniff_arch
 from .paths import PathPolicy, network_exposed, split_roots
 from .preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
@@ -165,7 +165,8 @@ class WebUIHost:
                              getattr(selected, "shorthash", None))
         if info is None:
             return None
-        arch = next((names.label for names in ARCH_NAMES.values() if getattr(model, f"is_{names.id}", False)), None)
+        # The WebUI's model says which family it is by flags named after the ids: is_sd1, is_sd2, is_sdxl.
+        arch = next((row.names.label for row in trained_families() if getattr(model, f"is_{row.id}", False)), None)
         return ModelInfo(info.title, info.filename, arch, getattr(info, "shorthash", None) or info.hash)
 
     def checkpoints(self) -> list[ModelInfo]:

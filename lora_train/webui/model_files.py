@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.arch import ARCH_NAMES, checkpoint_arch
 from ..core.header_table import header_table
+from ..families.recognise import checkpoint_family
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
 
@@ -23,7 +23,7 @@ class ModelInfo:
 
     title: str
     path: str
-    arch: str | None = None  # the tab's label (SD1 | SD2 | SDXL, core.arch), when known
+    arch: str | None = None  # the family's tab label (SD1 | SD2 | SDXL), when known
     hash: str | None = None
 
     def describe(self) -> str:
@@ -50,8 +50,8 @@ def sniff_arch(path: Path) -> str | None:
 @functools.lru_cache(maxsize=512)
 def _sniff_arch(path: Path, mtime_ns: int, size: int) -> str | None:
     keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
-    arch = checkpoint_arch(keys or [])
-    return ARCH_NAMES[arch].label if arch else None
+    found = checkpoint_family(keys or [])
+    return found.names.label if found and found.trained else None
 
 
 def list_models(folder: Path | None) -> list[ModelInfo]:

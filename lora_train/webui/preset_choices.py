@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config.load import default_value
 from ..config.presets import PRESETS, preset_values
-from ..core.arch import ARCH_NAMES, arch_of_label
+from ..families import family_of_label, family_or_default
 
 LABELS = {"character": "Character", "style": "Style", "concept": "Concept", "low_vram": "Low VRAM"}
 CHOICES = [LABELS.get(name, name) for name in PRESETS]
@@ -23,5 +23,5 @@ def preset_form_values(label: str, arch: str | None) -> dict[str, Any]:
     name = next((key for key, shown in LABELS.items() if shown == label), label)
     values = {key: default_value(key) for preset in PRESETS.values() for key in preset}
     values.update(preset_values(name))
-    values["resolution"] = (arch_of_label(arch) or ARCH_NAMES["sd1"]).default_resolution
+    values["resolution"] = (family_of_label(arch) or family_or_default(None)).default_resolution
     return values
