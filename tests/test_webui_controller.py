@@ -18,7 +18,7 @@ from PIL import Image
 from lora_train.config.load import read_yaml
 from lora_train.core.errors import UserError
 from lora_train.core.naming import free_lora_path
-from lora_train.webui import form
+from lora_train.webui.kit import form
 from lora_train.webui.controller import AUTOMATIC_VAE, TabController
 from lora_train.webui.host import TabSettings
 from lora_train.webui.standalone_host import StandaloneHost
@@ -326,7 +326,7 @@ class StandInRunner:
 
 
 def test_the_periodic_update_sends_what_changed_and_the_start_note_gives_way_to_how_the_job_ended(setup):
-    from lora_train.webui import job_view
+    from lora_train.webui.kit import job_view
     from lora_train.webui.tab import TabView
 
     controller, tmp_path, _ = setup

@@ -15,7 +15,7 @@ from lora_train.config import load_config
 from lora_train.core.errors import UserError
 from lora_train.core.ownership import RUN_ID_KEY
 from lora_train.text.schema import TextConfig
-from lora_train.webui import form, markup
+from lora_train.webui.kit import form, markup
 from lora_train.webui.host import TabSettings
 from lora_train.webui.standalone_host import StandaloneHost
 from lora_train.webui.llm_controller import LLMController, LLMJobHooks, parse_adapters, publish_adapter

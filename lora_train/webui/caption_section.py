@@ -28,7 +28,8 @@ from ..caption.methods import DEFAULT_MODELS, METHODS, SUGGESTED_MODELS
 from ..caption.model_source import is_repo_id
 from ..caption.writer import MODES, restore_backup
 from ..core.errors import UserError
-from . import caption_listing, compat, job_view, markup
+from . import caption_listing
+from .kit import compat, job_view, markup
 from .controller import HostHooks, TabController
 from .jobs import CAPTIONING
 from .runner import JobRunner, JobSpec, JobState
@@ -124,7 +125,7 @@ class CaptionSection:
             c["page"] = compat.page_memory()
 
     def wire(self, blocks: gr.Blocks, data_dir, trigger) -> None:
-        from .widgets import guarded
+        from .kit.widgets import guarded
 
         c = self.c
         listing = [c["gallery"], c["image"], c["counts"], c["backup"]]

@@ -16,7 +16,8 @@ from ..config.schema import TrainConfig
 from ..core.errors import UserError
 from ..core.naming import lora_files, run_name
 from ..core.resume_folders import require_resume_folder
-from . import form, job_record, markup
+from .kit import form, markup
+from . import job_record
 from .model_files import ModelInfo, sniff_arch
 from .dataset_review import review_dataset
 from .host import Host

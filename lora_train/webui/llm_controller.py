@@ -22,7 +22,8 @@ from ..core.naming import free_folder_path, run_name
 from ..core.ownership import saved_by
 from ..core.resume_folders import require_resume_folder
 from ..text.schema import TextConfig, check_text_config
-from . import form, llm_render, markup
+from .kit import form, markup
+from . import llm_render
 from .host import Host
 from .llm_presets import preset_values
 from .llm_worker import ModelWorker

@@ -15,14 +15,14 @@ from typing import Any
 import gradio as gr
 
 from ..core.errors import UserError
-from . import compat, form, job_view, markup
+from .kit import compat, form, job_view, markup
 from .host import Host
 from .jobs import LLM_TRAINING
 from .llm_controller import LLMController, adapters_dir, models_dir
 from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .llm_worker import ModelWorker
 from .runner import JobState
-from .widgets import field_widget, guarded
+from .kit.widgets import field_widget, guarded
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 
 WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built

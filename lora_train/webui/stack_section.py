@@ -24,7 +24,7 @@ import gradio as gr
 from ..core.errors import UserError
 from ..core.naming import check_output_name, free_lora_path
 from ..core.grid_image import GridSpec, compose_grid, parse_weights, save_grid
-from . import markup
+from .kit import markup
 from .controller import TabController
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import UserError
-from .form import read_config_file
+from .kit.form import read_config_file
 from .host import TabSettings
 from .standalone_host import StandaloneHost
 from .paths import LOOPBACK_HOSTS, PathPolicy
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import gradio as gr
 
-    from . import compat
+    from .kit import compat
     from .jobs import EXCLUSIVE
     from .llm_tab import build_llm_tab
     from .tab import build_tab

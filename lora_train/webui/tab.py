@@ -15,9 +15,10 @@ import gradio as gr
 from PIL import Image
 
 from ..core.errors import UserError
-from . import compat, form, job_record, job_view, markup
+from .kit import compat, form, job_view, markup
+from . import job_record
 from .caption_section import CaptionSection
-from .widgets import field_widget, guarded
+from .kit.widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
 from .host import Host
 from .preset_choices import CHOICES as PRESET_CHOICES

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import UserError
-from . import markup
+from .kit import markup
 from .host import Host
 
 DEFAULT_STEPS = 10  # enough to see what a LoRA does; 20+ on a CPU WebUI takes minutes

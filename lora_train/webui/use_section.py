@@ -12,11 +12,11 @@ from typing import Any
 
 import gradio as gr
 
-from . import compat, markup
+from .kit import compat, markup
 from .controller import TabController
 from .runner import JobState
 from .try_lora import DEFAULT_STEPS
-from .widgets import guarded
+from .kit.widgets import guarded
 
 TEST_PROGRESS_SECONDS = 0.5
 NO_LORA_YET = markup.message("No LoRA trained yet: train one in section 4, then use and test it here.", "info")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_train.webui import markup
+from lora_train.webui.kit import markup
 from lora_train.webui.use_section import insert_note
 
 pytestmark = pytest.mark.browser

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from ..config.load import build_config, default_value, read_yaml
-from ..config.schema import TrainConfig
-from ..core.errors import UserError
+from ...config.load import build_config, default_value, read_yaml
+from ...config.schema import TrainConfig
+from ...core.errors import UserError
 
 MANAGED_KEYS = ("task_type", "base_model", "vae", "train_data_dir", "trigger_word", "output_name", "output_dir",
                 "lora_output_dir", "resume_from_checkpoint")

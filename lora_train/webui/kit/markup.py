@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..core.errors import UserError
+from ...core.errors import UserError
 
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 480, 160, 6
 CHART_LEFT, CHART_RIGHT, CHART_BOTTOM = 52, 16, 30  # room for the axes' labels
