@@ -20,9 +20,9 @@ from lora_train.core.errors import UserError
 from lora_train.core.naming import free_lora_path
 from lora_train.webui.kit import form
 from lora_train.webui.controller import AUTOMATIC_VAE, TabController
-from lora_train.webui.host import TabSettings
-from lora_train.webui.standalone_host import StandaloneHost
-from lora_train.webui.paths import PathPolicy, network_exposed, safe_name
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.standalone_host import StandaloneHost
+from lora_train.webui.hosts.paths import PathPolicy, network_exposed, safe_name
 from lora_train.webui.preset_choices import preset_form_values
 from lora_train.webui.runner import JobRunner, JobState
 from lora_train.webui.try_lora import DEFAULT_STEPS
@@ -150,7 +150,7 @@ def test_paths_are_confined_only_when_exposed(tmp_path):
 
 
 def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_another(setup):
-    from lora_train.webui.model_files import ModelInfo
+    from lora_train.webui.hosts.model_files import ModelInfo
     from lora_train.webui.tab import TabView
 
     controller, _, _ = setup

@@ -16,12 +16,12 @@ from lora_train.core.errors import UserError
 from lora_train.core.ownership import RUN_ID_KEY
 from lora_train.text.schema import TextConfig
 from lora_train.webui.kit import form, markup
-from lora_train.webui.host import TabSettings
-from lora_train.webui.standalone_host import StandaloneHost
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.standalone_host import StandaloneHost
 from lora_train.webui.llm_controller import LLMController, LLMJobHooks, parse_adapters, publish_adapter
 from lora_train.webui.llm_presets import CHOICES, preset_values
 from lora_train.webui.llm_worker import ModelWorker
-from lora_train.webui.paths import PathPolicy
+from lora_train.webui.hosts.paths import PathPolicy
 from lora_train.webui.runner import JobRunner, JobState
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ from ..core.naming import lora_files, run_name
 from ..core.resume_folders import require_resume_folder
 from .kit import form, markup
 from . import job_record
-from .model_files import ModelInfo, sniff_arch
+from .hosts.model_files import ModelInfo, sniff_arch
 from .dataset_review import review_dataset
-from .host import Host
-from .paths import safe_name
+from .hosts.host import Host
+from .hosts.paths import safe_name
 from .preset_choices import preset_form_values
 from .runner import Followup, JobRunner, JobSpec, JobState
 from .try_lora import DEFAULT_STEPS, TryRender, try_request

@@ -24,10 +24,10 @@ from ..core.resume_folders import require_resume_folder
 from ..text.schema import TextConfig, check_text_config
 from .kit import form, markup
 from . import llm_render
-from .host import Host
+from .hosts.host import Host
 from .llm_presets import preset_values
 from .llm_worker import ModelWorker
-from .paths import safe_name
+from .hosts.paths import safe_name
 from .runner import Followup, JobRunner, JobSpec, JobState
 from .worker_env import EXTENSION_ROOT, resolve_worker_python
 

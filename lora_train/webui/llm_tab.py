@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..core.errors import UserError
 from .kit import compat, form, job_view, markup
-from .host import Host
+from .hosts.host import Host
 from .jobs import LLM_TRAINING
 from .llm_controller import LLMController, adapters_dir, models_dir
 from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET

@@ -20,7 +20,7 @@ from . import job_record
 from .caption_section import CaptionSection
 from .kit.widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
-from .host import Host
+from .hosts.host import Host
 from .preset_choices import CHOICES as PRESET_CHOICES
 from .jobs import TRAINING
 from .runner import JobState

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core.errors import UserError
 from .kit import markup
-from .host import Host
+from .hosts.host import Host
 
 DEFAULT_STEPS = 10  # enough to see what a LoRA does; 20+ on a CPU WebUI takes minutes
 MAX_STEPS = 150

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.arch import ARCH_NAMES
+from ...core.arch import ARCH_NAMES
 from .model_files import ModelInfo, sniff_arch
 from .paths import PathPolicy, network_exposed, split_roots
-from .preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from ..preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from .host import TabSettings
 
 SECTION = ("lora_train", "LoRA trainer")

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.arch import ARCH_NAMES, checkpoint_arch
-from ..core.header_table import header_table
+from ...core.arch import ARCH_NAMES, checkpoint_arch
+from ...core.header_table import header_table
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from .model_files import ModelInfo
 from .paths import PathPolicy
-from .preset_choices import DEFAULT_PRESET
+from ..preset_choices import DEFAULT_PRESET
 
 
 @dataclass

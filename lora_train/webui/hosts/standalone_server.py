@@ -14,13 +14,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..core.errors import UserError
-from .kit.form import read_config_file
+from ...core.errors import UserError
+from ..kit.form import read_config_file
 from .host import TabSettings
 from .standalone_host import StandaloneHost
 from .paths import LOOPBACK_HOSTS, PathPolicy
-from .preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
-from .worker_env import EXTENSION_ROOT
+from ..preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from ..worker_env import EXTENSION_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import gradio as gr
 
-    from .kit import compat
-    from .jobs import EXCLUSIVE
-    from .llm_tab import build_llm_tab
-    from .tab import build_tab
+    from ..kit import compat
+    from ..jobs import EXCLUSIVE
+    from ..llm_tab import build_llm_tab
+    from ..tab import build_tab
 
     host = make_host(args)
     settings = host.tab_settings

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import UserError
+from ...core.errors import UserError
 
 LOOPBACK_HOSTS = {None, "", "127.0.0.1", "localhost", "::1"}
 
