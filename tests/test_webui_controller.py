@@ -24,7 +24,7 @@ from lora_train.webui.hosts.host import TabSettings
 from lora_train.webui.hosts.standalone_host import StandaloneHost
 from lora_train.webui.hosts.paths import PathPolicy, network_exposed, safe_name
 from lora_train.webui.preset_choices import preset_form_values
-from lora_train.webui.runner import JobRunner, JobState
+from lora_train.webui.worker.runner import JobRunner, JobState
 from lora_train.webui.try_lora import DEFAULT_STEPS
 
 
@@ -281,7 +281,7 @@ def test_the_config_file_path_follows_the_lora_name_until_edited(setup):
 
 def test_start_waits_for_the_worker_environment_and_the_tab_shows_its_progress(setup, monkeypatch):
     from lora_train.webui.tab import TabView
-    from lora_train.webui.worker_env import WorkerEnv
+    from lora_train.webui.worker.environment import WorkerEnv
 
     _, tmp_path, _ = setup
     monkeypatch.delenv("LORA_TRAIN_PYTHON", raising=False)

@@ -13,7 +13,7 @@ import pytest
 from lora_train.webui.controller import TabController
 from lora_train.webui.hosts.host import TabSettings
 from lora_train.webui.hosts.paths import PathPolicy
-from lora_train.webui.runner import JobRunner
+from lora_train.webui.worker.runner import JobRunner
 from lora_train.webui.hosts.standalone_host import StandaloneHost
 from test_webui_controller import form_inputs, images
 

@@ -16,7 +16,7 @@ from lora_train.webui.controller import TabController
 from lora_train.webui.hosts.host import TabSettings
 from lora_train.webui.hosts.standalone_host import StandaloneHost
 from lora_train.webui.hosts.paths import PathPolicy
-from lora_train.webui.runner import JobRunner
+from lora_train.webui.worker.runner import JobRunner
 from lora_train.webui.stack_section import NONE, StackSection, lora_choices
 
 

@@ -14,8 +14,6 @@ A click on a thumbnail picks that image for editing.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,20 +29,19 @@ from ..core.errors import UserError
 from . import caption_listing
 from .kit import compat, job_view, markup
 from .controller import HostHooks, TabController
-from .jobs import CAPTIONING
-from .runner import JobRunner, JobSpec, JobState
-from .worker_env import EXTENSION_ROOT, resolve_worker_python
+from .worker.jobs import CAPTIONING
+from .worker.runner import JobRunner, JobSpec, JobState
+from .worker.launch import resolve_worker_python, run_once
 
 
 @dataclass
 class CaptionSpec(JobSpec):
     """A captioning job: the worker runs `caption` with these arguments instead of `train`."""
 
-    arguments: list[str] = field(default_factory=list)
+    caption_arguments: list[str] = field(default_factory=list)
 
-    def command(self) -> list[str]:
-        return [self.python, "-m", "lora_train", "caption", *self.arguments, "--events", "jsonl",
-                "--stop-file", str(self.stop_file)]
+    def arguments(self) -> list[str]:
+        return ["caption", *self.caption_arguments, "--events", "jsonl", "--stop-file", str(self.stop_file)]
 
 
 class CaptionSection:
@@ -169,13 +166,14 @@ class CaptionSection:
         python = resolve_worker_python(settings.worker_python, self.ctl.python_fallback)
         workspace = settings.work_dir / "captioning"
         # The folder goes with the job: gradio 3's periodic update re-sends the inputs the page had when it loaded.
-        self.runner.start(CaptionSpec(python, {"train_data_dir": str(folder)}, workspace, f"captioning {folder.name}", [str(EXTENSION_ROOT)],
-                                      arguments), HostHooks(self.ctl.host))
+        spec = CaptionSpec(python, {"train_data_dir": str(folder)}, workspace, f"captioning {folder.name}",
+                           caption_arguments=arguments)
+        self.runner.start(spec, HostHooks(self.ctl.host))
         return markup.message(f"Captioning {folder} with the {method} ({arguments[4]}).", "info")
 
     def interrupt(self) -> str:
         if not self.runner.busy():
-            return markup.message("No captioning is running.", "info")
+            return markup.message(self.runner.stop(), "info")  # the runner's "no job is running"
         self.runner.stop()
         return markup.message("Stopping after the current batch; the captions written so far are kept.", "info")
 
@@ -236,13 +234,8 @@ class CaptionSection:
         folder = self.folder(data_dir)
         settings = self.ctl.host.settings()
         python = resolve_worker_python(settings.worker_python, self.ctl.python_fallback)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(EXTENSION_ROOT),
-                                                                         os.environ.get("PYTHONPATH")])))
-        done = subprocess.run([python, "-m", "lora_train", "caption", str(folder), "--check-length"],
-                              capture_output=True, text=True, timeout=300, env=env)
-        if done.returncode != 0:
-            raise UserError((done.stderr.strip().splitlines() or ["The length check failed."])[-1])
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        output = run_once(python, ["caption", str(folder), "--check-length"], "length check", timeout=300)
+        report = json.loads(output.strip().splitlines()[-1])
         if not report["long"]:
             return markup.message(f"Every caption fits the text encoder's {report['limit']} tokens.", "success")
         lines = [f"{entry['name']}: {entry['tokens']} tokens" for entry in report["long"][:20]]

@@ -23,9 +23,10 @@ from .dataset_review import review_dataset
 from .hosts.host import Host
 from .hosts.paths import safe_name
 from .preset_choices import preset_form_values
-from .runner import Followup, JobRunner, JobSpec, JobState
+from .worker.runner import Followup, JobRunner, JobSpec, JobState
 from .try_lora import DEFAULT_STEPS, TryRender, try_request
-from .worker_env import EXTENSION_ROOT, resolve_worker_python, setup_state
+from .worker.background_setup import setup_state
+from .worker.launch import resolve_worker_python
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
 MANAGED_INPUTS = ("base_model", "vae", "train_data_dir", "trigger_word", "output_name")
@@ -218,7 +219,7 @@ class TabController:
             require_resume_folder(workspace, config.output_name)
         review_dataset(asdict(config))  # a dataset with nothing usable stops here, with the trainer's message
         python = resolve_worker_python(settings.worker_python, self.python_fallback)
-        spec = JobSpec(python, form.changed_values(config), workspace, config.output_name, [str(EXTENSION_ROOT)])
+        spec = JobSpec(python, form.changed_values(config), workspace, config.output_name)
         self.runner.start(spec, HostHooks(self.host))
         verb = "Resuming" if resume else "Started"
         return markup.message(f"{verb} training {spec.name} on {Path(config.base_model).name}; files go to "
@@ -248,8 +249,7 @@ class TabController:
             raise UserError("Test renders need the WebUI; in the standalone server, load the LoRA in your own UI.")
         if state is None or not state.lora_path or not state.ended:
             raise UserError("Train a LoRA first: the test renders the same prompt and seed with and without it.")
-        if busy := self.runner.running_in_group():
-            raise UserError(f"Wait for the {busy.kind} job to end before rendering a test.")
+        self.runner.ensure_idle()
         if self.trial is not None and not self.trial.wait(0):
             raise UserError("A test render is running: wait for it, or press Stop test.")
         job = {**{spec.name: spec.default for spec in self.specs}, **state.settings}

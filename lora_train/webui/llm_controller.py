@@ -26,10 +26,10 @@ from .kit import form, markup
 from . import llm_render
 from .hosts.host import Host
 from .llm_presets import preset_values
-from .llm_worker import ModelWorker
+from .worker.model_worker import ModelWorker
 from .hosts.paths import safe_name
-from .runner import Followup, JobRunner, JobSpec, JobState
-from .worker_env import EXTENSION_ROOT, resolve_worker_python
+from .worker.runner import Followup, JobRunner, JobSpec, JobState
+from .worker.launch import resolve_worker_python
 
 MANAGED_KEYS = ("task_type", "base_model", "metadata_path", "train_data_dir", "output_dir", "output_name",
                 "resume_from_checkpoint")
@@ -148,8 +148,7 @@ class LLMController:
     def load(self, choice: str | None, typed: str | None, fields: list[Any]) -> str:
         values = form.form_values(self.specs, fields)
         path = self.base_model(choice, typed)
-        if busy := self.runner.running_in_group():
-            raise UserError(f"A {busy.kind} job is running: load the model for testing when it ends.")
+        self.runner.ensure_idle()
         released = self.host.release_model()
         try:
             self.worker.request("load", base_model=str(path), dtype=values["dtype"],
@@ -219,7 +218,7 @@ class LLMController:
             require_resume_folder(workspace, config.output_name)
         python = resolve_worker_python(self.host.settings().worker_python, self.python_fallback)
         values = {"task_type": "text-generation", **form.changed_values(config)}
-        spec = JobSpec(python, values, workspace, config.output_name, [str(EXTENSION_ROOT)])
+        spec = JobSpec(python, values, workspace, config.output_name)
         self.runner.start(spec, LLMJobHooks(self.host, self.worker))
         return markup.message(f"{'Resuming' if resume else 'Started'} training {spec.name} on "
                               f"{Path(config.base_model).name}; job files go to {workspace}, the adapter to "

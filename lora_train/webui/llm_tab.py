@@ -17,13 +17,13 @@ import gradio as gr
 from ..core.errors import UserError
 from .kit import compat, form, job_view, markup
 from .hosts.host import Host
-from .jobs import LLM_TRAINING
+from .worker.jobs import LLM_TRAINING
 from .llm_controller import LLMController, adapters_dir, models_dir
 from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
-from .llm_worker import ModelWorker
-from .runner import JobState
+from .worker.model_worker import ModelWorker
+from .worker.runner import JobState
 from .kit.widgets import field_widget, guarded
-from .worker_env import EXTENSION_ROOT, resolve_worker_python
+from .worker.launch import resolve_worker_python
 
 WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built
 WORKER_LOG = "model-worker.log"  # in <work folder>/llm: what the model worker wrote to stderr
@@ -38,7 +38,7 @@ BASIC_KEYS = ("lora_rank", "lora_alpha", "learning_rate", "epochs", "batch_size"
 def model_worker(host: Host, python_fallback: str | None) -> ModelWorker:
     if "worker" not in WORKERS:
         WORKERS["worker"] = ModelWorker(lambda: resolve_worker_python(host.settings().worker_python, python_fallback),
-                                        [str(EXTENSION_ROOT)], lambda: host.settings().work_dir / "llm" / WORKER_LOG)
+                                        None, lambda: host.settings().work_dir / "llm" / WORKER_LOG)
     return WORKERS["worker"]
 
 

@@ -13,8 +13,6 @@ Like the rest of the tab this runs the engine only in a worker process.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +24,7 @@ from ..core.naming import check_output_name, free_lora_path
 from ..core.grid_image import GridSpec, compose_grid, parse_weights, save_grid
 from .kit import markup
 from .controller import TabController
-from .worker_env import EXTENSION_ROOT, resolve_worker_python
+from .worker.launch import resolve_worker_python, run_once
 
 NONE = "(none)"
 LORA_SUFFIX = ".safetensors"
@@ -64,24 +62,10 @@ class StackSection:
         return paths
 
     def _worker(self, arguments: list[str]) -> str:
-        """Run `python -m lora_train ...` in the worker; its stdout, or a UserError with its error line."""
-        if busy := self.ctl.runner.running_in_group():
-            raise UserError(f"A {busy.kind} job is running: wait for it to end (or interrupt it) first.")
+        """Run `python -m lora_train ...` in the worker (`launch.run_once`); its stdout, or a UserError saying why."""
+        self.ctl.runner.ensure_idle()
         settings = self.ctl.host.settings()
-        python = resolve_worker_python(settings.worker_python, self.ctl.python_fallback)
-        env = dict(os.environ, PYTHONIOENCODING="utf-8")
-        env["PYTHONPATH"] = os.pathsep.join([str(EXTENSION_ROOT), env.get("PYTHONPATH", "")]).strip(os.pathsep)
-        try:
-            done = subprocess.run([python, "-m", "lora_train", *arguments], capture_output=True, text=True,
-                                  encoding="utf-8", errors="replace", env=env, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            raise UserError(f"Could not start {python}: {exc}. Check the worker interpreter in the settings.") from exc
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            reason = next((line.removeprefix("error: ") for line in reversed(lines) if line.startswith("error:")),
-                          lines[-1] if lines else f"exit code {done.returncode}")
-            raise UserError(reason)
-        return done.stdout
+        return run_once(resolve_worker_python(settings.worker_python, self.ctl.python_fallback), arguments, "worker")
 
     def refresh(self):
         choices = lora_choices(self.lora_dir)
@@ -98,8 +82,7 @@ class StackSection:
             raise UserError("Write a prompt for the grid.")
         out_dir = self.ctl.host.settings().work_dir / "grids"
         if self.ctl.host.can_render:
-            if busy := self.ctl.runner.running_in_group():
-                raise UserError(f"A {busy.kind} job is running: wait for it to end (or interrupt it) first.")
+            self.ctl.runner.ensure_idle()
             images = [self.ctl.host.render(spec.prompt_for(row, column), spec.negative_prompt, spec.seed, spec.steps,
                                            spec.width, spec.height) for row, column in spec.cells()]
             spec.base_model = base_model or ""

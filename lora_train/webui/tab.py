@@ -22,8 +22,8 @@ from .kit.widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
 from .hosts.host import Host
 from .preset_choices import CHOICES as PRESET_CHOICES
-from .jobs import TRAINING
-from .runner import JobState
+from .worker.jobs import TRAINING
+from .worker.runner import JobState
 from .stack_section import build_stack_section
 from .use_section import UseSection
 

@@ -14,7 +14,7 @@ import gradio as gr
 
 from .kit import compat, markup
 from .controller import TabController
-from .runner import JobState
+from .worker.runner import JobState
 from .try_lora import DEFAULT_STEPS
 from .kit.widgets import guarded
 

@@ -20,7 +20,7 @@ from .host import TabSettings
 from .standalone_host import StandaloneHost
 from .paths import LOOPBACK_HOSTS, PathPolicy
 from ..preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
-from ..worker_env import EXTENSION_ROOT
+from ..worker.environment import EXTENSION_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     import gradio as gr
 
     from ..kit import compat
-    from ..jobs import EXCLUSIVE
+    from ..worker.jobs import EXCLUSIVE
     from ..llm_tab import build_llm_tab
     from ..tab import build_tab
 

@@ -11,7 +11,7 @@ import contextlib
 from typing import Any, Iterator
 
 from . import markup
-from ..runner import JobRunner, JobState
+from ..worker.runner import JobRunner, JobState
 
 ENDED_LEVELS = {"done": "success", "interrupted": "info", "failed": "error"}
 

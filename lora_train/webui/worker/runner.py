@@ -1,20 +1,17 @@
 """One job at a time per group of runners, in a worker process; its live state for the tab to show.
 
-The job runs `<python> -m lora_train train --config job.yaml --events jsonl --stop-file STOP`
-in its workspace folder. A thread reads the JSON-line events from the worker's stdout and
-folds them into a `JobState`; another reads its stderr (library output, a traceback) into the log tail
-and train.log, never onto the console but for a traceback (`worker_stderr`).
-The state outlives the browser page, so a reload shows the running job again. Interrupt
-creates the stop file (the worker saves what it has and ends with `done`, interrupted); a
+A job runs `<python> -m lora_train <command> ... --events jsonl --stop-file STOP` in its workspace folder
+(`train --config job.yaml` for training, `caption DIR ...` for captioning: `JobSpec.arguments`), started
+through `launch.WorkerProcess`. A thread reads the JSON-line events from the worker's stdout and folds them
+into a `JobState`; the worker's stderr (library output, a traceback) goes to the log tail and train.log, never
+onto the console but for a traceback. The state outlives the browser page, so a reload shows the running job
+again. Interrupt creates the stop file (the worker saves what it has and ends with `done`, interrupted); a
 second Interrupt terminates the process, which the worker also treats as a stop request.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
 import sys
 import threading
 from collections import deque
@@ -24,10 +21,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from ..core.errors import UserError
-from ..core.events import describe
-from ..core.loss_history import read_points, thinned
-from .worker_stderr import StderrReader
+from ...core.errors import UserError
+from ...core.events import describe
+from ...core.loss_history import read_points, thinned
+from .launch import WorkerError, WorkerProcess
 
 LOG_LINES = 200
 SAMPLES_KEPT = 8
@@ -75,7 +72,7 @@ class JobSpec:
     config: dict[str, Any]
     workspace: Path
     name: str
-    python_path: list[str] = field(default_factory=list)
+    python_path: list[str] | None = None  # before PYTHONPATH; None: the extension's folder
 
     @property
     def config_path(self) -> Path:
@@ -85,9 +82,9 @@ class JobSpec:
     def stop_file(self) -> Path:
         return self.workspace / "STOP"
 
-    def command(self) -> list[str]:
-        return [self.python, "-m", "lora_train", "train", "--config", str(self.config_path), "--events", "jsonl",
-                "--stop-file", str(self.stop_file)]
+    def arguments(self) -> list[str]:
+        """What follows `python -m lora_train`."""
+        return ["train", "--config", str(self.config_path), "--events", "jsonl", "--stop-file", str(self.stop_file)]
 
 
 @dataclass
@@ -120,7 +117,7 @@ class JobRunner:
         self.group.append(self)
         self._lock = threading.Lock()
         self._state: JobState | None = None
-        self._process: subprocess.Popen | None = None
+        self._worker: WorkerProcess | None = None
         self._thread: threading.Thread | None = None
         self._stop_file: Path | None = None
         self._count = 0
@@ -137,13 +134,14 @@ class JobRunner:
         return next((runner for runner in self.group if runner.busy()), None)
 
     def ensure_idle(self) -> None:
-        """Raise the "already running" message when a job of this runner or of its group is running."""
+        """Raise the one "a job is running" message when a job of this runner or of its group is running: before
+        a job starts, and before anything else that needs the GPU (a test render, a grid, a merge, an LLM load)."""
         runner = self.running_in_group()
         if runner is not None:
             running = runner._state
             where = f" (step {running.step}/{running.total or '?'})" if running and running.total else ""
-            raise UserError(f"A {runner.kind} job is already running: {running.name if running else '?'}{where}. "
-                            "Only one job runs at a time: wait for it to finish or stop it.")
+            raise UserError(f"A {runner.kind} job is already running: {running.name if running else '?'}{where}: "
+                            "wait for it to finish or stop it first (one job runs at a time).")
 
     def start(self, spec: JobSpec, hooks: JobHooks) -> None:
         with self._lock:
@@ -154,7 +152,7 @@ class JobRunner:
             spec.stop_file.unlink(missing_ok=True)
             self._count += 1
             self._state = JobState(spec.name, spec.workspace, dict(spec.config), self._count)
-            self._process = None
+            self._worker = None
             self._stop_file = spec.stop_file
             self._thread = threading.Thread(target=self._run, args=(spec, hooks, self._state), daemon=True,
                                             name=f"lora_train job {spec.name}")
@@ -169,11 +167,11 @@ class JobRunner:
     def stop(self) -> str:
         """Ask the running job to stop and save; a second call terminates the worker."""
         with self._lock:
-            state, process = self._state, self._process
+            state, worker = self._state, self._worker
             if state is None or not self.busy():
                 return f"No {self.kind} job is running."
-            if state.stop_requested and process is not None:
-                process.terminate()
+            if state.stop_requested and worker is not None:
+                worker.process.terminate()
                 return "Stopping the worker now; it saves what it has before it ends."
             state.stop_requested = True
             self._change(state, lambda: state.log.append("Interrupt requested: saving what was trained so far."))
@@ -198,27 +196,22 @@ class JobRunner:
     def _run(self, spec: JobSpec, hooks: JobHooks, state: JobState) -> None:
         try:
             self._follow(state, hooks.before_start)
-            env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
-            env["PYTHONPATH"] = os.pathsep.join([*spec.python_path, env.get("PYTHONPATH", "")]).strip(os.pathsep)
-            process = subprocess.Popen(spec.command(), cwd=spec.workspace, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                       encoding="utf-8", errors="replace", bufsize=1)
+            worker = WorkerProcess(spec.python, "lora_train", spec.arguments(), f"{self.kind} process",
+                                   python_path=spec.python_path, log_file=spec.workspace / "train.log",
+                                   tail=lambda line: self._update(state, lambda: state.log.append(line)),
+                                   cwd=spec.workspace)
             with self._lock:
-                self._process = process
-            stderr_reader = threading.Thread(target=self._read_stderr, daemon=True,
-                                             args=(process, state, spec.workspace / "train.log"))
-            stderr_reader.start()
-            for line in process.stdout:
-                self._on_stdout(state, line.rstrip("\n"))
-            code = process.wait()
-            stderr_reader.join(timeout=10)
+                self._worker = worker
+            for event in worker.records(lambda record: "type" in record):
+                self._update(state, lambda: self._apply(state, event))
+            worker.process.wait()
+            code = worker.ended(10)
             if not state.finished:
                 self._update(state, lambda: self._fail(
                     state, f"The {self.kind} process ended without a result (exit code {code}). The log below and "
                            f"{spec.workspace / 'train.log'} say what happened."))
-        except OSError as exc:
-            text = (f"Could not start the {self.kind} process with {spec.python}: {exc}. Check the worker "
-                    "interpreter in the settings.")
+        except WorkerError as exc:
+            text = str(exc)
             self._update(state, lambda: self._fail(state, text))
         finally:
             self._follow(state, hooks.after_finish)
@@ -237,23 +230,6 @@ class JobRunner:
             state.lora_path = followup.lora_path or state.lora_path
 
         self._update(state, fold)
-
-    def _read_stderr(self, process: subprocess.Popen, state: JobState, log_file: Path) -> None:
-        def tail(line: str) -> None:
-            self._update(state, lambda: state.log.append(line))
-
-        StderrReader("[lora_train]", tail, log_file).read(process.stderr)
-
-    def _on_stdout(self, state: JobState, line: str) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict) or "type" not in event:
-            if line.strip():
-                self._update(state, lambda: state.log.append(line))
-            return
-        self._update(state, lambda: self._apply(state, event))
 
     @staticmethod
     def _fail(state: JobState, text: str) -> None:

@@ -8,15 +8,13 @@ pip installs newer versions into the worker venv only (it never uninstalls outsi
 environment). torch is pinned to the host's version, without its local label
 (`torch==2.14.1`, not `2.14.1+cu130`), so pip never fetches a second torch.
 
-The set-up runs in a background process (`start_setup`, from install.py at the WebUI's launch, or
-from the tab when install.py never ran), so the WebUI starts at once; it writes its progress to a
-log in the venv folder, which the tab shows in words (`setup_state`, `setup_progress`) while Start waits
-for it; pip's own lines stay in the log. A stamp file
-records what was installed; a later launch with the same requirements, host torch and interpreter
-is a no-op. `LORA_TRAIN_PYTHON` names another interpreter instead (then
-nothing is installed). `LORA_TRAIN_WORKER_VENV` and `LORA_TRAIN_WORKER_REQUIREMENTS` move the
-venv and change the requirements file (used by the tests, and by users who keep venvs elsewhere).
-What is installed, and the digest that tells a current venv, is `worker_requirements`.
+`ensure_worker_env` makes it, writing its steps to the log as it goes (`setup_progress`); it runs in a
+background process (`background_setup`), so the WebUI starts at once. A stamp file records what was
+installed; a later launch with the same requirements, host torch and interpreter is a no-op.
+`LORA_TRAIN_PYTHON` names another interpreter instead (then nothing is installed).
+`LORA_TRAIN_WORKER_VENV` and `LORA_TRAIN_WORKER_REQUIREMENTS` move the venv and change the requirements
+file (used by the tests, and by users who keep venvs elsewhere). What is installed, and the digest that
+tells a current venv, is `requirements`.
 
 Standard library only: `install.py` runs this with the WebUI's interpreter before anything else.
 """
@@ -27,20 +25,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import threading
 import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..core.errors import UserError
-from ..core.lock import pid_alive
-from ..core.packages import installed
-from .setup_progress import log_progress, step_line
-from .worker_requirements import host_pins, host_site_dirs, install_digest, read_requirements
+from ...core.errors import UserError
+from ...core.packages import installed
+from .requirements import host_pins, host_site_dirs, install_digest, read_requirements
+from .setup_progress import step_line
 
-EXTENSION_ROOT = Path(__file__).resolve().parents[2]
+EXTENSION_ROOT = Path(__file__).resolve().parents[3]
 
 
 class WorkerEnvError(UserError):
@@ -192,123 +187,8 @@ def ensure_worker_env(env: WorkerEnv | None = None, log: Callable[[str], None] =
 def needs_setup(env: WorkerEnv) -> bool:
     return not (env.is_ready() and _stamp_digest(env) == install_digest(env.requirements))
 
-
-def setting_up(env: WorkerEnv) -> bool:
-    """Whether a background set-up of `env` runs now."""
-    try:
-        return pid_alive(int(env.builder_file.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return False
-
-
-def _spawn_setup(env: WorkerEnv) -> subprocess.Popen:
-    """`python -m lora_train.webui.worker_env` in its own session, writing to `env.log_file`."""
-    env.venv_dir.mkdir(parents=True, exist_ok=True)
-    paths = os.pathsep.join(filter(None, [str(EXTENSION_ROOT), os.environ.get("PYTHONPATH")]))
-    child_env = dict(os.environ, PYTHONPATH=paths, LORA_TRAIN_WORKER_VENV=str(env.venv_dir),
-                     LORA_TRAIN_WORKER_REQUIREMENTS=str(env.requirements), PYTHONUNBUFFERED="1")
-    detach = ({"creationflags": subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt"
-              else {"start_new_session": True})
-    with open(env.log_file, "w", encoding="utf-8") as log:
-        process = subprocess.Popen([sys.executable, "-m", "lora_train.webui.worker_env"], cwd=EXTENSION_ROOT,
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env,
-                                   **detach)
-    env.builder_file.write_text(str(process.pid), encoding="utf-8")
-    return process
-
-
-def start_setup(env: WorkerEnv | None = None) -> str | None:
-    """Start setting up the worker venv in a background process, unless it is current or already under way;
-    returns what to tell the user (None: nothing to do). Its output goes to `env.log_file`, not to the caller,
-    so a WebUI that waits for install.py's output goes on at once."""
-    override = os.environ.get("LORA_TRAIN_PYTHON")
-    if override:
-        return f"lora_train: the worker runs with LORA_TRAIN_PYTHON={override}; nothing to install."
-    env = env or WorkerEnv.default()
-    if setting_up(env):
-        return f"lora_train: the worker environment is being set up in the background (log: {env.log_file})."
-    if not needs_setup(env):
-        return None
-    try:
-        process = _spawn_setup(env)
-    except OSError as exc:
-        raise WorkerEnvError(f"lora_train: could not start setting up the worker environment in {env.venv_dir} "
-                             f"({exc}). Free some disk space or fix the folder's permissions, then restart the "
-                             "WebUI, or set LORA_TRAIN_PYTHON to a Python with the trainer's packages.") from None
-    threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends (a WebUI keeps running)
-    return (f"lora_train: setting up the trainer's worker environment in the background (once; about a minute, "
-            f"longer on a slow connection). The WebUI starts meanwhile; the Train LoRA tab shows the progress and "
-            f"enables Start when it is ready. Log: {env.log_file}")
-
-
-@dataclass(frozen=True)
-class SetupState:
-    """What the tab shows about the worker environment."""
-
-    ready: bool
-    text: str = ""  # the latest progress line, or why the set-up failed
-    failed: bool = False
-
-
-def setup_state(env: WorkerEnv | None = None) -> SetupState:
-    """Ready, being set up (with the log's latest line), or failed (with the reason). A venv neither ready nor
-    being set up nor failed (a WebUI started with --skip-install never runs install.py) starts its set-up."""
-    env = env or WorkerEnv.default()
-    if setting_up(env):
-        return SetupState(False, log_progress(env.log_file))
-    if env.is_ready():
-        return SetupState(True)
-    error = env.last_error()
-    if error:
-        return SetupState(False, error, failed=True)
-    try:
-        start_setup(env)
-    except WorkerEnvError as exc:
-        return SetupState(False, str(exc), failed=True)
-    return SetupState(False, "starting")
-
-
 def _stamp_digest(env: WorkerEnv) -> str | None:
     try:
         return json.loads(env.stamp.read_text(encoding="utf-8")).get("digest")
     except (OSError, ValueError):
         return None
-
-
-def resolve_worker_python(setting: str = "", fallback: str | None = None) -> str:
-    """The interpreter that runs training: LORA_TRAIN_PYTHON, the setting, the worker venv, the fallback.
-
-    Raises WorkerEnvError, with the reason the set-up failed, when there is none.
-    """
-    for candidate in (os.environ.get("LORA_TRAIN_PYTHON"), setting):
-        if candidate and candidate.strip():
-            return candidate.strip()
-    env = WorkerEnv.default()
-    if env.is_ready():
-        return str(env.python)
-    if fallback:
-        return fallback
-    state = setup_state(env)
-    reason = state.text if state.failed else (
-        f"it is being set up in the background (first launch; about a minute; now: {state.text}). The Train LoRA tab "
-        "shows the progress and enables Start when it is ready; or set LORA_TRAIN_PYTHON to a Python with the "
-        "trainer's packages")
-    raise WorkerEnvError(f"The training environment is not ready: {reason}")
-
-
-def _set_up_in_background() -> int:
-    """The background set-up's process (`python -m lora_train.webui.worker_env`, started by `start_setup`)."""
-    env = WorkerEnv.default()
-    env.builder_file.write_text(str(os.getpid()), encoding="utf-8")
-    try:
-        ensure_worker_env(env, log=lambda line: print(line, flush=True))
-    except WorkerEnvError as exc:  # also in env.error_file, which the tab shows
-        print(exc, flush=True)
-        return 1
-    finally:
-        env.builder_file.unlink(missing_ok=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_set_up_in_background())

@@ -1,7 +1,7 @@
 """The worker set-up's progress in words, read from its log: "step 2 of 3: installing the trainer's packages
 (now: downloading diffusers 0.42.1)".
 
-The set-up (`worker_env`) writes its steps to the log as `lora_train: step K of N: what` lines, and pip's
+The set-up (`environment`) writes its steps to the log as `lora_train: step K of N: what` lines, and pip's
 output below them indented, as it comes. pip's lines stay in the log only: some read as errors when they
 are not ("Can't uninstall 'PyYAML'. No files were found to uninstall." is pip declining to touch the
 WebUI's own copy). What the tab shows is the step, and the package pip is fetching or installing now.
