@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from lora_train.webui.controller import TabController
+from lora_train.webui.image_tab.controller import TabController
 from lora_train.webui.hosts.host import TabSettings
 from lora_train.webui.hosts.paths import PathPolicy
 from lora_train.webui.worker.runner import JobRunner

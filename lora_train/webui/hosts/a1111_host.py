@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...core.arch import ARCH_NAMES
+from ..image_tab.presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from .host import TabSettings
 from .model_files import ModelInfo, sniff_arch
 from .paths import PathPolicy, network_exposed, split_roots
-from ..preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
-from .host import TabSettings
 
 SECTION = ("lora_train", "LoRA trainer")
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..image_tab.presets import DEFAULT_PRESET
 from .model_files import ModelInfo
 from .paths import PathPolicy
-from ..preset_choices import DEFAULT_PRESET
 
 
 @dataclass

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from ...core.errors import UserError
+from ..image_tab.presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from ..kit.form import read_config_file
-from .host import TabSettings
-from .standalone_host import StandaloneHost
-from .paths import LOOPBACK_HOSTS, PathPolicy
-from ..preset_choices import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 from ..worker.environment import EXTENSION_ROOT
+from .host import TabSettings
+from .paths import LOOPBACK_HOSTS, PathPolicy
+from .standalone_host import StandaloneHost
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..kit import compat
     from ..worker.jobs import EXCLUSIVE
-    from ..llm_tab import build_llm_tab
-    from ..tab import build_tab
+    from ..llm_tab.tab import build_llm_tab
+    from ..image_tab.tab import build_tab
 
     host = make_host(args)
     settings = host.tab_settings

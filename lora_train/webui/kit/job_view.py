@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from . import markup
 from ..worker.runner import JobRunner, JobState
+from . import markup
 
 ENDED_LEVELS = {"done": "success", "interrupted": "info", "failed": "error"}
 

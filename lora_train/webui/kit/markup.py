@@ -1,19 +1,14 @@
-"""HTML for the tab's live parts: messages, the progress bar, the loss chart, the result.
+"""HTML for the tabs' live parts: messages, the progress bar, the loss chart.
 
-Plain HTML, inline SVG and inline PNG, so they look the same under every gradio version and need no
+Plain HTML and inline SVG, so they look the same under every gradio version and need no
 plotting library in the WebUI process.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 import traceback
-from pathlib import Path
-
-from PIL import Image
 
 from ...core.errors import UserError
 
@@ -135,27 +130,3 @@ def loss_chart(points: list[tuple[int, float]], eval_points: list[tuple[int, flo
             f'{line(trend, "lora-train-loss-smoothed")}{dots}</svg>'
             f'<div class="lora-train-chart-legend">loss, smoothed ({SMOOTHING:g}) over the faint per-step values: '
             f'{trend[0]:.4f} → {trend[-1]:.4f} (steps {first}-{last}); latest {losses[-1]:.4f}{eval_text}</div></div>')
-
-
-def result(lora_path: str, files: list[tuple[str, bool]], tag: str, interrupted: bool) -> str:
-    """The end of a job: where the LoRA is, which companion files exist, the tag to use."""
-    title = "Partial LoRA saved (interrupted)" if interrupted else "LoRA saved"
-    rows = "".join(f'<li data-present="{str(present).lower()}">{"✓" if present else "✗"} {html.escape(name)}</li>'
-                   for name, present in files)
-    name = html.escape(Path(lora_path).stem)  # the Lora card's data-name; javascript/ shows the card by it
-    return (f'<div class="lora-train-result" data-lora-name="{name}"><b>{title}:</b> '
-            f'<code>{html.escape(lora_path)}</code>'
-            f'<ul>{rows}</ul>Use it in a prompt with <code>{html.escape(tag)}</code></div>')
-
-
-def comparison(images: list[tuple[Image.Image, str]]) -> str:
-    """Renders side by side, each at its own size (smaller only where the page is too narrow) under its label."""
-    figures = []
-    for image, label in images:
-        data = io.BytesIO()
-        image.save(data, format="PNG")
-        source = base64.b64encode(data.getvalue()).decode("ascii")
-        figures.append(f'<figure data-label="{html.escape(label)}"><img src="data:image/png;base64,{source}" '
-                       f'width="{image.width}" height="{image.height}" alt="{html.escape(label)}">'
-                       f"<figcaption>{html.escape(label)}</figcaption></figure>")
-    return f'<div class="lora-train-comparison">{"".join(figures)}</div>'

@@ -15,21 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config.load import build_config
-from ..core.atomic import rewrite_folder, write_new_folder
-from ..core.errors import UserError
-from ..core.naming import free_folder_path, run_name
-from ..core.ownership import saved_by
-from ..core.resume_folders import require_resume_folder
-from ..text.schema import TextConfig, check_text_config
-from .kit import form, markup
-from . import llm_render
-from .hosts.host import Host
-from .llm_presets import preset_values
-from .worker.model_worker import ModelWorker
-from .hosts.paths import safe_name
-from .worker.runner import Followup, JobRunner, JobSpec, JobState
-from .worker.launch import resolve_worker_python
+from ...config.load import build_config
+from ...core.atomic import rewrite_folder, write_new_folder
+from ...core.errors import UserError
+from ...core.naming import free_folder_path, run_name
+from ...core.ownership import saved_by
+from ...core.resume_folders import require_resume_folder
+from ...text.schema import TextConfig, check_text_config
+from ..hosts.host import Host
+from ..hosts.paths import safe_name
+from ..kit import form, markup
+from ..worker.launch import resolve_worker_python
+from ..worker.model_worker import ModelWorker
+from ..worker.runner import Followup, JobRunner, JobSpec, JobState
+from . import render
+from .presets import preset_values
 
 MANAGED_KEYS = ("task_type", "base_model", "metadata_path", "train_data_dir", "output_dir", "output_name",
                 "resume_from_checkpoint")
@@ -184,7 +184,7 @@ class LLMController:
         """(token statistics, the first rows as the model reads them), as HTML: the engine's preview."""
         config = self.job_config(choice, typed, data_path, "preview", fields)
         result = self.worker.request("preview", config=form.changed_values(config), rows=int(rows or 3))
-        return llm_render.preview_stats(result), llm_render.preview_rows(result["rows"], result["template"])
+        return render.preview_stats(result), render.preview_rows(result["rows"], result["template"])
 
     def preset(self, name: str) -> dict[str, Any]:
         return preset_values(name)
@@ -231,7 +231,7 @@ class LLMController:
         if not (state.ended and state.lora_path):
             return ""
         folder = Path(state.lora_path)
-        return llm_render.adapter_result(str(folder), [(name, (folder / name).is_file()) for name in ADAPTER_FILES],
+        return render.adapter_result(str(folder), [(name, (folder / name).is_file()) for name in ADAPTER_FILES],
                                          state.status == "interrupted")
 
     # --- the test box -----------------------------------------------------------------------
@@ -257,5 +257,5 @@ class LLMController:
         label = ", ".join(f"{Path(path).name} x{weight:g}" for path, weight in stack)
         notes.append((f"Greedy answers in {result['seconds']:.1f} s" + (f"; with {label}." if stack else
                                                                           "; add an adapter to compare."), "info"))
-        return (llm_render.readable(result["without"]), llm_render.readable(result.get("with", "")),
+        return (render.readable(result["without"]), render.readable(result.get("with", "")),
                 markup.messages(notes))

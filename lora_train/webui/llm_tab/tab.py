@@ -14,16 +14,16 @@ from typing import Any
 
 import gradio as gr
 
-from ..core.errors import UserError
-from .kit import compat, form, job_view, markup
-from .hosts.host import Host
-from .worker.jobs import LLM_TRAINING
-from .llm_controller import LLMController, adapters_dir, models_dir
-from .llm_presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
-from .worker.model_worker import ModelWorker
-from .worker.runner import JobState
-from .kit.widgets import field_widget, guarded
-from .worker.launch import resolve_worker_python
+from ...core.errors import UserError
+from ..hosts.host import Host
+from ..kit import compat, form, job_view, markup
+from ..kit.widgets import field_widget, guarded
+from ..worker.jobs import LLM_TRAINING
+from ..worker.launch import resolve_worker_python
+from ..worker.model_worker import ModelWorker
+from ..worker.runner import JobState
+from .controller import LLMController, adapters_dir, models_dir
+from .presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
 
 WORKERS: dict[str, ModelWorker] = {}  # the model worker of this process, made by the first tab built
 WORKER_LOG = "model-worker.log"  # in <work folder>/llm: what the model worker wrote to stderr

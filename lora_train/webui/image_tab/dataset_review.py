@@ -14,9 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..data.images import load_rgb
-from ..data.plan import DataSettings, plan_dataset
-from ..data.scan import DatasetIndex
+from ...data.images import load_rgb
+from ...data.plan import DataSettings, plan_dataset
+from ...data.scan import DatasetIndex
 
 THUMBNAIL_SIZE = 192
 GALLERY_LIMIT = 48

@@ -14,16 +14,16 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from ..core.errors import UserError
-from .kit import compat, form, job_view, markup
+from ...core.errors import UserError
+from ..hosts.host import Host
+from ..kit import compat, form, job_view, markup
+from ..kit.widgets import field_widget, guarded
+from ..worker.jobs import TRAINING
+from ..worker.runner import JobState
 from . import job_record
 from .caption_section import CaptionSection
-from .kit.widgets import field_widget, guarded
 from .controller import MANAGED_INPUTS, TabController
-from .hosts.host import Host
-from .preset_choices import CHOICES as PRESET_CHOICES
-from .worker.jobs import TRAINING
-from .worker.runner import JobState
+from .presets import CHOICES as PRESET_CHOICES
 from .stack_section import build_stack_section
 from .use_section import UseSection
 

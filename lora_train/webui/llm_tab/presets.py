@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.load import default_value
-from ..text.schema import TextConfig
+from ...config.load import default_value
+from ...text.schema import TextConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     "Balanced": {},

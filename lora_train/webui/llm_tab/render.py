@@ -7,7 +7,7 @@ import html
 import unicodedata
 from typing import Any
 
-from .kit.markup import message
+from ..kit.markup import message
 
 
 def preview_rows(rows: list[list[tuple[str, bool]]], template: str) -> str:

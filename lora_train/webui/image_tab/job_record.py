@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from ..core.atomic import replace_file
-from .worker.runner import JobState
+from ...core.atomic import replace_file
+from ..worker.runner import JobState
 
 RECORD = "job-end.json"
 KEPT = ("name", "status", "step", "total", "epoch", "epochs", "losses", "eval_losses", "lora_path", "summary")

@@ -21,17 +21,17 @@ from typing import Any
 
 import gradio as gr
 
-from ..caption.edit import bulk_edit, read_captions, save_caption
-from ..caption.methods import DEFAULT_MODELS, METHODS, SUGGESTED_MODELS
-from ..caption.model_source import is_repo_id
-from ..caption.writer import MODES, restore_backup
-from ..core.errors import UserError
+from ...caption.edit import bulk_edit, read_captions, save_caption
+from ...caption.methods import DEFAULT_MODELS, METHODS, SUGGESTED_MODELS
+from ...caption.model_source import is_repo_id
+from ...caption.writer import MODES, restore_backup
+from ...core.errors import UserError
+from ..kit import compat, job_view, markup
+from ..worker.jobs import CAPTIONING
+from ..worker.launch import resolve_worker_python, run_once
+from ..worker.runner import JobRunner, JobSpec, JobState
 from . import caption_listing
-from .kit import compat, job_view, markup
 from .controller import HostHooks, TabController
-from .worker.jobs import CAPTIONING
-from .worker.runner import JobRunner, JobSpec, JobState
-from .worker.launch import resolve_worker_python, run_once
 
 
 @dataclass
@@ -122,7 +122,7 @@ class CaptionSection:
             c["page"] = compat.page_memory()
 
     def wire(self, blocks: gr.Blocks, data_dir, trigger) -> None:
-        from .kit.widgets import guarded
+        from ..kit.widgets import guarded
 
         c = self.c
         listing = [c["gallery"], c["image"], c["counts"], c["backup"]]

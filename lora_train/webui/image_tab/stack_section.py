@@ -19,12 +19,12 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from ..core.errors import UserError
-from ..core.naming import check_output_name, free_lora_path
-from ..core.grid_image import GridSpec, compose_grid, parse_weights, save_grid
-from .kit import markup
+from ...core.errors import UserError
+from ...core.grid_image import GridSpec, compose_grid, parse_weights, save_grid
+from ...core.naming import check_output_name, free_lora_path
+from ..kit import markup
+from ..worker.launch import resolve_worker_python, run_once
 from .controller import TabController
-from .worker.launch import resolve_worker_python, run_once
 
 NONE = "(none)"
 LORA_SUFFIX = ".safetensors"

@@ -17,10 +17,10 @@ from typing import Any
 
 import gradio as gr
 
-from ..caption.edit import read_captions, tag_counts
-from ..caption.writer import list_backups
-from ..core.errors import UserError
-from ..data.images import load_rgb
+from ...caption.edit import read_captions, tag_counts
+from ...caption.writer import list_backups
+from ...core.errors import UserError
+from ...data.images import load_rgb
 
 THUMBNAIL = 160
 GALLERY_LIMIT = 60

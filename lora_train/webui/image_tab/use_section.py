@@ -12,11 +12,12 @@ from typing import Any
 
 import gradio as gr
 
-from .kit import compat, markup
+from ..kit import compat, markup
+from ..kit.widgets import guarded
+from ..worker.runner import JobState
+from . import render
 from .controller import TabController
-from .worker.runner import JobState
 from .try_lora import DEFAULT_STEPS
-from .kit.widgets import guarded
 
 TEST_PROGRESS_SECONDS = 0.5
 NO_LORA_YET = markup.message("No LoRA trained yet: train one in section 4, then use and test it here.", "info")
@@ -94,4 +95,4 @@ class UseSection:
             return
         while not trial.wait(TEST_PROGRESS_SECONDS):
             yield gr.update(), trial.progress()
-        yield markup.comparison(trial.images), trial.outcome()
+        yield render.comparison(trial.images), trial.outcome()

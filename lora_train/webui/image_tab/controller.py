@@ -12,21 +12,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config.schema import TrainConfig
-from ..core.errors import UserError
-from ..core.naming import lora_files, run_name
-from ..core.resume_folders import require_resume_folder
-from .kit import form, markup
-from . import job_record
-from .hosts.model_files import ModelInfo, sniff_arch
+from ...config.schema import TrainConfig
+from ...core.errors import UserError
+from ...core.naming import lora_files, run_name
+from ...core.resume_folders import require_resume_folder
+from ..hosts.host import Host
+from ..hosts.model_files import ModelInfo, sniff_arch
+from ..hosts.paths import safe_name
+from ..kit import form, markup
+from ..worker.background_setup import setup_state
+from ..worker.launch import resolve_worker_python
+from ..worker.runner import Followup, JobRunner, JobSpec, JobState
+from . import job_record, render
 from .dataset_review import review_dataset
-from .hosts.host import Host
-from .hosts.paths import safe_name
-from .preset_choices import preset_form_values
-from .worker.runner import Followup, JobRunner, JobSpec, JobState
+from .presets import preset_form_values
 from .try_lora import DEFAULT_STEPS, TryRender, try_request
-from .worker.background_setup import setup_state
-from .worker.launch import resolve_worker_python
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
 MANAGED_INPUTS = ("base_model", "vae", "train_data_dir", "trigger_word", "output_name")
@@ -239,7 +239,7 @@ class TabController:
         lora = Path(state.lora_path)
         *own, preview = lora_files(lora)  # the preview only when there is one: not every LoRA has one
         files = [(path.name, path.is_file()) for path in own] + ([(preview.name, True)] if preview.is_file() else [])
-        return markup.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
+        return render.result(str(lora), files, self.lora_tag(state, weight), state.status == "interrupted")
 
     def test_now(self, prompt: str, seed: Any, weight: float, steps: Any = DEFAULT_STEPS, size: Any = 0) -> TryRender:
         """Start rendering the prompt (default: the trigger word) without and with the LoRA, at `size` (0: the

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.load import default_value
-from ..config.presets import PRESETS, preset_values
-from ..core.arch import ARCH_NAMES, arch_of_label
+from ...config.load import default_value
+from ...config.presets import PRESETS, preset_values
+from ...core.arch import ARCH_NAMES, arch_of_label
 
 LABELS = {"character": "Character", "style": "Style", "concept": "Concept", "low_vram": "Low VRAM"}
 CHOICES = [LABELS.get(name, name) for name in PRESETS]

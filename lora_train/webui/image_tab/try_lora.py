@@ -7,9 +7,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import UserError
-from .kit import markup
-from .hosts.host import Host
+from ...core.errors import UserError
+from ..hosts.host import Host
+from ..kit import markup
 
 DEFAULT_STEPS = 10  # enough to see what a LoRA does; 20+ on a CPU WebUI takes minutes
 MAX_STEPS = 150
