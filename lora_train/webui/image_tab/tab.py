@@ -1,8 +1,8 @@
-"""The "Train LoRA" tab: the layout and the wiring of its events.
+"""The "Train LoRA" tab: the wiring of its events and their handlers (its sections' layout: `layout`).
 
 Built the same way in the WebUI (from `on_ui_tabs`) and in the standalone server. Uses only
 components and arguments that gradio 3.41, 4.40+ and the current gradio all accept (see
-`compat.py` for the two that differ). Every handler turns a `UserError` (or anything
+`kit/compat.py` for the two that differ). Every handler turns a `UserError` (or anything
 unexpected) into a message in the page; nothing reaches the user as a traceback.
 """
 
@@ -17,13 +17,11 @@ from PIL import Image
 from ...core.errors import UserError
 from ..hosts.host import Host
 from ..kit import compat, form, job_view, markup
-from ..kit.widgets import field_widget, guarded
+from ..kit.widgets import guarded
 from ..worker.jobs import TRAINING
 from ..worker.runner import JobState
-from . import job_record
-from .caption_section import CaptionSection
+from . import job_record, layout
 from .controller import MANAGED_INPUTS, TabController
-from .presets import CHOICES as PRESET_CHOICES
 from .stack_section import build_stack_section
 from .use_section import UseSection
 
@@ -52,117 +50,58 @@ class TabView:
         self.built_model: dict[str, str | None] = {"loaded": None, "followed": None}  # as `build` found them
         self.use = UseSection(controller)
 
-    # --- layout -----------------------------------------------------------------------------
+    # --- layout and wiring -------------------------------------------------------------------
     def build(self) -> gr.Blocks:
-        ctl, host = self.ctl, self.ctl.host
+        ctl = self.ctl
         start_note = ""
         try:
             values = ctl.initial_values()
         except UserError as exc:
             values, start_note = {spec.name: spec.default for spec in ctl.specs}, markup.message(str(exc), "error")
-        titles, default_model = ctl.model_choices()
-        vaes, default_vae = ctl.vae_choices()
         with gr.Blocks(analytics_enabled=False) as tab:
             gr.HTML('<h2 class="lora-train-title">Train a LoRA</h2>')
-            with gr.Accordion("1. Base model", open=True, elem_id="lora_train_model_section"):
-                model_note = gr.HTML(ctl.model_summary(), elem_id="lora_train_model_note")
-                with gr.Row():
-                    base_model = gr.Dropdown(choices=titles, value=default_model, allow_custom_value=True,
-                                             label="Train on (checkpoint)", elem_id="lora_train_base_model",
-                                             info="The WebUI's loaded checkpoint, another one, or a path.")
-                    vae = gr.Dropdown(choices=vaes, value=default_vae, allow_custom_value=True, label="VAE",
-                                      elem_id="lora_train_vae")
-                    refresh = gr.Button("Refresh lists", elem_id="lora_train_refresh_models")
-            with gr.Accordion("2. Dataset", open=True, elem_id="lora_train_dataset_section"):
-                with gr.Row():
-                    data_dir = gr.Textbox(label="Dataset folder", elem_id="lora_train_data_dir",
-                                          placeholder="a folder of images with same-name .txt captions")
-                    scan = gr.Button("Check dataset", elem_id="lora_train_scan")
-                captions = CaptionSection(ctl)
-                captions.build()
-                dataset_note = gr.HTML("", elem_id="lora_train_dataset_note")
-                gallery = gr.Gallery(label="Images and captions", columns=6, height=260, object_fit="contain",
-                                     elem_id="lora_train_dataset_gallery")
-                with gr.Row():
-                    trigger = gr.Textbox(label="Trigger word", elem_id="lora_train_trigger_word",
-                                         info="Put in front of every caption; type it in prompts to call the LoRA.")
-                    name = gr.Textbox(label="LoRA name", value="my_lora", elem_id="lora_train_output_name",
-                                      info="The file name in the Lora folder (never overwritten: _v2, _v3...).")
-            with gr.Accordion("3. Settings", open=True, elem_id="lora_train_settings_section"):
-                preset = gr.Dropdown(choices=PRESET_CHOICES, value=host.settings().default_preset, label="Preset",
-                                     elem_id="lora_train_preset",
-                                     info="Fills rank, alpha, learning rates, epochs, batch and resolution.")
-                with gr.Row():
-                    for spec in ctl.specs:
-                        if spec.name in form.BASIC_KEYS:
-                            self.widgets[spec.name] = field_widget(spec, values[spec.name])
-                with gr.Accordion("Advanced: every setting", open=False, elem_id="lora_train_advanced"):
-                    for group in dict.fromkeys(spec.group for spec in ctl.specs):
-                        with gr.Accordion(group, open=False):
-                            for spec in ctl.specs:
-                                if spec.group == group and spec.name not in form.BASIC_KEYS:
-                                    self.widgets[spec.name] = field_widget(spec, values[spec.name])
-                with gr.Row():
-                    config_path = gr.Textbox(label="Config file (YAML, the same the CLI runs)",
-                                             elem_id="lora_train_config_path", value=ctl.config_path("my_lora"))
-                    save = gr.Button("Save config", elem_id="lora_train_save_config")
-                    load = gr.Button("Load config", elem_id="lora_train_load_config")
-                config_text = gr.Textbox(label="Saved config", lines=6, interactive=False,
-                                         elem_id="lora_train_config_text")
-            with gr.Accordion("4. Train", open=True, elem_id="lora_train_run_section"):
-                worker_note, worker_ready = ctl.worker_status()
-                worker_note = gr.HTML(worker_note, elem_id="lora_train_worker_note")
-                with gr.Row():
-                    start = gr.Button("Start training", variant="primary", interactive=worker_ready,
-                                      elem_id="lora_train_start")
-                    stop = gr.Button("Interrupt (save what is trained)", variant="stop", elem_id="lora_train_stop")
-                    resume = gr.Button("Resume", interactive=worker_ready, elem_id="lora_train_resume")
-                action_note = gr.HTML(start_note, elem_id="lora_train_action_note")
-                progress = gr.HTML("", elem_id="lora_train_progress")
-                job_note = gr.HTML("", elem_id="lora_train_job_note")
-                with gr.Row():
-                    chart = gr.HTML("", elem_id="lora_train_chart")
-                    samples = gr.Gallery(label="Latest samples", columns=4, height=220, object_fit="contain",
-                                         elem_id="lora_train_samples")
-                log = gr.Textbox(label="Log (latest lines)", lines=LOG_SHOWN, max_lines=LOG_SHOWN, interactive=False,
-                                 elem_id="lora_train_log")
-            use = self.use
-            use.build(values.get("preferred_weight", 0.8))
-            build_stack_section(ctl, base_model, guarded)
-            page = compat.page_memory()
-            auto_config_path = gr.State(ctl.config_path("my_lora"))  # the path as the name gave it, until edited
-            self.built_model = {"loaded": ctl.loaded_title(), "followed": default_model}
-
-            managed = [base_model, vae, data_dir, trigger, name]
-            fields = [self.widgets[spec.name] for spec in ctl.specs]
-            form_inputs = managed + fields
-
-            refresh.click(guarded(self.refresh_models, 3, 2), outputs=[base_model, vae, model_note])
-            scan.click(guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[dataset_note, gallery])
-            preset.change(guarded(self.apply_preset, len(fields) + 1, len(fields)), inputs=[preset, base_model],
-                          outputs=fields + [action_note])
-            save.click(guarded(self.save_config, 2, 0), inputs=[config_path] + form_inputs,
-                       outputs=[action_note, config_text])
-            load.click(guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)), inputs=[config_path],
-                       outputs=form_inputs + [action_note])
-            start.click(guarded(self.start, 1, 0), inputs=[page] + form_inputs, outputs=[action_note])
-            resume.click(guarded(self.resume, 1, 0), inputs=[page] + form_inputs, outputs=[action_note])
-            stop.click(guarded(self.interrupt, 1, 0), inputs=[page], outputs=[action_note])
-            base_model.change(self.chosen_model, inputs=[base_model, page], outputs=[])
-            name.change(guarded(self.follow_name, 2, 0), inputs=[name, config_path, auto_config_path],
-                        outputs=[config_path, auto_config_path])
-            use.wire(page)
-            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 2, 0), inputs=[page],
-                         outputs=[model_note, base_model])
-            compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.worker_state, 3, 0), inputs=[],
-                         outputs=[worker_note, start, resume])
-            compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[page],
-                         outputs=[progress, chart, job_note, samples, log, use.c["result"], use.c["tag"],
-                                  action_note])
-            tab.load(guarded(self.job_form, len(form_inputs) + 1, len(form_inputs)), inputs=[],
-                     outputs=form_inputs + [action_note])
-            captions.wire(tab, data_dir, trigger)
+            c = layout.model_section(ctl)
+            c.update(layout.dataset_section(ctl))
+            c.update(layout.settings_section(ctl, values, self.widgets))
+            c.update(layout.train_section(ctl, start_note, LOG_SHOWN))
+            self.use.build(values.get("preferred_weight", 0.8))
+            build_stack_section(ctl, c["base_model"], guarded)
+            self.built_model = {"loaded": ctl.loaded_title(), "followed": c["default_model"]}
+            self._wire(tab, c)
         return tab
+
+    def _wire(self, tab: gr.Blocks, c: dict[str, Any]) -> None:
+        """The events of the tab's components `c` (from `layout`), of its Use it section and of its captions."""
+        page = compat.page_memory()
+        auto_config_path = gr.State(self.ctl.config_path("my_lora"))  # the path as the name gave it, until edited
+        fields = [self.widgets[spec.name] for spec in self.ctl.specs]
+        form_inputs = [c["base_model"], c["vae"], c["data_dir"], c["trigger"], c["name"]] + fields
+        use = self.use
+        c["refresh"].click(guarded(self.refresh_models, 3, 2), outputs=[c["base_model"], c["vae"], c["model_note"]])
+        c["scan"].click(guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[c["dataset_note"], c["gallery"]])
+        c["preset"].change(guarded(self.apply_preset, len(fields) + 1, len(fields)),
+                           inputs=[c["preset"], c["base_model"]], outputs=fields + [c["action_note"]])
+        c["save"].click(guarded(self.save_config, 2, 0), inputs=[c["config_path"]] + form_inputs,
+                        outputs=[c["action_note"], c["config_text"]])
+        c["load"].click(guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)),
+                        inputs=[c["config_path"]], outputs=form_inputs + [c["action_note"]])
+        c["start"].click(guarded(self.start, 1, 0), inputs=[page] + form_inputs, outputs=[c["action_note"]])
+        c["resume"].click(guarded(self.resume, 1, 0), inputs=[page] + form_inputs, outputs=[c["action_note"]])
+        c["stop"].click(guarded(self.interrupt, 1, 0), inputs=[page], outputs=[c["action_note"]])
+        c["base_model"].change(self.chosen_model, inputs=[c["base_model"], page], outputs=[])
+        c["name"].change(guarded(self.follow_name, 2, 0), inputs=[c["name"], c["config_path"], auto_config_path],
+                         outputs=[c["config_path"], auto_config_path])
+        use.wire(page)
+        compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.follow_model, 2, 0), inputs=[page],
+                     outputs=[c["model_note"], c["base_model"]])
+        compat.every(tab, MODEL_CHECK_SECONDS, guarded(self.worker_state, 3, 0), inputs=[],
+                     outputs=[c["worker_note"], c["start"], c["resume"]])
+        compat.every(tab, TICK_SECONDS, guarded(self.tick, 8, 2), inputs=[page],
+                     outputs=[c["progress"], c["chart"], c["job_note"], c["samples"], c["log"], use.c["result"],
+                              use.c["tag"], c["action_note"]])
+        tab.load(guarded(self.job_form, len(form_inputs) + 1, len(form_inputs)), inputs=[],
+                 outputs=form_inputs + [c["action_note"]])
+        c["captions"].wire(tab, c["data_dir"], c["trigger"])
 
     # --- handlers ---------------------------------------------------------------------------
     def _split(self, args: tuple) -> tuple[dict[str, Any], list[Any]]:
