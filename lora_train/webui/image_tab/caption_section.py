@@ -153,7 +153,7 @@ class CaptionSection:
 
     def start(self, data_dir: str, trigger: str, method: str, model: str, mode: str, general: float,
               character: float, prompt: str, vocabulary: str) -> str:
-        self.runner.ensure_idle()  # and the other kinds of job (jobs.py)
+        self.runner.ensure_idle()  # and the other kinds of job (worker/jobs.py)
         folder = self.folder(data_dir)
         arguments = [str(folder), "--method", method, "--model", self._model(model, method), "--mode", mode,
                      "--general-threshold", str(general), "--character-threshold", str(character),

@@ -1,7 +1,7 @@
 """What the LLM LoRA tab's buttons do: pick and load a base model in the worker, preview the data,
 train (a `text-generation` job through the shared runner), publish the adapter, test it.
 
-The model lives in the worker process (`llm_worker.py`). While it is loaded the host's own model
+The model lives in the worker process (`worker/model_worker.py`). While it is loaded the host's own model
 (the WebUI's checkpoint) is out of VRAM; during a training job the worker's model moves to the CPU.
 Adapters are trained in the work folder and copied, when the job ends, into the LLM adapter folder
 (a setting; never the image Lora folder), under a new name when the name is taken. A reused name gets its
@@ -209,7 +209,7 @@ class LLMController:
 
     def start(self, choice: str | None, typed: str | None, data_path: str | None, name: str, fields: list[Any],
               resume: bool = False) -> str:
-        self.runner.ensure_idle()  # and the other kinds of job (jobs.py)
+        self.runner.ensure_idle()  # and the other kinds of job (worker/jobs.py)
         name = run_name(safe_name(name, DEFAULT_NAME), saves=adapters_dir(self.host), runs=self.runs_dir(),
                         resume=resume, saves_folders=True)
         config = self.job_config(choice, typed, data_path, name, fields, resume)

@@ -38,8 +38,8 @@ def _spawn_setup(env: WorkerEnv) -> subprocess.Popen:
               else {"start_new_session": True})
     with open(env.log_file, "w", encoding="utf-8") as log:
         process = subprocess.Popen([sys.executable, "-m", "lora_train.webui.worker.background_setup"],
-                                   cwd=EXTENSION_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env,
-                                   **detach)
+                                   cwd=EXTENSION_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   env=child_env, **detach)
     env.builder_file.write_text(str(process.pid), encoding="utf-8")
     return process
 

@@ -110,7 +110,8 @@ class WorkerProcess:
                  prefix: str = CONSOLE_PREFIX):
         try:
             self.process = subprocess.Popen([python, "-m", module, *arguments], cwd=cwd,
-                                            env=worker_environ(python_path), stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
+                                            env=worker_environ(python_path),
+                                            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                             encoding="utf-8", errors="replace", bufsize=1)
         except OSError as exc:
