@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if argv and argv[0] == "ui":
-        from .webui.standalone import main as serve_ui
+        from .webui.hosts.standalone_server import main as serve_ui
 
         return serve_ui(argv[1:])
     args, rest = parser.parse_known_args(argv)

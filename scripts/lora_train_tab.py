@@ -16,9 +16,9 @@ if EXTENSION_ROOT not in sys.path:
 
 from modules import script_callbacks  # noqa: E402
 
-from lora_train.webui.a1111_host import WebUIHost, register_settings  # noqa: E402
-from lora_train.webui.llm_tab import build_llm_tab  # noqa: E402
-from lora_train.webui.tab import build_tab  # noqa: E402
+from lora_train.webui.hosts.a1111_host import WebUIHost, register_settings  # noqa: E402
+from lora_train.webui.llm_tab.tab import build_llm_tab  # noqa: E402
+from lora_train.webui.image_tab.tab import build_tab  # noqa: E402
 
 
 def on_ui_tabs():

@@ -1,7 +1,7 @@
 """The package boundaries that keep the WebUI's process light and the engines apart.
 
-- The WebUI side (`lora_train.webui.*`), the core, the model families and the torch-free data modules
-  import without torch, diffusers, transformers, peft or accelerate, and bring in no engine package:
+- The WebUI side (`lora_train.webui` and its wings), the core, the model families and the torch-free data
+  modules import without torch, diffusers, transformers, peft or accelerate, and bring in no engine package:
   the WebUI side may use only the core, the families' tables, the config (the text engine's
   `text.schema` included) and the torch-free data modules.
 - The families (`lora_train.families.*`) name engine code only by `Ref`: importing every one of them,
@@ -63,8 +63,9 @@ print(json.dumps(report))
 
 
 def _modules(package: str) -> list[str]:
+    """The package and every module under it, its sub-packages' included (webui/'s wings)."""
     folder = ROOT.joinpath(*package.split(".")[1:])
-    return [package] + [f"{package}.{info.name}" for info in pkgutil.iter_modules([str(folder)])]
+    return [package] + [info.name for info in pkgutil.walk_packages([str(folder)], f"{package}.")]
 
 
 def _probe(modules: list[str], block: tuple[str, ...]) -> dict:

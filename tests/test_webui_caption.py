@@ -11,12 +11,12 @@ import pytest
 
 from lora_train.fixtures.captioners import build_tagger, image_folder
 from lora_train.core.errors import UserError
-from lora_train.webui.caption_section import CaptionSection
-from lora_train.webui.controller import TabController
-from lora_train.webui.host import TabSettings
-from lora_train.webui.standalone_host import StandaloneHost
-from lora_train.webui.paths import PathPolicy
-from lora_train.webui.runner import JobRunner, JobState
+from lora_train.webui.image_tab.caption_section import CaptionSection
+from lora_train.webui.image_tab.controller import TabController
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.standalone_host import StandaloneHost
+from lora_train.webui.hosts.paths import PathPolicy
+from lora_train.webui.worker.runner import JobRunner, JobState
 
 
 @pytest.fixture

@@ -18,14 +18,14 @@ from PIL import Image
 from lora_train.config.load import read_yaml
 from lora_train.core.errors import UserError
 from lora_train.core.naming import free_lora_path
-from lora_train.webui import form
-from lora_train.webui.controller import AUTOMATIC_VAE, TabController
-from lora_train.webui.host import TabSettings
-from lora_train.webui.standalone_host import StandaloneHost
-from lora_train.webui.paths import PathPolicy, network_exposed, safe_name
-from lora_train.webui.preset_choices import preset_form_values
-from lora_train.webui.runner import JobRunner, JobState
-from lora_train.webui.try_lora import DEFAULT_STEPS
+from lora_train.webui.kit import form
+from lora_train.webui.image_tab.controller import AUTOMATIC_VAE, TabController
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.standalone_host import StandaloneHost
+from lora_train.webui.hosts.paths import PathPolicy, network_exposed, safe_name
+from lora_train.webui.image_tab.presets import preset_form_values
+from lora_train.webui.worker.runner import JobRunner, JobState
+from lora_train.webui.image_tab.try_lora import DEFAULT_STEPS
 
 
 def fake_checkpoint(path: Path, marker: str = "cond_stage_model.transformer.text_model.x") -> Path:
@@ -150,8 +150,8 @@ def test_paths_are_confined_only_when_exposed(tmp_path):
 
 
 def test_the_tab_follows_the_checkpoint_the_webui_loads_unless_the_user_chose_another(setup):
-    from lora_train.webui.model_files import ModelInfo
-    from lora_train.webui.tab import TabView
+    from lora_train.webui.hosts.model_files import ModelInfo
+    from lora_train.webui.image_tab.tab import TabView
 
     controller, _, _ = setup
     loaded: list[ModelInfo | None] = [None]
@@ -267,7 +267,7 @@ def test_test_now_shows_progress_and_stops(setup):
 
 
 def test_the_config_file_path_follows_the_lora_name_until_edited(setup):
-    from lora_train.webui.tab import TabView
+    from lora_train.webui.image_tab.tab import TabView
 
     controller, tmp_path, _ = setup
     view = TabView(controller)
@@ -280,8 +280,8 @@ def test_the_config_file_path_follows_the_lora_name_until_edited(setup):
 
 
 def test_start_waits_for_the_worker_environment_and_the_tab_shows_its_progress(setup, monkeypatch):
-    from lora_train.webui.tab import TabView
-    from lora_train.webui.worker_env import WorkerEnv
+    from lora_train.webui.image_tab.tab import TabView
+    from lora_train.webui.worker.environment import WorkerEnv
 
     _, tmp_path, _ = setup
     monkeypatch.delenv("LORA_TRAIN_PYTHON", raising=False)
@@ -326,8 +326,8 @@ class StandInRunner:
 
 
 def test_the_periodic_update_sends_what_changed_and_the_start_note_gives_way_to_how_the_job_ended(setup):
-    from lora_train.webui import job_view
-    from lora_train.webui.tab import TabView
+    from lora_train.webui.kit import job_view
+    from lora_train.webui.image_tab.tab import TabView
 
     controller, tmp_path, _ = setup
     controller.runner = runner = StandInRunner()
@@ -357,9 +357,9 @@ def test_the_periodic_update_sends_what_changed_and_the_start_note_gives_way_to_
 
 
 def test_after_a_restart_the_tab_offers_the_last_lora_and_the_form_of_its_job(setup):
-    from lora_train.webui import job_record
-    from lora_train.webui.controller import HostHooks
-    from lora_train.webui.tab import TabView
+    from lora_train.webui.image_tab import job_record
+    from lora_train.webui.image_tab.controller import HostHooks
+    from lora_train.webui.image_tab.tab import TabView
 
     controller, tmp_path, data = setup
     (tmp_path / "runs" / "my lora").mkdir(parents=True)  # an earlier run took the name: this one is _v2

@@ -25,11 +25,11 @@ PROBE = textwrap.dedent('''
     import json, sys
     from pathlib import Path
     import gradio as gr
-    from lora_train.webui.host import TabSettings
-    from lora_train.webui.standalone_host import StandaloneHost
-    from lora_train.webui.paths import PathPolicy
-    from lora_train.webui.llm_tab import build_llm_tab
-    from lora_train.webui.tab import build_tab
+    from lora_train.webui.hosts.host import TabSettings
+    from lora_train.webui.hosts.standalone_host import StandaloneHost
+    from lora_train.webui.hosts.paths import PathPolicy
+    from lora_train.webui.llm_tab.tab import build_llm_tab
+    from lora_train.webui.image_tab.tab import build_tab
 
     class WebUILike(StandaloneHost):
         can_render = True

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lora_train.core.errors import UserError
-from lora_train.webui.model_files import ModelInfo
-from lora_train.webui.a1111_host import SETTINGS, WebUIHost, _on_main_thread, register_settings
+from lora_train.webui.hosts.model_files import ModelInfo
+from lora_train.webui.hosts.a1111_host import SETTINGS, WebUIHost, _on_main_thread, register_settings
 
 
 class Options:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from lora_train.webui.setup_progress import progress_text
-from lora_train.webui.worker_env import WorkerEnv, setting_up, setup_state
+from lora_train.webui.worker.setup_progress import progress_text
+from lora_train.webui.worker.background_setup import setting_up, setup_state
+from lora_train.webui.worker.environment import WorkerEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -15,14 +15,14 @@ from lora_train.config import load_config
 from lora_train.core.errors import UserError
 from lora_train.core.ownership import RUN_ID_KEY
 from lora_train.text.schema import TextConfig
-from lora_train.webui import form, markup
-from lora_train.webui.host import TabSettings
-from lora_train.webui.standalone_host import StandaloneHost
-from lora_train.webui.llm_controller import LLMController, LLMJobHooks, parse_adapters, publish_adapter
-from lora_train.webui.llm_presets import CHOICES, preset_values
-from lora_train.webui.llm_worker import ModelWorker
-from lora_train.webui.paths import PathPolicy
-from lora_train.webui.runner import JobRunner, JobState
+from lora_train.webui.kit import form, markup
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.standalone_host import StandaloneHost
+from lora_train.webui.llm_tab.controller import LLMController, LLMJobHooks, parse_adapters, publish_adapter
+from lora_train.webui.llm_tab.presets import CHOICES, preset_values
+from lora_train.webui.worker.model_worker import ModelWorker
+from lora_train.webui.hosts.paths import PathPolicy
+from lora_train.webui.worker.runner import JobRunner, JobState
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "examples" / "llm" / "alpaca_tiny.jsonl"

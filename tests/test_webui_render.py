@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from lora_train.webui import markup
+from lora_train.webui.kit import markup
 
 
 def polyline(svg: str, css: str) -> list[tuple[float, float]]:

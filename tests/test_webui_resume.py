@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from lora_train.webui.controller import TabController
-from lora_train.webui.host import TabSettings
-from lora_train.webui.paths import PathPolicy
-from lora_train.webui.runner import JobRunner
-from lora_train.webui.standalone_host import StandaloneHost
+from lora_train.webui.image_tab.controller import TabController
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.paths import PathPolicy
+from lora_train.webui.worker.runner import JobRunner
+from lora_train.webui.hosts.standalone_host import StandaloneHost
 from test_webui_controller import form_inputs, images
 
 pytestmark = pytest.mark.slow

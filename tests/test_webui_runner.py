@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from lora_train.core.errors import UserError
-from lora_train.webui.runner import Followup, JobRunner, JobSpec
-from lora_train.webui.worker_stderr import StderrReader
+from lora_train.webui.worker.runner import Followup, JobRunner, JobSpec
+from lora_train.webui.worker.stderr import StderrReader
 
 FAKE_MAIN = textwrap.dedent('''
     import json, sys, time, argparse, pathlib, yaml
@@ -139,7 +139,7 @@ def test_one_job_of_any_kind_runs_at_a_time(tmp_path, fake_worker):
 
 
 def test_the_extensions_runners_share_one_group():
-    from lora_train.webui import jobs
+    from lora_train.webui.worker import jobs
 
     assert jobs.EXCLUSIVE == [jobs.TRAINING, jobs.CAPTIONING, jobs.LLM_TRAINING]
     assert all(runner.group is jobs.EXCLUSIVE for runner in jobs.EXCLUSIVE)

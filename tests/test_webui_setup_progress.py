@@ -3,7 +3,7 @@ lines (which stay in the log)."""
 
 from __future__ import annotations
 
-from lora_train.webui.setup_progress import progress_text, step_line
+from lora_train.webui.worker.setup_progress import progress_text, step_line
 
 PIP_LOG = [  # what pip printed into the set-up's log on a WebUI whose venv has its own PyYAML
     step_line(1, 3, "creating the worker environment in /x/.venv-worker"),

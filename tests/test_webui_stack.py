@@ -12,12 +12,12 @@ from PIL import Image
 
 from lora_train.core.errors import UserError
 from lora_train.core.grid_image import GridSpec, layout, parse_weights
-from lora_train.webui.controller import TabController
-from lora_train.webui.host import TabSettings
-from lora_train.webui.standalone_host import StandaloneHost
-from lora_train.webui.paths import PathPolicy
-from lora_train.webui.runner import JobRunner
-from lora_train.webui.stack_section import NONE, StackSection, lora_choices
+from lora_train.webui.image_tab.controller import TabController
+from lora_train.webui.hosts.host import TabSettings
+from lora_train.webui.hosts.standalone_host import StandaloneHost
+from lora_train.webui.hosts.paths import PathPolicy
+from lora_train.webui.worker.runner import JobRunner
+from lora_train.webui.image_tab.stack_section import NONE, StackSection, lora_choices
 
 
 @dataclasses.dataclass

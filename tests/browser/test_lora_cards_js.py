@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_train.webui import markup
-from lora_train.webui.use_section import insert_note
+from lora_train.webui.image_tab import render as markup
+from lora_train.webui.image_tab.use_section import insert_note
 
 pytestmark = pytest.mark.browser
 SCRIPT = Path(__file__).resolve().parents[2] / "javascript" / "lora_train.js"

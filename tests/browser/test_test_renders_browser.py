@@ -19,7 +19,8 @@ PAGE = textwrap.dedent("""
     import sys
     import gradio as gr
     from PIL import Image
-    from lora_train.webui import compat, markup
+    from lora_train.webui.image_tab import render as markup
+    from lora_train.webui.kit import compat
 
     size = int(sys.argv[2])
     renders = [(Image.new("RGB", (size, size), colour), label) for colour, label in
