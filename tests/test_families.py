@@ -16,7 +16,7 @@ from lora_train.families import family, family_of_label, labels, titles, trained
 from lora_train.families.recognise import checkpoint_family, folder_family, lora_family
 from lora_train.kohya.read import read_lora_file
 from lora_train.tools.inspect import inspect_lora
-from lora_train.webui.preset_choices import preset_form_values
+from lora_train.webui.image_tab.presets import preset_form_values
 from train_support import DATASET, FAST
 
 # id -> label, title, ss_base_model_version (epsilon, v), modelspec.architecture (epsilon, v), ss_v2, preset resolution
