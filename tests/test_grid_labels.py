@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from lora_train.core.grid_image import GridSpec, compose_grid
+from lora_train.core.grid_image import ELLIPSIS, GridSpec, compose_grid, layout
 
 NAMES = [("artist_a_v2", "artist_b"), ("a_really_long_lora_name_from_a_merge_v12", "another-long-style-name_v3"),
          ("style", "x")]
@@ -19,11 +19,16 @@ SIZES = [64, 96, 200, 512, 1536]
 def font(request, monkeypatch):
     """The default font at the cells' size, and the one-size bitmap font of the Pillow the WebUI ships (9.5)."""
     if request.param == "bitmap":
-        def load_default(size=None):
-            if size is not None:
-                raise TypeError("load_default() got an unexpected keyword argument 'size'")
-            return ImageFont.load_default_imagefont()
-        monkeypatch.setattr(ImageFont, "load_default", load_default)
+        use_bitmap_font(monkeypatch)
+
+
+def use_bitmap_font(monkeypatch) -> None:
+    """Pillow's default font as Pillow 9.5 (A1111's) has it: one size, bitmap (the same glyphs)."""
+    def load_default(size=None):
+        if size is not None:
+            raise TypeError("load_default() got an unexpected keyword argument 'size'")
+        return ImageFont.load_default_imagefont()
+    monkeypatch.setattr(ImageFont, "load_default", load_default)
 
 
 def spec_of(names: tuple[str, str], size: int, rows=(0.0, 0.5, 1.0), columns=(0.0, 0.25, 0.75)) -> GridSpec:
@@ -72,9 +77,13 @@ def test_each_label_is_drawn_whole_inside_its_own_column_or_row(names, size):
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("names", NAMES)
 def test_each_drawn_line_lies_in_its_box_and_the_label_reads_whole(names, size):
-    from lora_train.core.grid_image import ELLIPSIS, layout
+    assert_labels_fit(spec_of(names, size), size)
 
-    spec = spec_of(names, size)
+
+def assert_labels_fit(spec: GridSpec, size: int) -> None:
+    """Each label's drawn lines (their text boxes, measured) lie inside its box, and it reads whole: the name and
+    the weight, or the name shortened in its middle (only in cells under 200 px) and the weight whole."""
+    names = spec.loras
     placed = layout(spec, size, size)
     draw = ImageDraw.Draw(Image.new("RGB", (placed.left + 3 * size, placed.top + 3 * size)))
     expected = [f"{names[1]}: {weight:g}" for weight in spec.weights[1]] + \

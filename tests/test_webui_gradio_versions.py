@@ -1,15 +1,13 @@
 """The tab builds, and its page config serialises, under A1111 1.10's gradio 3.41.2, Forge's 4.40 and ours.
 
-Each pinned gradio lives in its own venv, `.venv-gradio3` / `.venv-gradio4` (requirements/gradio3.txt,
-gradio4.txt), created here on first use; the test is skipped, saying why, only when pip cannot
-reach a package index. The same probe runs in both interpreters: it builds the tabs (Train LoRA
+Each pinned gradio lives in its own venv (gradio_venvs.py: `.venv-gradio3` / `.venv-gradio4`, made on
+first use; the test is skipped, saying why, only when pip cannot reach a package index). The same probe runs in both interpreters: it builds the tabs (Train LoRA
 and LLM LoRA) for the standalone host and for a WebUI-like host (test renders and prompt insertion
 shown), and reports the components and events, and that no training library (torch, diffusers...) was imported into the UI's process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from gradio_venvs import pinned_gradio_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,9 @@ PROBE = textwrap.dedent('''
 
 
 def _probe(python: Path | str, tmp_path: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False")
+    # A named trainer interpreter: else building the tab starts the worker venv's set-up in the background, a
+    # detached pip install (torch included, under a gradio venv without it) into the checkout's .venv-worker
+    env = dict(os.environ, PYTHONPATH=str(ROOT), GRADIO_ANALYTICS_ENABLED="False", LORA_TRAIN_PYTHON=sys.executable)
     result = subprocess.run([str(python), "-c", PROBE, str(tmp_path)], capture_output=True, text=True, env=env,
                             timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -84,29 +85,6 @@ def _check(report: dict) -> None:
     assert webui["config_components"] >= 100
 
 
-def _pinned_gradio_python(name: str) -> Path:
-    """.venv-<name>'s interpreter, (re)installed when requirements/<name>.txt changed."""
-    venv, requirements = ROOT / f".venv-{name}", ROOT / "requirements" / f"{name}.txt"
-    python = venv / "bin" / "python"
-    stamp = venv / "requirements.sha256"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    if python.is_file() and stamp.is_file() and stamp.read_text() == digest:
-        return python
-    if not python.is_file():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    result = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)],
-                            capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        output = result.stdout + result.stderr
-        if any(sign in output for sign in ("No matching distribution", "Could not find a version",
-                                           "NewConnectionError", "Network is unreachable")):
-            pytest.skip(f"{requirements.name} could not be installed into {venv} (no package index "
-                        f"reachable): {output.strip().splitlines()[-1]}")
-        raise AssertionError(output[-3000:])
-    stamp.write_text(digest)
-    return python
-
-
 def test_builds_under_the_current_gradio(tmp_path):
     report = _probe(sys.executable, tmp_path)
     assert int(report["version"].split(".")[0]) >= 4
@@ -117,6 +95,6 @@ def test_builds_under_the_current_gradio(tmp_path):
 @pytest.mark.parametrize(("venv", "version"), [("gradio3", "3.41.2"), ("gradio4", "4.40.0")],
                          ids=["a1111-1.10", "forge"])
 def test_builds_under_the_webuis_gradio(tmp_path, venv, version):
-    report = _probe(_pinned_gradio_python(venv), tmp_path)
+    report = _probe(pinned_gradio_python(venv), tmp_path)
     assert report["version"] == version
     _check(report)

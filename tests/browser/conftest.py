@@ -151,10 +151,16 @@ def running_server():
 
 
 @pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+def playwright_api():
+    """Playwright's sync API; the test is skipped, saying what to install, when Playwright or chromium is missing."""
+    api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    return api
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_api):
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

@@ -69,7 +69,12 @@ def test_the_chosen_backup_is_the_one_restored(page, workspace):
     """The steps of issue 20: caption a folder, edit and save one caption (backup A), Load captions, Restore
     (which makes backup B), choose A, wait 1.5 s, Restore: A is restored, as the note says. Under gradio 3 the
     once-a-second update used to list the folder again each second, putting the choice back on B."""
-    folder = caption_folder(page, workspace, "to_restore")
+    restore_a_chosen_backup(page, caption_folder(page, workspace, "to_restore"))
+
+
+def restore_a_chosen_backup(page, folder: Path) -> None:
+    """In a freshly captioned `folder`: edit red.png's caption (backup A), Load captions, Restore (backup B), choose
+    A, wait 1.5 s, Restore: A's captions are back and the note names A."""
     choose(page, "lora_train_caption_image", "red.png")
     wait_for(lambda: field(page, "lora_train_caption_text").input_value() == "zq, red background, ^_^",
              "its caption", 30, page)

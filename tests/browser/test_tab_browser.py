@@ -77,9 +77,9 @@ def fill_job(page, workspace: Path, name: str, epochs: int, batch_size: int = 2)
     fill(page, "lora_train_batch_size", batch_size)
 
 
-def wait_until_ended(page) -> str:
+def wait_until_ended(page, timeout: float = JOB_TIMEOUT) -> str:
     """The result once the job and the host's follow-up are over (the bar shows "finishing" until then)."""
-    wait_for(lambda: progress_step(page)[0] in ("done", "interrupted", "failed"), "the job to end", page=page)
+    wait_for(lambda: progress_step(page)[0] in ("done", "interrupted", "failed"), "the job to end", timeout, page)
     return text(page, "lora_train_result")
 
 
@@ -172,27 +172,33 @@ def test_a_second_job_is_refused_and_interrupt_saves_a_partial_lora(page, worksp
 
 
 def test_resume_after_interrupt_finishes_the_same_lora_with_one_card_and_the_whole_chart(page, workspace):
-    fill_job(page, workspace, "resumed_lora", epochs=12)  # 48 steps
+    fill_job(page, workspace, "resumed_lora", epochs=12)
+    interrupt_and_resume(page, workspace / "loras", "resumed_lora", 48)
+
+
+def interrupt_and_resume(page, loras: Path, name: str, total_steps: int, timeout: float = JOB_TIMEOUT) -> None:
+    """Start the job filled in, Interrupt it after 2 steps, then Resume: one run, so one LoRA `name` (one card's
+    files in `loras`) and a chart of its whole curve; each part of the job within `timeout` s."""
     page.click("#lora_train_start")
     wait_for(lambda: progress_step(page)[0] == "running" and progress_step(page)[1] >= 2, "training steps",
-             page=page)
+             timeout, page)
     page.click("#lora_train_stop")
-    partial = wait_until_ended(page)
+    partial = wait_until_ended(page, timeout)
     status, stopped_at, total = progress_step(page)
-    assert status == "interrupted" and stopped_at < total == 48
+    assert status == "interrupted" and stopped_at < total == total_steps
     assert "Partial LoRA saved" in partial and "✗" not in partial  # no missing preview listed
 
     page.click("#lora_train_resume")
-    wait_for(lambda: "Resuming training resumed_lora" in messages(page, "lora_train_action_note"), "the resume", 30,
+    wait_for(lambda: f"Resuming training {name}" in messages(page, "lora_train_action_note"), "the resume", 30,
              page)
     wait_for(lambda: progress_step(page)[0] in ("running", "done") and progress_step(page)[1] > stopped_at,
-             "the resumed job", page=page)
-    result = wait_until_ended(page)
-    assert progress_step(page) == ("done", 48, 48)
-    assert "LoRA saved" in result and "resumed_lora.safetensors" in result and "resumed_lora_v2" not in result
-    assert sorted(path.name for path in (workspace / "loras").glob("resumed_lora*")) == [
-        "resumed_lora.json", "resumed_lora.preview.png", "resumed_lora.safetensors"]  # one run, one card
-    assert "(steps 1-48)" in text(page, "lora_train_chart"), "the chart shows the whole curve"
+             "the resumed job", timeout, page)
+    result = wait_until_ended(page, timeout)
+    assert progress_step(page) == ("done", total_steps, total_steps)
+    assert "LoRA saved" in result and f"{name}.safetensors" in result and f"{name}_v2" not in result
+    assert sorted(path.name for path in loras.glob(f"{name}*")) == [
+        f"{name}.json", f"{name}.preview.png", f"{name}.safetensors"]  # one run, one card
+    assert f"(steps 1-{total_steps})" in text(page, "lora_train_chart"), "the chart shows the whole curve"
 
 
 def test_bad_inputs_are_messages_not_tracebacks(page, workspace):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from lora_train.core.grid_image import GridSpec
+
 ROOT = Path(__file__).resolve().parents[2]
 WEBUI_DIR = os.environ.get("LORA_TRAIN_WEBUI_DIR")
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.skipif(not WEBUI_DIR, reason="set LORA_TRAIN_WEBUI_DIR to an "
@@ -108,22 +110,25 @@ def webui(tmp_path_factory, tiny_checkpoints, small_run_defaults, free_port, run
         yield WebUI(url, root, forge, checkpoint)
 
 
-def _render_strength_grid(page) -> None:
-    """The Stack & test section renders a grid through the WebUI's own txt2img."""
+def _render_strength_grid(page, loras: list[tuple[str, str]]) -> None:
+    """The Stack & test section renders a grid of these (LoRA, weights) at 64 px through the WebUI's own txt2img."""
     page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # the insert switched to txt2img
     page.locator("#lora_train_stack_section").get_by_text("6. Stack & test").first.click()
     page.click("#lora_train_stack_refresh")
-    lora = page.locator("#lora_train_stack_lora_1 input").first
-    deadline = time.monotonic() + 60
-    while lora.input_value() != "webui_lora":  # the refresh answers later; until then the list lacks the LoRA
-        assert time.monotonic() < deadline, "the refreshed LoRA list never offered webui_lora"
-        lora.fill("webui_lora")
-        lora.press("Enter")
-        lora.press("Tab")
-        time.sleep(0.5)
-    for elem_id, value in (("lora_train_stack_weights_1", "1"), ("lora_train_stack_prompt", "zq"),
-                           ("lora_train_stack_width", 64), ("lora_train_stack_height", 64),
-                           ("lora_train_stack_steps", 4)):
+    for index, (name, weights) in enumerate(loras, start=1):
+        lora = page.locator(f"#lora_train_stack_lora_{index} input").first
+        deadline = time.monotonic() + 60
+        while lora.input_value() != name:  # the refresh answers later; until then the list lacks the LoRA
+            assert time.monotonic() < deadline, f"the refreshed LoRA list never offered {name}"
+            lora.fill(name)
+            lora.press("Enter")
+            lora.press("Tab")
+            time.sleep(0.5)
+        box = page.locator(f"#lora_train_stack_weights_{index} textarea, #lora_train_stack_weights_{index} input")
+        box.first.fill(weights)
+        box.first.press("Tab")
+    for elem_id, value in (("lora_train_stack_prompt", "zq"), ("lora_train_stack_width", 64),
+                           ("lora_train_stack_height", 64), ("lora_train_stack_steps", 4)):
         box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
         box.fill(str(value))
         box.press("Tab")
@@ -131,6 +136,13 @@ def _render_strength_grid(page) -> None:
     page.wait_for_function("document.querySelector('#lora_train_stack_note').innerText.includes('Saved the grid') "
                            "|| document.querySelector('#lora_train_stack_note .lora-train-error')", timeout=600_000)
     assert "Saved the grid" in page.inner_text("#lora_train_stack_note"), page.inner_text("#lora_train_stack_note")
+
+
+def _newest_grid(webui: WebUI) -> tuple[GridSpec, Path]:
+    """The parameters and the image of the last grid the Stack & test section saved."""
+    params = max((webui.root / "outputs" / "lora_train" / "grids").glob("stack-*.json"),
+                 key=lambda path: path.stat().st_mtime)
+    return GridSpec(**json.loads(params.read_text())), params.with_suffix(".png")
 
 
 def _txt2img(url: str, prompt: str) -> tuple[bytes, str]:
@@ -226,7 +238,7 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
         page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value"
                                ".includes('<lora:webui_lora:0.8>')", timeout=10_000)
         if not webui.forge:
-            _render_strength_grid(page)
+            _render_strength_grid(page, [("webui_lora", "1")])
         page.locator(".tab-nav button", has_text="Train LoRA").first.click()  # Insert or the grid left it
         _start_training(page, training_images)  # the same name again, the page open this time
         _wait_for_result(page, "webui_lora_v2")
@@ -240,10 +252,78 @@ def test_tab_trains_the_loaded_checkpoint_and_the_lora_shows_up_and_works(webui,
     with_lora, infotext = _txt2img(webui.url, "zq <lora:webui_lora:1>")
     assert plain != with_lora
     if not webui.forge:
-        grid = json.loads(max((webui.root / "outputs" / "lora_train" / "grids").glob("stack-*.json")).read_text())
-        assert grid["weights"] == [[0.0, 1.0]] and len(grid["infotexts"]) == 2
-        assert "Lora hashes" not in grid["infotexts"][0] and 'Lora hashes: "webui_lora: ' in grid["infotexts"][1]
+        grid, _ = _newest_grid(webui)
+        assert grid.weights == [[0.0, 1.0]] and len(grid.infotexts) == 2
+        assert "Lora hashes" not in grid.infotexts[0] and 'Lora hashes: "webui_lora: ' in grid.infotexts[1]
     assert "webui_lora" in infotext.split("Lora hashes:")[1], infotext
+
+
+def test_interrupt_then_resume_gives_one_lora_with_one_card_and_the_whole_curve(webui, browser, training_images):
+    """Interrupt, then Resume in the WebUI: the run finishes as the LoRA it started, one card in each Lora page."""
+    from test_tab_browser import fill, interrupt_and_resume
+
+    if webui.forge:
+        pytest.skip("24 steps of a real-size SD1 take too long on a CPU")
+    page = _open_tab(browser, webui)
+    try:
+        for elem_id, value in (("data_dir", training_images), ("trigger_word", "zq"), ("output_name", "webui_resumed"),
+                               ("epochs", 6), ("batch_size", 2)):
+            fill(page, f"lora_train_{elem_id}", value)
+        interrupt_and_resume(page, webui.root / "Lora", "webui_resumed", 24, JOB_TIMEOUT)
+        _wait_for_cards(page, "webui_resumed")
+        for tab in LORA_TABS:
+            names = page.eval_on_selector_all(f"#{tab}_lora_cards .card", "cards => cards.map(c => c.dataset.name)")
+            assert [name for name in names if name.startswith("webui_resumed")] == ["webui_resumed"], names
+    finally:
+        page.close()
+
+
+def test_a_chosen_older_caption_backup_is_the_one_restored(webui, browser, tmp_path):
+    """Caption, edit a caption (backup A), Restore (backup B), choose A, wait 1.5 s, Restore: A is back, as the note
+    says, with the WebUI's gradio running the section's 1 s update."""
+    from test_caption_browser import caption_folder, restore_a_chosen_backup
+
+    page = _open_tab(browser, webui)
+    try:
+        restore_a_chosen_backup(page, caption_folder(page, tmp_path, "to_restore"))
+    finally:
+        page.close()
+
+
+def test_the_strength_grid_at_64_px_fits_long_names_in_its_labels(webui, browser, monkeypatch):
+    """A 3 x 3 grid of two LoRAs, one with a long name, rendered by the WebUI at 64 px: the saved grid's label bands
+    are the layout whose drawn text boxes, measured, lie inside their cells and read whole (test_grid_labels.py)."""
+    import numpy as np
+    from PIL import Image
+    from test_grid_labels import assert_labels_fit, use_bitmap_font
+    from tools_support import lora_file
+
+    from lora_train.adapters.spec import LoraSpec
+    from lora_train.core.grid_image import compose_grid, layout
+
+    if webui.forge:
+        pytest.skip("nine renders of a real-size SD1 take too long on a CPU")
+    names = ["artist_a_v2_long_name", "artist_b"]
+    for seed, name in enumerate(names):
+        lora_file(webui.root / "Lora", name, "sd1", LoraSpec(rank=2, alpha=2.0), seed=seed)
+    page = _open_tab(browser, webui)
+    try:
+        _render_strength_grid(page, [(names[0], "0, 0.5, 1"), (names[1], "0, 0.25, 0.75")])
+    finally:
+        page.close()
+    spec, image = _newest_grid(webui)
+    assert (spec.loras, spec.weights, spec.width, spec.height) == (names, [[0, 0.5, 1], [0, 0.25, 0.75]], 64, 64)
+    assert all(f"{name}: " in spec.infotexts[-1] for name in names), spec.infotexts[-1]  # both LoRAs applied
+    use_bitmap_font(monkeypatch)  # the font of A1111 1.10's Pillow 9.5, which drew the labels
+    placed = layout(spec, 64, 64)
+    with Image.open(image) as saved:
+        drawn = np.asarray(saved.convert("RGB"))
+    expected = np.asarray(compose_grid(spec, [Image.new("RGB", (64, 64), "white")] * 9))
+    assert drawn.shape == expected.shape
+    bands = np.ones(drawn.shape[:2], dtype=bool)
+    bands[placed.top:, placed.left:] = False  # the cells
+    assert (drawn[bands] == expected[bands]).all(), "the saved grid's labels are not the measured layout's"
+    assert_labels_fit(spec, 64)
 
 
 def test_llm_tab_trains_into_its_own_folder_and_answers_with_the_adapter(webui, browser, tiny_llm):
@@ -283,28 +363,13 @@ def test_llm_tab_trains_into_its_own_folder_and_answers_with_the_adapter(webui, 
 
 def test_caption_section_captions_a_folder_in_the_worker(webui, browser, tmp_path):
     """The Caption section inside the WebUI: the tiny tagger runs in the worker, the captions land beside the images
-    and the gallery lists them (written for A1111 1.10's gradio 3 and Forge's gradio 4)."""
-    from lora_train.fixtures.captioners import build_tagger, image_folder
+    and the gallery lists them (written for A1111 1.10's gradio 3 and Forge's gradio 4). The steps wait for this
+    folder's captions: a fresh page shows the last caption job's progress, "done" from the start."""
+    from test_caption_browser import caption_folder
 
-    url = webui.url
-    folder = image_folder(tmp_path / "to_caption")
-    tagger = build_tagger(tmp_path / "tiny-tagger")
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = _open_tab(browser, webui)
     try:
-        page.goto(url)
-        page.locator(".tab-nav button", has_text="Train LoRA").first.click()
-        page.wait_for_selector("#lora_train_caption_run", timeout=60_000)
-        for elem_id, value in (("lora_train_data_dir", folder), ("lora_train_trigger_word", "zq"),
-                               ("lora_train_caption_model", tagger)):
-            box = page.locator(f"#{elem_id} textarea, #{elem_id} input").first
-            box.fill(str(value))
-            box.press("Enter")
-            box.press("Tab")
-        page.click("#lora_train_caption_run")
-        page.wait_for_selector("#lora_train_caption_progress [data-status='done']", state="attached",
-                               timeout=300_000)
-        page.wait_for_function("document.querySelectorAll('#lora_train_caption_gallery img').length >= 3",
-                               timeout=60_000)
+        folder = caption_folder(page, tmp_path, "to_caption")
     finally:
         page.close()
     assert (folder / "red.txt").read_text().strip() == "zq, red background, ^_^"
