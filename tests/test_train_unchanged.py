@@ -3,7 +3,7 @@
 The exact bytes of a CPU run depend on the machine (its thread count changes the order of float sums), so
 no recorded hash is compared: the baseline's `lora_train/` is taken from git (`git archive`) and both trees
 train the same config on the same tiny model, each through `python -m lora_train train --config` in its
-own process. Compared: every tensor of the LoRA, its header (less the three times), the card's sidecar,
+own process. Compared: every tensor of the LoRA, its header (less the three times and the run id), the card's sidecar,
 its preview and the samples. One run per family, each through its own code: SD1 with the text encoder, a
 LoCon and clip_skip; SD2 v-prediction with the text-encoder cache; SDXL with both text encoders and samples.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from safetensors import safe_open
 
 from lora_train.fixtures.checkpoints import build_tiny_checkpoint
@@ -32,6 +33,7 @@ from train_support import DATASET, FAST
 BASELINE = "6f98c921c07776adf33f7283cadf35877b17497e"  # main before issue 21's family plug-ins (after fix-memory, which changed CPU numerics)
 REPO = Path(__file__).resolve().parents[1]
 TIMES = ("ss_training_started_at", "ss_training_finished_at", "modelspec.date")
+RANDOM = ("lora_train_run_id",)  # a new id per run (core/ownership.py)
 RUNS = {
     "sd1": {"train_text_encoder": True, "clip_skip": 2, "network_type": "locon", "conv_dim": 2, "conv_alpha": 1},
     "sd2-v": {},
@@ -71,9 +73,10 @@ def _train(code: Path, base_model: Path, out: Path, settings: dict) -> Path:
 def _what_it_wrote(lora: Path) -> dict:
     with safe_open(str(lora), framework="pt") as handle:
         tensors = {key: hashlib.sha256(handle.get_tensor(key).numpy().tobytes()).hexdigest() for key in handle.keys()}
-        header = {key: value for key, value in handle.metadata().items() if key not in TIMES}
+        header = {key: value for key, value in handle.metadata().items() if key not in TIMES + RANDOM}
     folder = lora.parent
-    pictures = {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+    pictures = {str(path.relative_to(folder)): hashlib.sha256(Image.open(path).tobytes()).hexdigest()  # the pixels:
+                # the preview's PNG text records the run id
                 for path in sorted([*folder.glob("*.png"), *folder.glob("samples/*.png")])}
     sidecar = json.loads(lora.with_suffix(".json").read_text(encoding="utf-8"))
     return {"tensors": tensors, "header": header, "sidecar": sidecar, "pictures": pictures}
