@@ -103,7 +103,7 @@ def test_other_trainers_files_and_per_block_ranks(tmp_path):
 
 def test_reading_a_header_imports_no_peft_nor_bitsandbytes(tmp_path):
     """`inspect` reads a header: it must not pay for (nor print the notices of) the training libraries."""
-    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=4.0), "sd_v1", "stable-diffusion-v1")
+    path = _save(tmp_path, "sd1", LoraSpec(rank=4, alpha=4.0))
     probe = ("import sys\nfrom lora_train.cli import main\ncode = main(['inspect', sys.argv[1]])\n"
              "print(sorted(name for name in ('peft', 'bitsandbytes', 'diffusers', 'transformers', 'accelerate') "
              "if name in sys.modules), code)")
