@@ -2,8 +2,10 @@
 image loop and the writer are the UNet engine's (`train/image_trainer.py`); what differs is here.
 
 config checks -> data -> the Flux model (`load_flux_base`) -> sample prompts encoded -> latents and T5 /
-CLIP-L outputs cached, the encoders freed -> LoRA on the transformer (and CLIP-L) -> flow-matching steps
-(`step.py`) -> kohya's Flux file (`lora_file.py`).
+CLIP-L outputs cached, T5 freed -> LoRA on the transformer (and CLIP-L) -> the autoencoder and CLIP-L
+released where the caches hold all the steps need (`release_unused_encoders`) -> resume (the run record,
+loss history) -> flow-matching steps (`step.py`) -> kohya's Flux file (`lora_file.py`). `build_flux_loop`
+is the Flux families' `engine` (families/flux.py).
 """
 
 from __future__ import annotations
