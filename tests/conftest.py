@@ -91,3 +91,21 @@ def tiny_llm(tmp_path_factory):
         return built[key]
 
     return get
+
+
+# --- tiny Flux-family models (lora_train.fixtures.flux_files), built once per test session -------
+@pytest.fixture(scope="session")
+def tiny_flux_files(tmp_path_factory):
+    """`tiny_flux_files(family)` -> TinyFluxFiles (family: flux-dev | flux-schnell | chroma): the diffusers folder,
+    the BFL transformer (bare, prefixed, all-in-one) and ae / clip_l / t5xxl beside it, one folder per family,
+    built on first use. Read-only: copy before changing."""
+    from lora_train.fixtures.flux_files import build_tiny_flux_files
+
+    folder, built = tmp_path_factory.mktemp("tiny-flux"), {}
+
+    def get(family):
+        if family not in built:
+            built[family] = build_tiny_flux_files(folder / family, family)
+        return built[family]
+
+    return get

@@ -260,9 +260,12 @@ CASES = [
     # job: base model, network, output folder
     Case("not_a_checkpoint", "job", r"notes\.safetensors is not a model checkpoint but a text file",
          _file("notes.safetensors", lambda p: p.write_text("my favourite prompts"))),
-    Case("unsupported_architecture", "job", r"flux\.safetensors looks like a FLUX\.1 model\. .*SD.* only",
-         _file("flux.safetensors", lambda p: save_file({"double_blocks.0.img_attn.norm.key_norm.scale":
-                                                       torch.zeros(2)}, str(p)))),
+    Case("unsupported_architecture", "job", r"sd3\.safetensors looks like a Stable Diffusion 3 / 3\.5 model\. .*SD.* "
+         r"only", _file("sd3.safetensors", lambda p: save_file({"joint_blocks.0.context_block.adaLN_modulation.1.bias":
+                                                               torch.zeros(2)}, str(p)))),
+    Case("flux_without_its_parts", "job", r"flux\.safetensors looks like a Flux transformer but has no img_in\.weight: "
+         r"the file is incomplete", _file("flux.safetensors", lambda p: save_file(
+             {"double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(2)}, str(p)))),
     Case("pickle_needing_code", "job", r"old\.ckpt is a pickle that needs Python code \(argparse\.Namespace\) to load"
          r", which is unsafe; checkpoints are only loaded with weights_only=True\. Convert it to \.safetensors",
          _file("old.ckpt", _pickle_needing_code), cli=True),

@@ -24,8 +24,8 @@ import lora_train
 ROOT = Path(lora_train.__file__).resolve().parent
 TORCH_STACK = ("torch", "diffusers", "transformers", "peft", "accelerate")
 TORCH_FREE_DATA = ("buckets", "captions", "images", "messages", "metadata_csv", "plan", "scan")
-ENGINE = ("lora_train.adapters", "lora_train.kohya", "lora_train.models", "lora_train.text", "lora_train.train",
-          "lora_train.tools")
+ENGINE = ("lora_train.adapters", "lora_train.dit", "lora_train.kohya", "lora_train.models", "lora_train.text",
+          "lora_train.train", "lora_train.tools")
 ENGINE_CONFIG = ("lora_train.text", "lora_train.text.schema")  # the text engine's config, torch-free
 
 # Imports each module named on the command line; blocks the torch stack when asked, noting which
@@ -106,12 +106,20 @@ def test_every_family_loads_without_torch_and_its_refs_name_engine_code():
     """The tables are read (labels, signatures, recognisers) without torch; each `Ref` they hold names an
     object that exists once the engine is importable."""
     table = r"""
-import json, sys
+import dataclasses, json, sys
 from lora_train.families import all_families, labels, trained_families
+from lora_train.families.interface import Ref
 from lora_train.families.recognise import checkpoint_family, lora_family
 labels(), checkpoint_family(["cond_stage_model.transformer.x"]), lora_family({"lora_te1_x.lora_down.weight": (4, 8)})
-refs = [ref.path for row in trained_families() for ref in (row.conditioning, row.objective.timesteps,
-        *(spec.model_class for spec in row.parts.text_encoders))]
+
+def refs_in(value):  # every Ref a row holds: its engine, conditioning, samplers, parts' classes
+    if isinstance(value, Ref):
+        return [value.path]
+    if dataclasses.is_dataclass(value):
+        return [path for field in dataclasses.fields(value) for path in refs_in(getattr(value, field.name))]
+    return [path for item in value for path in refs_in(item)] if isinstance(value, tuple) else []
+
+refs = [path for row in trained_families() for path in refs_in(row)]
 print(json.dumps({"refs": refs, "loaded": sorted(name for name in sys.modules if name.split(".")[0] in
       ("torch", "diffusers", "transformers") or name.startswith(("lora_train.train", "lora_train.models")))}))
 """
@@ -122,4 +130,5 @@ print(json.dumps({"refs": refs, "loaded": sorted(name for name in sys.modules if
     assert found["loaded"] == []
     from lora_train.families.interface import Ref
 
-    assert found["refs"] and all(Ref(path).load() is not None for path in found["refs"])
+    assert {"lora_train.train.image_trainer:build_loop", "lora_train.dit.trainer:build_flux_loop"} <= set(found["refs"])
+    assert all(Ref(path).load() is not None for path in found["refs"])

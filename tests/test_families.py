@@ -13,6 +13,7 @@ import yaml
 import lora_train.families as families
 from lora_train import cli
 from lora_train.families import family, family_of_label, labels, titles, trained_families
+from lora_train.families.interface import UnetParts
 from lora_train.families.recognise import checkpoint_family, folder_family, lora_family
 from lora_train.kohya.read import read_lora_file
 from lora_train.tools.inspect import inspect_lora
@@ -21,6 +22,10 @@ from train_support import DATASET, FAST
 
 # id -> label, title, ss_base_model_version (epsilon, v), modelspec.architecture (epsilon, v), ss_v2, preset resolution
 NAMES = {
+    "flux-dev": ("Flux", "Flux.1-dev", ("flux1", "flux1"), ("flux-1-dev/lora", "flux-1-dev/lora"), False, 1024),
+    "chroma": ("Flux", "Chroma", ("chroma", "chroma"), ("chroma/lora", "chroma/lora"), False, 1024),
+    "flux-schnell": ("Flux", "Flux.1-schnell", ("flux1", "flux1"), ("flux-1-schnell/lora", "flux-1-schnell/lora"),
+                     False, 1024),
     "sd1": ("SD1", "SD 1.x", ("sd_v1", "sd_v1"), ("stable-diffusion-v1/lora", "stable-diffusion-v1/lora"), False, 512),
     "sd2": ("SD2", "SD 2.x", ("sd_v2", "sd_v2_v"),
             ("stable-diffusion-v2-512/lora", "stable-diffusion-v2-768-v/lora"), True, 768),
@@ -30,14 +35,15 @@ NAMES = {
 
 
 def test_each_family_goes_by_the_names_the_webui_and_kohya_read():
-    assert [row.id for row in trained_families()] == list(NAMES) and labels() == ("SD1", "SD2", "SDXL")
-    assert titles() == "SD 1.x, SD 2.x and SDXL"
+    assert [row.id for row in trained_families()] == list(NAMES) and labels() == ("Flux", "SD1", "SD2", "SDXL")
+    assert titles() == "Flux.1-dev, Chroma, Flux.1-schnell, SD 1.x, SD 2.x and SDXL"
+    assert titles("or", UnetParts) == "SD 1.x, SD 2.x or SDXL"
     for id, (label, title, versions, architectures, v2, resolution) in NAMES.items():
         names = family(id).names
         assert (names.label, names.title, names.v2, family(id).default_resolution) == (label, title, v2, resolution)
         assert tuple(names.version(v) for v in (False, True)) == versions
         assert tuple(names.modelspec_architecture(v) for v in (False, True)) == architectures
-        assert family_of_label(label) is family(id)
+        assert family_of_label(label) is next(row for row in trained_families() if row.names.label == label)
         assert preset_form_values("Character", label)["resolution"] == resolution
     assert preset_form_values("Character", None)["resolution"] == 512  # type unknown: SD1's
     with pytest.raises(KeyError, match="no trained model family 'flux1'"):
@@ -59,6 +65,27 @@ def test_checkpoints_and_folders_are_told_apart_by_what_each_family_declares(tin
     assert checkpoint_family(["model.diffusion_model.input_blocks.0.0.weight"]) is None
 
 
+@pytest.mark.parametrize("prefix", ["", "model.diffusion_model.", "diffusion_model."])
+def test_flux_checkpoints_are_told_apart_under_every_bfl_prefix(prefix):
+    blocks = [prefix + "double_blocks.0.img_attn.norm.key_norm.scale", prefix + "img_in.weight"]
+    assert checkpoint_family(blocks + [prefix + "guidance_in.in_layer.weight"]).id == "flux-dev"
+    assert checkpoint_family(blocks + [prefix + "distilled_guidance_layer.in_proj.weight"]).id == "chroma"
+    assert checkpoint_family(blocks).id == "flux-schnell"
+    flux2 = checkpoint_family(blocks + [prefix + "single_stream_modulation.lin.weight"])
+    assert prefix == "diffusion_model." or (not flux2.trained and flux2.title == "FLUX.2")  # refused by name first
+
+
+def test_flux_folders_by_pipeline_and_transformer_config():
+    configs = {"transformer/config.json": {"guidance_embeds": True},
+               "model_index.json": {"transformer": ["diffusers", "FluxTransformer2DModel"]}}
+    assert folder_family("FluxPipeline", configs.get).id == "flux-dev"
+    configs["transformer/config.json"] = {"guidance_embeds": False}
+    assert folder_family("FluxPipeline", configs.get).id == "flux-schnell"
+    chroma = {"transformer/config.json": {}, "model_index.json": {"transformer": ["diffusers", "ChromaTransformer2DModel"]}}
+    assert folder_family("ChromaPipeline", chroma.get).id == "chroma"
+    assert folder_family("FluxPipeline", chroma.get).id == "chroma"  # as Forge saves it
+
+
 @pytest.mark.parametrize("shapes, metadata, expected", [
     ({"lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 768)}, {"ss_base_model_version": "sd_v1"},
      "sdxl"),  # SDXL's module names decide
@@ -69,6 +96,12 @@ def test_checkpoints_and_folders_are_told_apart_by_what_each_family_declares(tin
     ({"lora_unet_b_attn2_to_k.lora_down.weight": (4, 1024)}, {}, "sd2"),  # the cross-attention width
     ({"lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (4, 768)}, {}, "sd1"),
     ({"lora_unet_a.lora_down.weight": (4, 320)}, {}, None),
+    # Flux's block names decide before SDXL's lora_te1_ (a Flux CLIP-L LoRA has those); the variant by the header
+    ({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (4, 64),
+      "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 768)}, {}, "flux-dev"),
+    ({"lora_unet_single_blocks_0_linear1.lora_down.weight": (4, 64)},
+     {"ss_base_model_version": "flux1", "modelspec.architecture": "flux-1-schnell/lora"}, "flux-schnell"),
+    ({"lora_unet_single_blocks_0_linear1.lora_down.weight": (4, 64)}, {"ss_base_model_version": "chroma"}, "chroma"),
 ])
 def test_the_lora_sniffer_reads_names_then_the_header_then_widths(shapes, metadata, expected):
     found = lora_family(shapes, metadata)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-GROUPS = ["Model", "Data", "Network", "Training", "Memory and speed", "Saving", "Samples"]
+GROUPS = ["Model", "Data", "Network", "Training", "Memory and speed", "Saving", "Samples", "Flux"]
 
 
 def opt(default: Any, help: str, group: str, *, choices: tuple | None = None, min: float | None = None,
@@ -26,6 +26,9 @@ SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restart
 OPTIMIZERS = ("adamw8bit", "adamw", "lion", "prodigy", "adafactor")
 UNET_TARGETS = ("attention", "feed_forward", "projection")
 TEXT_ENCODER_TARGETS = ("attention", "mlp")
+FLUX_TARGETS = ("attention", "mlp", "modulation")
+TIMESTEP_SAMPLING = ("sigmoid", "shift", "flux_shift", "logit_normal", "uniform")
+WEIGHTING_SCHEMES = ("none", "sigma_sqrt", "cosmap")
 
 
 @dataclass
@@ -35,7 +38,8 @@ class TrainConfig:
                          "or `text-generation` (a LoRA on a causal language model).", "Model",
                          choices=("image", "image-to-image", "text-generation"))
     base_model: Optional[str] = opt(None, "The base model: a single-file checkpoint (.safetensors / .ckpt, SD1, SD2 "
-                                    "or SDXL, as in the WebUI's models/Stable-diffusion) or a diffusers folder.",
+                                    "or SDXL, as in the WebUI's models/Stable-diffusion; Flux.1 / Chroma: the "
+                                    "transformer or an all-in-one file, see the Flux keys) or a diffusers folder.",
                                     "Model", path="file_or_dir")
     vae: Optional[str] = opt(None, "A separate VAE file (.safetensors / .pt) to use instead of the checkpoint's own.",
                              "Model", path="file")
@@ -192,6 +196,49 @@ class TrainConfig:
                            max=2**32 - 1)
     sample_resolution: Optional[int] = opt(None, "Size of the sample images (default: resolution).", "Samples", min=64,
                                            max=4096)
+
+    # --- Flux (the DiT engine: base_model a Flux.1 / Chroma file or folder) ------------------------
+    ae: Optional[str] = opt(None, "Flux's autoencoder file (ae.safetensors) for a base_model that is a transformer "
+                            "only; empty: looked for in the file, beside it, and in the WebUI's models/VAE.", "Flux",
+                            path="file")
+    clip_l: Optional[str] = opt(None, "Flux's CLIP-L file (clip_l.safetensors); empty: looked for in the file, beside "
+                                "it, and in the WebUI's models/text_encoder (Chroma has no CLIP-L).", "Flux",
+                                path="file")
+    t5xxl: Optional[str] = opt(None, "Flux's T5-XXL file (t5xxl_fp16.safetensors or fp8_e4m3fn); empty: looked for "
+                               "as clip_l is.", "Flux", path="file")
+    t5xxl_tokenizer: Optional[str] = opt(None, "Folder with T5's tokenizer.json, which single files lack; empty: a "
+                                         "t5xxl_tokenizer folder beside the T5 file, or the copy Forge ships.", "Flux",
+                                         path="dir")
+    fp8_base: bool = opt(False, "Keep the transformer's linear weights in fp8 (an fp8 file as it is, a wider one cast "
+                         "to e4m3fn), each layer upcast for its own matmul: half the transformer's memory of bf16.",
+                         "Flux")
+    flux_targets: list[str] = opt(None, "Flux layer kinds to adapt in the double and single blocks: attention "
+                                  "(q/k/v/out, single blocks' linear2), mlp, modulation (kohya adapts all three).",
+                                  "Flux", choices=FLUX_TARGETS, default_factory=lambda: ["attention", "mlp"])
+    train_double_block_indices: str = opt("all", "Double blocks that get a LoRA: all, none, or indices and ranges "
+                                          "such as 0-3,10 (kohya's network_args of the same name).", "Flux")
+    train_single_block_indices: str = opt("all", "Single blocks that get a LoRA, written as "
+                                          "train_double_block_indices.", "Flux")
+    timestep_sampling: str = opt("sigmoid", "How sigma (the noise level) is drawn: sigmoid of a normal, shift "
+                                 "(that, shifted by discrete_flow_shift), flux_shift (shifted by image size as Flux "
+                                 "samples), logit_normal (logit_mean, logit_std), uniform.", "Flux",
+                                 choices=TIMESTEP_SAMPLING)
+    sigmoid_scale: float = opt(1.0, "Scale of the normal draw for sigmoid, shift and flux_shift (larger: more "
+                               "uniform).", "Flux", min=0.001, max=100.0)
+    discrete_flow_shift: float = opt(3.0, "The shift of timestep_sampling shift (kohya's default 3.0; 1.0: none).",
+                                     "Flux", min=0.01, max=100.0)
+    logit_mean: float = opt(0.0, "Mean of timestep_sampling logit_normal.", "Flux", min=-10.0, max=10.0)
+    logit_std: float = opt(1.0, "Standard deviation of timestep_sampling logit_normal.", "Flux", min=0.001, max=10.0)
+    weighting_scheme: str = opt("none", "Loss weight per sample by its sigma: none, sigma_sqrt (1/sigma^2), cosmap.",
+                                "Flux", choices=WEIGHTING_SCHEMES)
+    guidance_scale: float = opt(1.0, "The guidance value Flux.1-dev's guidance embedding is given in training "
+                                "(kohya's guide: 1.0); schnell and Chroma have none.", "Flux", min=0.0, max=100.0)
+    model_prediction_type: str = opt("raw", "How the prediction is compared with the velocity target: raw (as "
+                                     "is).", "Flux", choices=("raw",))
+    t5xxl_max_token_length: Optional[int] = opt(None, "T5 tokens per caption (empty: 512, 256 for schnell).",
+                                                "Flux", min=1, max=512)
+    apply_t5_attn_mask: Optional[bool] = opt(None, "Mask T5's padding in T5 and in the transformer's attention "
+                                             "(empty: on for Chroma, which needs it, off for Flux.1).", "Flux")
 
     @property
     def component_lrs(self) -> dict[str, float]:

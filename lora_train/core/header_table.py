@@ -26,3 +26,9 @@ def header_table(path: Path) -> dict[str, Any] | None:
     except (OSError, struct.error, ValueError):
         return None
     return header if isinstance(header, dict) else None
+
+
+def safetensors_keys(path: Path) -> list[str] | None:
+    """The tensor names of a .safetensors file, or None when it is not one."""
+    header = header_table(path)
+    return None if header is None else [key for key in header if key != "__metadata__"]

@@ -1,5 +1,6 @@
-"""The model families, one plug-in each: `sd1.py`, `sd2.py`, `sdxl.py` declare a `Family` (interface.py) in
-`FAMILIES`, `untrained.py` the families that are recognised only to be refused by name.
+"""The model families, one plug-in each: `sd1.py`, `sd2.py`, `sdxl.py` (the UNet engine) and `flux.py` (Flux.1
+dev / schnell and Chroma, the DiT engine) declare their `Family` rows (interface.py) in `FAMILIES`,
+`untrained.py` the families that are recognised only to be refused by name.
 
 `MODULES` lists the plug-ins in detection order (the first whose signature a file matches wins); a new
 family is a module here and its name in `MODULES` (docs/architecture.md says what it must provide).
@@ -14,7 +15,7 @@ import importlib
 
 from .interface import Family, NotTrained
 
-MODULES = ("untrained", "sd1", "sd2", "sdxl")
+MODULES = ("untrained", "flux", "sd1", "sd2", "sdxl")
 DEFAULT = "sd1"  # what a preset and the tools assume when nothing says which family
 
 
@@ -32,12 +33,14 @@ def all_families() -> tuple[Family | NotTrained, ...]:
     return _table(MODULES)
 
 
-def trained_families() -> tuple[Family, ...]:
-    return tuple(row for row in all_families() if isinstance(row, Family))
+def trained_families(parts: type | None = None) -> tuple[Family, ...]:
+    """The trained rows; with `parts` (UnetParts, DitParts) only those of that engine's kind."""
+    return tuple(row for row in all_families() if isinstance(row, Family) and (parts is None
+                                                                               or isinstance(row.parts, parts)))
 
 
 def family(id: str) -> Family:
-    """The trained family `id` (sd1 | sd2 | sdxl); KeyError for any other."""
+    """The trained family `id` (sd1 | sd2 | sdxl | flux-dev | flux-schnell | chroma); KeyError for any other."""
     found = next((row for row in trained_families() if row.id == id), None)
     if found is None:
         raise KeyError(f"no trained model family {id!r}; known: {', '.join(row.id for row in trained_families())}")
@@ -59,9 +62,9 @@ def labels() -> tuple[str, ...]:
     return tuple(dict.fromkeys(row.names.label for row in trained_families()))
 
 
-def titles(last: str = "and") -> str:
-    """`SD 1.x, SD 2.x and SDXL`: the trained families, for messages."""
-    names = [row.names.title for row in trained_families()]
+def titles(last: str = "and", parts: type | None = None) -> str:
+    """`SD 1.x, SD 2.x and SDXL`: the trained families (of one engine's `parts` kind), for messages."""
+    names = [row.names.title for row in trained_families(parts)]
     return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
 
 

@@ -1,8 +1,9 @@
 """What a model family declares: the interface each module under `families/` fills in, torch-free.
 
-A `Family` is everything the engine asks of one kind of base model (SD1, SD2, SDXL): how its files
-are recognised, what it is called where, how it is conditioned and trained, which layers a LoRA
-adapts, how its LoRA modules are named, and how its parts are loaded, sampled and written back.
+A `Family` is everything the engines ask of one kind of base model (SD1, SD2, SDXL; Flux.1, Chroma): how
+its files are recognised, what it is called where, which engine trains it, how it is conditioned and
+trained, which layers a LoRA adapts, how its LoRA modules are named, and how its parts are loaded, sampled
+and written back (`UnetParts` for the UNet engine, `DitParts` for the DiT engine).
 A `NotTrained` row is a family that is recognised only to be refused by name.
 
 The tables hold no torch: what must run engine code names it with a `Ref` (`"package.module:name"`),
@@ -74,6 +75,10 @@ class FolderSignature:
 
     pipeline: str
     config: tuple[tuple[str, str, object], ...] = ()
+    other_pipelines: tuple[str, ...] = ()  # classes other tools save it under (Forge: Chroma as a FluxPipeline)
+
+    def holds(self, pipeline: str) -> bool:
+        return pipeline in (self.pipeline, *self.other_pipelines)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,28 @@ class UnetParts:
 
 
 @dataclass(frozen=True)
+class DitParts:
+    """What the DiT engine (`dit/`) reads: a Flux-like transformer (BFL's single-file layout), its autoencoder and
+    its text encoders (T5, and CLIP-L's pooled output where the family has it)."""
+
+    transformer_class: Ref  # the diffusers class
+    text_folders: tuple[str | None, str]  # (CLIP-L, T5) subfolders of a diffusers folder; no CLIP-L: None
+    distilled_modulation: bool  # one modulation network (distilled_guidance_layer) instead of each block's own
+    t5_max_length: int  # kohya's default t5xxl_max_token_length
+    # T5's padding always masked, the transformer given its pipeline's mask (the text up to and including the
+    # first padding token) as `attention_mask`; otherwise masking is kohya's apply_t5_attn_mask, off by default
+    masked_text: bool
+    sampling_shift: bool  # its sampler shifts sigma by image size (dev, Chroma; schnell: not)
+    true_cfg: bool  # samples with classifier-free guidance and the negative prompt, not an embedded guidance
+    model_type: str  # kohya's ss_model_type
+    vae_fp32: bool = True  # the autoencoder stays fp32
+
+    @property
+    def clip_l(self) -> bool:
+        return self.text_folders[0] is not None
+
+
+@dataclass(frozen=True)
 class Family:
     """A model family lora_train trains."""
 
@@ -156,10 +183,13 @@ class Family:
     folder: FolderSignature
     lora: LoraSignature
     objective: Objective
-    conditioning: Ref  # an object with encode(text_encoders, input_ids, clip_skip) and unet_inputs(text, batch, device)
+    # the UNet engine's: an object with encode(text_encoders, input_ids, clip_skip) and unet_inputs(text, batch,
+    # device); the DiT engine's: its caption encoder
+    conditioning: Ref
     targets: LoraTargets
-    blocks: BlockLayout
-    parts: UnetParts
+    blocks: BlockLayout  # of a per-block weight list; no blocks: the family takes none
+    parts: UnetParts | DitParts
+    engine: Ref  # its loop builder, (config, session, stop) -> the image loop: what `train` runs for it
     trained: bool = field(default=True, init=False)
 
 

@@ -2,8 +2,8 @@
 a diffusers folder from its pipeline class and part configs, a kohya-format LoRA from its module names,
 header and widths. Torch-free: names and shapes as a safetensors header gives them.
 
-The LoRA sniffer looks, in order, at module names only one family's files have (SDXL's `lora_te1_` /
-`lora_te2_` and sgm blocks), then the header (`ss_base_model_version`, then `ss_v2`, then
+The LoRA sniffer looks, in order, at module names only some families' files have (Flux's double / single
+blocks, then SDXL's `lora_te1_` / `lora_te2_` and sgm blocks; among those the header decides), then the header (`ss_base_model_version`, then `ss_v2`, then
 `modelspec.architecture`), then the width of the UNet's cross-attention input or of the text encoder.
 """
 
@@ -27,7 +27,7 @@ def folder_family(pipeline: str, part_config: Callable[[str], Mapping[str, objec
     """The family of a diffusers folder whose model_index.json names `pipeline`; `part_config(file)` reads one
     of its part configs (`text_encoder/config.json`) where two families share the pipeline."""
     for row in trained_families():
-        if row.folder.pipeline == pipeline and all(part_config(file).get(key) == value
+        if row.folder.holds(pipeline) and all(part_config(file).get(key) == value
                                                    for file, key, value in row.folder.config):
             return row
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .interface import Family, FolderSignature, KeySignature, LoraSignature, Names, TextEncoderSpec, UnetParts
 from .stable_diffusion import (CLIP_TEXT_MODEL, EPSILON, KOHYA_TARGETS, ONE_CLIP, SD_BLOCKS, SD_PIPELINE,
-                               SD_PIPELINE_OPTIONS)
+                               SD_PIPELINE_OPTIONS, UNET_ENGINE)
 
 TEXT_ENCODERS = (TextEncoderSpec("cond_stage_model.transformer.", False, CLIP_TEXT_MODEL, "text_encoder",
                                  "<|endoftext|>"),)
@@ -24,4 +24,5 @@ FAMILIES = (Family(
     blocks=SD_BLOCKS,
     parts=UnetParts(TEXT_ENCODERS, SD_PIPELINE_OPTIONS, configs="sd1", unet_lora_names="diffusers",
                     schedule_buffers=True),
+    engine=UNET_ENGINE,
 ),)

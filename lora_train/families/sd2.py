@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from .interface import Family, FolderSignature, KeySignature, LoraSignature, Names, TextEncoderSpec, UnetParts
 from .stable_diffusion import (CLIP_TEXT_MODEL, EPSILON, KOHYA_TARGETS, ONE_CLIP, SD_BLOCKS, SD_PIPELINE,
-                               SD_PIPELINE_OPTIONS)
+                               SD_PIPELINE_OPTIONS, UNET_ENGINE)
 
 TEXT_ENCODERS = (TextEncoderSpec("cond_stage_model.model.", True, CLIP_TEXT_MODEL, "text_encoder", "!",
                                  unused_last_layer=True),)
@@ -28,4 +28,5 @@ FAMILIES = (Family(
     blocks=SD_BLOCKS,
     parts=UnetParts(TEXT_ENCODERS, SD_PIPELINE_OPTIONS, configs="sd2", configs_v="sd2-v",
                     unet_lora_names="diffusers", schedule_buffers=True),
+    engine=UNET_ENGINE,
 ),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .interface import (BlockLayout, Family, FolderSignature, KeySignature, LoraSignature, Names, Ref,
                      TextEncoderSpec, UnetParts)
-from .stable_diffusion import CLIP_TEXT_MODEL, CLIP_WITH_PROJECTION, EPSILON, KOHYA_TARGETS
+from .stable_diffusion import CLIP_TEXT_MODEL, CLIP_WITH_PROJECTION, EPSILON, KOHYA_TARGETS, UNET_ENGINE
 
 TEXT_ENCODERS = (
     TextEncoderSpec("conditioner.embedders.0.transformer.", False, CLIP_TEXT_MODEL, "text_encoder", "<|endoftext|>"),
@@ -34,4 +34,5 @@ FAMILIES = (Family(
                 ("out_deep", ("OUT00", "OUT01", "OUT02")), ("out_shallow", ("OUT03", "OUT04", "OUT05")))),
     parts=UnetParts(TEXT_ENCODERS, (("add_watermarker", False),), configs="sdxl", unet_lora_names="sgm",
                     vae_fp32=True),
+    engine=UNET_ENGINE,
 ),)

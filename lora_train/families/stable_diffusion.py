@@ -8,6 +8,7 @@ from .interface import BlockLayout, LoraTargets, Objective, Ref
 UNET_PREFIX = "model.diffusion_model."  # where the UNet sits in a single-file checkpoint
 VAE_PREFIX = "first_stage_model."
 
+UNET_ENGINE = Ref("lora_train.train.image_trainer:build_loop")
 EPSILON = Objective("epsilon", Ref("lora_train.train.noise:sample_timesteps"))
 ONE_CLIP = Ref("lora_train.train.conditioning:ONE_CLIP")
 CLIP_TEXT_MODEL = Ref("transformers:CLIPTextModel")

@@ -1,6 +1,7 @@
 """Model families lora_train recognises in a single-file checkpoint only to refuse them by name, each by
 tensor names only its files have (the markers diffusers' single-file loader uses, under every prefix it
-knows). Checked before the trained families: Playground v2.5 has SDXL's text encoders."""
+knows). Checked before the trained families: Playground v2.5 has SDXL's text encoders, FLUX.2 Flux.1's block
+names."""
 
 from __future__ import annotations
 
@@ -17,10 +18,6 @@ FAMILIES = (
          "joint_blocks.37.x_block.mlp.fc1.weight", "model.diffusion_model.joint_blocks.37.x_block.mlp.fc1.weight"),
     _row("flux2", "FLUX.2", "model.diffusion_model.single_stream_modulation.lin.weight",
          "single_stream_modulation.lin.weight"),
-    _row("chroma", "Chroma", "model.diffusion_model.distilled_guidance_layer.in_proj.bias",
-         "distilled_guidance_layer.in_proj.bias"),
-    _row("flux1", "FLUX.1", "double_blocks.0.img_attn.norm.key_norm.scale",
-         "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale"),
     _row("stable-cascade", "Stable Cascade", "down_blocks.1.0.channelwise.0.weight", "clip_txt_mapper.weight"),
     _row("auraflow", "AuraFlow", "double_layers.0.attn.w2q.weight"),
     _row("hunyuan-video", "HunyuanVideo", "txt_in.individual_token_refiner.blocks.0.adaLN_modulation.1.bias"),
@@ -34,6 +31,8 @@ FAMILIES = (
     _row("hidream", "HiDream", "double_stream_blocks.0.block.adaLN_modulation.1.bias"),
     _row("z-image", "Z-Image", "model.diffusion_model.layers.0.adaLN_modulation.0.weight",
          "layers.0.adaLN_modulation.0.weight"),
+    _row("qwen-image", "Qwen-Image", "transformer_blocks.0.img_mod.1.weight",
+         "model.diffusion_model.transformer_blocks.0.img_mod.1.weight"),
     _row("playground-v2.5", "Playground v2.5", "edm_mean"),
     _row("hunyuan-dit", "Hunyuan-DiT", "mlp_t5.0.weight", "model.mlp_t5.0.weight"),
 )

@@ -63,7 +63,7 @@ class LoadReport:
     not_in_file: list[str] = field(default_factory=list)  # injected layers the file has no weights for
 
 
-def _layer_weights(name: str, tensors: Mapping[str, torch.Tensor]) -> LayerWeights:
+def layer_weights(name: str, tensors: Mapping[str, torch.Tensor]) -> LayerWeights:
     down, up = tensors[DOWN].float(), tensors[UP].float()
     alpha = float(tensors[ALPHA].item()) if ALPHA in tensors else float(down.shape[0])  # kohya: no alpha = rank
     scale = tensors.get(DORA_SCALE)
@@ -86,7 +86,7 @@ def load_kohya_state_dict(arch: str, unet: nn.Module, text_encoders: Sequence[nn
         if layer is None or not {DOWN, UP} <= tensors.keys() <= {DOWN, UP, ALPHA, DORA_SCALE}:
             report.unmatched.append(name)
             continue
-        write_layer(layer, _layer_weights(name, tensors), name)
+        write_layer(layer, layer_weights(name, tensors), name)
         report.loaded.append(name)
     report.not_in_file = [name for name in layers if name not in report.loaded]
     return report

@@ -8,8 +8,10 @@ LoRA, ...) are reported back for a warning; a file of which nothing fits is an e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import torch
 
 from torch import nn
 
@@ -19,16 +21,20 @@ from ..families.recognise import lora_family
 from ..kohya.state import LoadReport, load_kohya_state_dict
 from ..kohya.read import read_lora_file
 
+StateLoader = Callable[[str, nn.Module, Sequence[nn.Module], Mapping[str, torch.Tensor]], LoadReport]
 
-def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module,
-                         text_encoders: Sequence[nn.Module]) -> LoadReport:
-    """Load the file into freshly injected components (then collect their parameters again)."""
+
+def load_pretrained_lora(path: str | Path, arch: str, unet: nn.Module, text_encoders: Sequence[nn.Module],
+                         load_state: StateLoader = load_kohya_state_dict) -> LoadReport:
+    """Load the file into freshly injected components (then collect their parameters again) with `load_state`
+    (the UNet families' kohya names by default; the DiT engine gives Flux's). Families that share their
+    `ss_base_model_version` (Flux.1-dev and schnell) take each other's LoRAs."""
     state, metadata = read_lora_file(path)
-    found = lora_family({key: tuple(value.shape) for key, value in state.items()}, metadata)
-    if found is not None and found.id != arch:
+    found, base = lora_family({key: tuple(value.shape) for key, value in state.items()}, metadata), family(arch)
+    if found is not None and found.names.base_model_version != base.names.base_model_version:
         raise UserError(f"pretrained_lora {path} is a LoRA for {found.names.title} models, but the base model "
-                        f"is {family(arch).names.title}: continue from a LoRA trained on the same kind of model.")
-    report = load_kohya_state_dict(arch, unet, text_encoders, state)
+                        f"is {base.names.title}: continue from a LoRA trained on the same kind of model.")
+    report = load_state(arch, unet, text_encoders, state)
     if not report.loaded:
         raise UserError(f"pretrained_lora {path}: none of its {len(report.unmatched)} modules matches a layer "
                         f"being trained (e.g. {', '.join(report.unmatched[:3])}). Is it a kohya-format LoRA for "

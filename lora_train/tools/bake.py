@@ -27,6 +27,7 @@ from ..adapters.dora import along_axis, input_norm
 from ..core.atomic import write_new_file
 from ..core.errors import UserError
 from ..families import family, titles
+from ..families.interface import UnetParts
 from ..families.recognise import checkpoint_family
 from ..families.stable_diffusion import UNET_PREFIX
 from ..models.checkpoint_file import open_checkpoint
@@ -93,11 +94,12 @@ def _single_file_base(path: Path) -> BaseWeights:
     checkpoint = open_checkpoint(path)
     found = checkpoint_family(checkpoint.meta)
     if found is None:
-        raise UserError(f"{path} is not a checkpoint of {titles('or')} (no text encoder found), so LoRAs cannot be "
-                        "baked into it.")
-    if not found.trained:
-        raise UserError(f"{path} looks like a {found.title} model; LoRAs are baked into {titles('or')} checkpoints "
-                        "only.")
+        raise UserError(f"{path} is not a checkpoint of {titles('or', UnetParts)} (no text encoder found), so LoRAs "
+                        "cannot be baked into it.")
+    if not (found.trained and isinstance(found.parts, UnetParts)):
+        title = found.names.title if found.trained else found.title
+        raise UserError(f"{path} looks like a {title} model; LoRAs are baked into {titles('or', UnetParts)} "
+                        "checkpoints only.")
     arch = found.id
     ldm = find_ldm_config(path)
     configs = part_configs(arch, False, path, ldm, checkpoint.meta)

@@ -55,8 +55,11 @@ def block_order(block: str) -> tuple[int, int]:
 def parse_block_weights(text: str, arch: str | None) -> dict[str, float]:
     """Block id -> weight from a preset name or a comma-separated list of 17 (SD1/SD2) or 12 (SDXL) numbers, for
     family `arch` (the default family's layout when None)."""
-    layout = family_or_default(arch).blocks
-    blocks = layout.blocks
+    found = family_or_default(arch)
+    layout, blocks = found.blocks, found.blocks.blocks
+    if not blocks:
+        raise UserError(f"Block weights {text!r}: {found.names.title} LoRAs have no per-block weight layout yet; "
+                        "leave the block weights out.")
     preset = PRESETS.get(text.strip().upper())
     if preset is not None:
         groups = dict(layout.groups)

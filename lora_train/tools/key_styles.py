@@ -23,7 +23,7 @@ import torch
 
 from ..core.errors import UserError
 from ..families import trained_families
-from ..families.interface import Family
+from ..families.interface import Family, UnetParts
 from ..kohya.names import KohyaNaming, group_by_module
 from ..models.shipped import shipped_config
 
@@ -80,7 +80,7 @@ def _adapter_alphas(metadata: Mapping[str, str]) -> dict[str, tuple[float, int, 
 def _family_of(components: set[str]) -> Family:
     """The first family whose text encoders' folder names hold the file's text-encoder components."""
     encoders = components - {"unet"}
-    return next(row for row in trained_families() if encoders <= {spec.subfolder for spec in row.parts.text_encoders})
+    return next(row for row in trained_families(UnetParts) if encoders <= {spec.subfolder for spec in row.parts.text_encoders})
 
 
 def _kohya_name(naming: KohyaNaming, folders: list[str], component: str, path: str) -> str:

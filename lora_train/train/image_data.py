@@ -124,17 +124,28 @@ def text_cache_applies(config: TrainConfig) -> bool:
     return wanted and not config.train_text_encoder and not config.shuffle_caption and not config.caption_dropout_rate
 
 
+def cache_folders(config: TrainConfig, output_dir: Path, say: Say) -> CacheFolders:
+    return CacheFolders(Path(config.train_data_dir or Path(config.metadata_path).parent), output_dir / "cache", say)
+
+
+def fill_latent_cache(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,
+                      folders: CacheFolders, vae_name: str | None) -> None:
+    """The latent cache, when `cache_latents` asks for it and the images are not randomly cropped or flipped."""
+    if not config.cache_latents:
+        return
+    if config.crop == "random" or config.flip_aug:
+        folders.say("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / "
+                    "flip_aug).", "warning")
+        return
+    folders.say(cache_latents(data, base, device, folders.open("latents", config.cache_latents_to_disk), vae_name,
+                              config.batch_size))
+
+
 def fill_caches(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device, output_dir: Path,
                 say: Say) -> None:
     """The caches the config asks for, filled with the encoders on the training device."""
-    folders = CacheFolders(Path(config.train_data_dir or Path(config.metadata_path).parent), output_dir / "cache", say)
-    if config.cache_latents:
-        if config.crop == "random" or config.flip_aug:
-            say("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / flip_aug).",
-                "warning")
-        else:
-            say(cache_latents(data, base, device, folders.open("latents", config.cache_latents_to_disk), config.vae,
-                              config.batch_size))
+    folders = cache_folders(config, output_dir, say)
+    fill_latent_cache(config, data, base, device, folders, config.vae)
     if text_cache_applies(config):
         cache = folders.open("text", config.cache_text_encoder_outputs_to_disk)
         say(cache_text_outputs(data, base, device, cache, config.clip_skip))

@@ -11,6 +11,7 @@ take the same steps silently.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from .reporting import Reporter, peak_vram_mb
 from .resume_state import Checkpoints, Progress, TrainingState
 from .run_record import RunRecord
 from .sampling import SampleSettings, generate_samples
-from .step import StepRunner
+from .step import OptimizerStepper
 from .stop import StopRequest
 
 
@@ -50,7 +51,7 @@ class Schedule:
 class ImageLoop:
     schedule: Schedule
     data: ImageData
-    runner: StepRunner
+    runner: OptimizerStepper
     state: TrainingState
     params: list[torch.nn.Parameter]
     progress: Progress
@@ -58,13 +59,14 @@ class ImageLoop:
     record: RunRecord  # whose checkpoints and files these are
     writer: LoraWriter
     samples: SampleSettings
-    base: BaseModel
+    base: BaseModel  # or the DiT engine's FluxBase
     precision: Precision
     accelerator: Accelerator
     report: Reporter
     stop: StopRequest
     learning_rate: float  # named in the advice when the loss diverges
     preferred_weight: float  # in the `<lora:name:weight>` tag of the final message
+    generate: Callable[..., list[Image.Image]] = generate_samples  # (base, samples, device, autocast) -> images
 
     def __post_init__(self) -> None:
         self.main = self.accelerator.is_main_process
@@ -146,7 +148,7 @@ class ImageLoop:
         if not self.main or not self.samples.steps:  # sample_steps: 0 turns samples off
             return
         with encoders_loaded(self.base, self.accelerator.device, self.precision):
-            images = generate_samples(self.base, self.samples, self.accelerator.device, self.precision.autocast())
+            images = self.generate(self.base, self.samples, self.accelerator.device, self.precision.autocast())
         self.report.samples(images, self.progress.step, label)
         self.last_sample = images[0] if images else self.last_sample
 

@@ -15,6 +15,7 @@ agreed across them, and only the main process writes files and sends events.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,20 +24,22 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from ..adapters.spec import LoraSpec
-from ..adapters.targets import select_targets
+from ..adapters.targets import TargetSet, select_targets
 from ..config import TrainConfig
 from ..core.collector import collector_paused
 from ..core.events import Fanout, LogFileSink
 from ..core.resume_folders import resolve_resume_path
+from ..kohya.state import load_kohya_state_dict
 from ..models.base_model import BaseModel
 from ..models.load import load_base_model
+from ..models.pretrained_lora import StateLoader
 from .compile import CompiledWithFallback
 from .encoders import place_model, release_encoders
 from .faults import out_of_memory_message
 from .image_data import ImageData, build_image_data, fill_caches
 from .image_loop import ImageLoop, Schedule
 from .lora_setup import LoraSetup, attach_lora
-from .lora_writer import lora_writer, save_sizes
+from .lora_writer import LoraWriter, lora_writer, save_sizes
 from .noise import training_scheduler
 from .optim import ParamGroup, build_lr_scheduler, build_optimizer
 from .output import check_free_space, prepare_output_dir, remove_partial_saves
@@ -44,8 +47,8 @@ from .precision import Precision, resolve_precision
 from .reporting import Reporter, Say
 from .resume_state import Checkpoints, Progress, TrainingState
 from .run_record import RunRecord
-from .sampling import SampleSettings, sample_prompts
-from .step import StepRunner, enable_gradient_checkpointing
+from .sampling import SampleSettings, generate_samples, sample_prompts
+from .step import OptimizerStepper, StepRunner, enable_gradient_checkpointing
 from .stop import StopRequest
 
 
@@ -98,16 +101,20 @@ def load_model(config: TrainConfig, session: Session) -> BaseModel:
     return base
 
 
-def add_lora(config: TrainConfig, base: BaseModel, session: Session) -> LoraSetup:
-    """The configured LoRA on the base model, its disk needs checked."""
+def add_lora(config: TrainConfig, base: BaseModel, session: Session, targets: TargetSet | None = None,
+             load_state: StateLoader = load_kohya_state_dict) -> LoraSetup:
+    """The configured LoRA on the base model (on `targets`, default: the UNet family's; `pretrained_lora` read
+    with `load_state`), its disk needs checked."""
     spec = LoraSpec.from_settings(network_type=config.network_type, lora_rank=config.lora_rank,
                                   lora_alpha=config.lora_alpha, conv_dim=config.conv_dim,
                                   conv_alpha=config.conv_alpha, use_dora=config.use_dora)
-    targets = select_targets(base.unet, base.text_encoders, base.family.targets, train_unet=config.train_unet,
-                             train_text_encoder=config.train_text_encoder, unet_targets=config.unet_targets,
-                             text_encoder_targets=config.text_encoder_targets, network_type=config.network_type,
-                             target_modules=config.target_modules)
-    lora = attach_lora(base, spec, targets, pretrained_lora=config.pretrained_lora, say=session.report.say)
+    targets = targets or select_targets(base.unet, base.text_encoders, base.family.targets,
+                                        train_unet=config.train_unet, train_text_encoder=config.train_text_encoder,
+                                        unet_targets=config.unet_targets,
+                                        text_encoder_targets=config.text_encoder_targets,
+                                        network_type=config.network_type, target_modules=config.target_modules)
+    lora = attach_lora(base, spec, targets, pretrained_lora=config.pretrained_lora, say=session.report.say,
+                       load_state=load_state)
     if session.accelerator.is_main_process:
         param_count = sum(param.numel() for param in lora.params.all())
         check_free_space(save_sizes(param_count, config.save_precision, bool(config.save_steps),
@@ -169,37 +176,78 @@ def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> Imag
     release_unused_encoders(config, data, base, lora, report.say)
     schedule = make_schedule(config, data)
     state = training_state(config, lora, schedule, session)
-    wrapped = {name: accelerator.prepare(module) for name, module in lora.trained.items()}
-    for module in lora.trained.values():
-        module.train()
-
-    progress, run = Progress(step=0, epoch=0, batch_in_epoch=0), RunRecord.start(config.output_name, base.path)
-    if config.resume_from_checkpoint:
-        path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir, config.output_name)
-        resumed = state.restore(path, run, report.say)
-        progress, run, report.history = resumed.progress, resumed.run, resumed.history
-        report.say(f"Resumed from {path} at step {progress.step}")
-
+    wrapped = prepare_trained(lora, accelerator)
+    progress, run = resumed_progress(config, state, session, base.path)
     runner = StepRunner(config, base, scheduler, session.precision, session.device, wrapped, accelerator)
     if config.compile_unet and "unet" in wrapped:
         runner.unet = CompiledWithFallback(runner.unet, lambda text: report.say(text, "warning"))
-    report.start(progress.step, schedule.total_steps, progress.epoch + 1, schedule.epochs, session.output_dir,
-                 f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
-                 f"{lora.module_count} LoRA modules")
+    writer = lora_writer(config, base, lora.spec, data.index, session.lora_dir, run)
+    return start_loop(config, session, stop, LoopParts(data, base, lora, schedule, state, progress, run, runner,
+                                                       writer))
+
+
+def prepare_trained(lora: LoraSetup, accelerator: Accelerator) -> dict[str, torch.nn.Module]:
+    """The trained components as `accelerate` wraps them (DDP with several processes), in train mode."""
+    wrapped = {name: accelerator.prepare(module) for name, module in lora.trained.items()}
+    for module in lora.trained.values():
+        module.train()
+    return wrapped
+
+
+def resumed_progress(config: TrainConfig, state: TrainingState, session: Session, base_model: Path
+                     ) -> tuple[Progress, RunRecord]:
+    """Where the run starts and whose run it is: step 0 of a new run, or the `resume_from_checkpoint` state
+    restored into `state` once it is checked to be this job's (its loss history back in the reporter)."""
+    progress, run = Progress(step=0, epoch=0, batch_in_epoch=0), RunRecord.start(config.output_name, base_model)
+    if not config.resume_from_checkpoint:
+        return progress, run
+    report = session.report
+    path = resolve_resume_path(config.resume_from_checkpoint, session.output_dir, config.output_name)
+    resumed = state.restore(path, run, report.say)
+    report.history = resumed.history
+    report.say(f"Resumed from {path} at step {resumed.progress.step}")
+    return resumed.progress, resumed.run
+
+
+@dataclass
+class LoopParts:
+    """What an engine builds for the image loop: its data, model, LoRA, schedule, state, step and writer."""
+
+    data: ImageData
+    base: BaseModel
+    lora: LoraSetup
+    schedule: Schedule
+    state: TrainingState
+    progress: Progress
+    record: RunRecord  # whose run it is (new, or the resumed one's)
+    runner: OptimizerStepper
+    writer: LoraWriter
+    generate: Callable[..., list] = generate_samples  # (base, samples, device, autocast) -> images
+
+
+def start_loop(config: TrainConfig, session: Session, stop: StopRequest, parts: LoopParts) -> ImageLoop:
+    """The image loop over `parts`; sends `start`."""
+    report, data = session.report, parts.data
+    report.start(parts.progress.step, parts.schedule.total_steps, parts.progress.epoch + 1, parts.schedule.epochs,
+                 session.output_dir, f"{data.index.num_images} images, {data.index.num_train_images} per epoch, "
+                                     f"{parts.lora.module_count} LoRA modules")
     return ImageLoop(
-        schedule=schedule, data=data, state=state, params=lora.params.all(), progress=progress, runner=runner,
+        schedule=parts.schedule, data=data, state=parts.state, params=parts.lora.params.all(),
+        progress=parts.progress, runner=parts.runner,
         checkpoints=Checkpoints(session.output_dir, config.output_name, config.save_total_limit, config.seed),
-        record=run, writer=lora_writer(config, base, lora.spec, data.index, session.lora_dir, run),
-        samples=sample_settings(config, data), base=base, precision=session.precision, accelerator=accelerator,
-        report=report, stop=stop, learning_rate=config.learning_rate, preferred_weight=config.preferred_weight)
+        record=parts.record, writer=parts.writer, samples=sample_settings(config, data), base=parts.base, precision=session.precision,
+        accelerator=session.accelerator, report=report, stop=stop, learning_rate=config.learning_rate,
+        preferred_weight=config.preferred_weight, generate=parts.generate)
 
 
-def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path | None:
-    """Train; return the saved LoRA's path (also after a stop request), or raise UserError."""
+def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest,
+                     build: Callable[[TrainConfig, Session, StopRequest], ImageLoop] = build_loop) -> Path | None:
+    """Train (the loop from `build`: the UNet engine's by default); return the saved LoRA's path (also after a
+    stop request), or raise UserError."""
     session = open_session(config, emit)
     try:
         with collector_paused():  # the start builds millions of long-lived objects: see core/collector.py
-            loop = build_loop(config, session, stop)
+            loop = build(config, session, stop)
         try:
             return loop.run()
         except torch.cuda.OutOfMemoryError:

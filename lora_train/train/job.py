@@ -1,4 +1,5 @@
-"""One training job: lock the devices it trains on and run the trainer for the config's task.
+"""One training job: lock the devices it trains on and run the trainer for the config's task; an image job
+runs the engine its base model's family names (`Family.engine`: the UNet engine's loop or the DiT engine's).
 
 The lock is taken before the trainer's (slow) imports, so a second job on the same device is refused at
 once. Running out of GPU memory before the first step (moving the model, caching latents) gets the same
@@ -12,10 +13,12 @@ import os
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..core.base_family import base_model_family
 from ..core.collector import collector_paused, release_frozen
 from ..core.events import Fanout
 from .faults import out_of_memory_message
 from ..core.lock import CPU, TrainingLock
+from ..families import family_or_default
 from ..text.schema import TextConfig
 from .stop import StopRequest
 
@@ -51,8 +54,9 @@ def _train_image(config: TrainConfig, emit: Fanout, stop: StopRequest) -> Path |
     try:
         with without_optional_packages():  # no bitsandbytes unless the 8-bit optimizer uses it: seconds saved
             with collector_paused(collect=False):  # no collections in the imports: a second saved
+                build = (base_model_family(config.base_model) or family_or_default(None)).engine.load()
                 from .image_trainer import train_image_lora
-            return train_image_lora(config, emit, stop)
+            return train_image_lora(config, emit, stop, build)  # the engine of the base model's family
     except torch.cuda.OutOfMemoryError:  # the loop reports its own step; this is before it
         raise out_of_memory_message(None, config.resolution, config.batch_size) from None
 

@@ -11,7 +11,8 @@ from ..adapters.inject import LoraParameters, inject_lora, lora_parameters
 from ..adapters.spec import LoraSpec
 from ..adapters.targets import TargetSet
 from ..models.base_model import BaseModel
-from ..models.pretrained_lora import load_pretrained_lora
+from ..kohya.state import load_kohya_state_dict
+from ..models.pretrained_lora import StateLoader, load_pretrained_lora
 from .reporting import Say
 
 
@@ -24,11 +25,12 @@ class LoraSetup:
 
 
 def attach_lora(base: BaseModel, spec: LoraSpec, targets: TargetSet, *, pretrained_lora: str | Path | None,
-                say: Say) -> LoraSetup:
-    """Inject the LoRA into `targets`, then load `pretrained_lora` into it if given."""
+                say: Say, load_state: StateLoader = load_kohya_state_dict) -> LoraSetup:
+    """Inject the LoRA into `targets`, then load `pretrained_lora` into it if given (with `load_state`: the
+    family's names)."""
     params = inject_lora(base.unet, base.text_encoders, targets, spec)
     if pretrained_lora:
-        report = load_pretrained_lora(pretrained_lora, base.arch, base.unet, base.text_encoders)
+        report = load_pretrained_lora(pretrained_lora, base.arch, base.unet, base.text_encoders, load_state)
         params = lora_parameters(base.unet, base.text_encoders)  # ranks may differ from the config's
         say(f"Continuing from {pretrained_lora} ({len(report.loaded)} modules)")
         if report.unmatched:

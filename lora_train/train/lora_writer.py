@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from ..adapters.layers import held_spec
@@ -45,11 +46,18 @@ class LoraWriter:
         """Write a LoRA file of the current weights (an epoch save when `epoch` is given): under a free name, or over
         the file this run saved under that name before it was stopped and resumed."""
         base = self.base
-        state = kohya_state_dict(base.arch, base.unet, base.text_encoders, self.save_precision)
         network = held_spec(self.spec, [base.unet, *base.text_encoders])
         run = replace(self.run, finished_at=time.time(), steps=steps, num_epochs=epochs_done)
         path = free_lora_path(self.folder, self.output_name, epoch=epoch, run_id=run.run_id)
-        return save_lora(path, state, build_metadata(network, run), replace=path.exists())
+        return save_lora(path, self.tensors(), self.metadata(network, run), replace=path.exists())
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The file's tensors: kohya's names for the family (the DiT engine's writer fuses Flux's)."""
+        base = self.base
+        return kohya_state_dict(base.arch, base.unet, base.text_encoders, self.save_precision)
+
+    def metadata(self, network: LoraSpec, run: TrainingRun) -> dict[str, str]:
+        return build_metadata(network, run)
 
     def write_card(self, lora_path: Path, preview: Image.Image | None) -> None:
         """The sidecar `<name>.json` (trigger words, preferred weight) and `<name>.preview.png`. A resumed run keeps
@@ -63,7 +71,7 @@ class LoraWriter:
 
 
 def lora_writer(config: TrainConfig, base: BaseModel, spec: LoraSpec, index: DatasetIndex, folder: Path,
-                record: RunRecord) -> LoraWriter:
+                record: RunRecord, writer: type[LoraWriter] = LoraWriter) -> LoraWriter:
     """The writer of this run's LoRA files, with what their header and card record taken from the config once."""
     lrs = config.component_lrs
     run = TrainingRun(
@@ -77,7 +85,7 @@ def lora_writer(config: TrainConfig, base: BaseModel, spec: LoraSpec, index: Dat
     card = sidecar(sd_version=base.sd_version, activation_text=config.trigger_word,
                    preferred_weight=config.preferred_weight, description=f"Trained with lora_train on {base.name}.",
                    notes=config.training_comment)
-    return LoraWriter(folder, config.output_name, config.save_precision, base, spec, run, card)
+    return writer(folder, config.output_name, config.save_precision, base, spec, run, card)
 
 
 def save_sizes(param_count: int, save_precision: str, keeps_checkpoints: bool, output_dir: Path,

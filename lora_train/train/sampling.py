@@ -6,6 +6,7 @@ LoRA at its current weights. Fixed seeds make samples comparable across steps.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -36,13 +37,7 @@ class SampleSettings:
 def generate_samples(base: BaseModel, settings: SampleSettings, device: torch.device, autocast) -> list[Image.Image]:
     """One image per prompt; the models' train/eval modes are restored afterwards."""
     pipeline = make_pipeline(base)
-    modules = [base.unet, *base.text_encoders, base.vae]
-    modes = [m.training for m in modules]
-    vae_device = next(base.vae.parameters()).device
-    base.vae.to(device)
-    for module in modules:
-        module.eval()
-    try:
+    with evaluating([base.unet, *base.text_encoders], base.vae, device):
         images = []
         for i, prompt in enumerate(settings.prompts):
             generator = torch.Generator(device="cpu").manual_seed(settings.seed + i)
@@ -52,7 +47,20 @@ def generate_samples(base: BaseModel, settings: SampleSettings, device: torch.de
                                   height=settings.size, width=settings.size, generator=generator)
             images.append(result.images[0])
         return images
+
+
+@contextlib.contextmanager
+def evaluating(modules: list[torch.nn.Module], vae: torch.nn.Module, device: torch.device):
+    """The modules in eval mode and the VAE on `device` for sampling; their modes and the VAE's place restored."""
+    modules = [*modules, vae]
+    modes = [m.training for m in modules]
+    vae_device = next(vae.parameters()).device
+    vae.to(device)
+    for module in modules:
+        module.eval()
+    try:
+        yield
     finally:
-        base.vae.to(vae_device)
+        vae.to(vae_device)
         for module, mode in zip(modules, modes):
             module.train(mode)

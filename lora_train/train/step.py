@@ -1,5 +1,8 @@
 """One optimizer step: latents, noise, text conditioning (the family's), UNet prediction, loss, backward, update.
 
+`OptimizerStepper` holds what any objective shares (accumulation, loss scaling, clipping, the step's
+seeded generator); `StepRunner` is the UNet's objective, the DiT engine has its own (`dit/step.py`).
+
 Gradient accumulation is explicit: the chunk's batches are summed into one update, with DDP's
 gradient sync only on the last of them. With fp16 the loss scaler scales the backward pass and
 skips an update whose gradients overflowed. A non-finite mean loss leaves the weights untouched.
@@ -21,19 +24,17 @@ from .noise import diffusion_loss, sample_noise, snr_weights, training_target
 from .precision import Precision
 
 
-class StepRunner:
-    """One optimizer step over a chunk of batches: the models, noise schedule, precision and generator it needs."""
+class OptimizerStepper:
+    """One optimizer step over a chunk of batches, whatever the objective: a subclass gives `batch_loss`."""
 
-    def __init__(self, config: TrainConfig, base: BaseModel, scheduler, precision: Precision, device: torch.device,
-                 wrapped: dict, accelerator: Accelerator):
-        self.config, self.base, self.scheduler, self.precision = config, base, scheduler, precision
-        self.device, self.wrapped, self.accelerator = device, wrapped, accelerator
+    def __init__(self, config: TrainConfig, precision: Precision, device: torch.device, wrapped: dict,
+                 accelerator: Accelerator):
+        self.config, self.precision, self.device, self.wrapped, self.accelerator = (config, precision, device,
+                                                                                    wrapped, accelerator)
         self.generator = torch.Generator()
-        self.unet = wrapped.get("unet", base.unet)
-        self.text_encoders = [wrapped.get(f"text_encoder_{i}", te) for i, te in enumerate(base.text_encoders)]
-        self.tokenize = TokenCache(base.tokenizers)
-        self.conditioning = conditioning_of(base.arch)
-        self.sample_timesteps = base.family.objective.timesteps.load()
+
+    def batch_loss(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
 
     def optimizer_step(self, step: int, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
         """Forward and backward over the chunk's batches, then optimizer step number `step`; returns the mean
@@ -67,6 +68,20 @@ class StepRunner:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return mean
+
+
+class StepRunner(OptimizerStepper):
+    """The UNet's step (epsilon or v objective): the models, noise schedule and tokenizer cache it needs."""
+
+    def __init__(self, config: TrainConfig, base: BaseModel, scheduler, precision: Precision, device: torch.device,
+                 wrapped: dict, accelerator: Accelerator):
+        super().__init__(config, precision, device, wrapped, accelerator)
+        self.base, self.scheduler = base, scheduler
+        self.unet = wrapped.get("unet", base.unet)
+        self.text_encoders = [wrapped.get(f"text_encoder_{i}", te) for i, te in enumerate(base.text_encoders)]
+        self.tokenize = TokenCache(base.tokenizers)
+        self.conditioning = conditioning_of(base.arch)
+        self.sample_timesteps = base.family.objective.timesteps.load()
 
     def batch_loss(self, batch: dict) -> torch.Tensor:
         config = self.config

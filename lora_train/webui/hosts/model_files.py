@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...core.header_table import header_table
+from ...core.header_table import safetensors_keys
 from ...families.recognise import checkpoint_family
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
@@ -30,12 +30,6 @@ class ModelInfo:
         """`title [hash] SD1`; the hash once (the WebUI's titles end with one already)."""
         shown = f"[{self.hash}]" if self.hash and not self.title.rstrip().endswith("]") else ""
         return " ".join(part for part in (self.title, shown, self.arch or "type unknown") if part)
-
-
-def safetensors_keys(path: Path) -> list[str] | None:
-    """The tensor names of a .safetensors file, or None when it is not one."""
-    header = header_table(path)
-    return None if header is None else [key for key in header if key != "__metadata__"]
 
 
 def sniff_arch(path: Path) -> str | None:

@@ -1,0 +1,66 @@
+"""Shared pieces of the Flux tests: a LoRA file merged independently (on BFL's weights, as Forge and ComfyUI
+apply it) and the flow-matching loss of a model on a set of images at fixed noise and sigmas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from lora_train.dit.flux_layout import bfl_modules, from_bfl, to_bfl
+from lora_train.dit.packing import image_ids, pack, text_ids, unpack
+from lora_train.dit.text import TextSettings, attention_masks, clip_pooled, t5_outputs
+from lora_train.train.latents import encode_latents
+
+SIGMAS = (0.2, 0.4, 0.6, 0.8)
+
+
+def merged_from_file(bfl: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], modules) -> dict[str, torch.Tensor]:
+    """W + alpha / rank * up @ down for every `lora_unet_` module of the file, on BFL's weights (rank: down's rows)."""
+    names = {"lora_unet_" + module.bfl.replace(".", "_"): module.bfl for module in modules}
+    merged = dict(bfl)
+    for key in lora:
+        if key.startswith("lora_unet_") and key.endswith(".lora_down.weight"):
+            name = key.removesuffix(".lora_down.weight")
+            down, up, alpha = lora[key].float(), lora[f"{name}.lora_up.weight"].float(), lora[f"{name}.alpha"].item()
+            merged[f"{names[name]}.weight"] = merged[f"{names[name]}.weight"] + alpha / down.shape[0] * up @ down
+    return merged
+
+
+def apply_lora_file(transformer: torch.nn.Module, path: Path, chroma: bool) -> None:
+    """Put the file's LoRA into `transformer`'s weights, merged on the BFL layout and converted back."""
+    modules = bfl_modules(transformer.config, chroma=chroma)
+    state = transformer.state_dict()
+    merged = merged_from_file(to_bfl(state, modules), load_file(path), modules)
+    transformer.load_state_dict(dict(from_bfl(merged.__getitem__, modules, {k: v.shape for k, v in state.items()})))
+
+
+def images(paths: list[Path]) -> torch.Tensor:
+    arrays = [np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1 for path in paths]
+    return torch.tensor(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def flow_loss(base, image_paths: list[Path], captions: list[str], guidance: float = 1.0, max_length: int = 16) -> float:
+    """Mean velocity error of `base` on the images at fixed noise and sigmas (the same draw every call)."""
+    latents = encode_latents(base.vae, images(image_paths), torch.device("cpu"))
+    batch, _, height, width = latents.shape
+    settings = TextSettings(max_length, base.family.parts.masked_text)
+    text = t5_outputs(base.t5, base.t5_tokenizer, captions, settings, torch.device("cpu"))
+    kwargs = dict(encoder_hidden_states=text["t5"], img_ids=image_ids(height, width, latents.device, latents.dtype),
+                  txt_ids=text_ids(max_length, latents.device, latents.dtype), return_dict=False,
+                  **attention_masks(base.family.parts, settings, text["t5_mask"], height * width // 4, latents.dtype))
+    if base.clip is not None:
+        kwargs["pooled_projections"] = clip_pooled(base.clip, base.clip_tokenizer, captions, latents.device)
+    if base.guidance:
+        kwargs["guidance"] = torch.full((batch,), guidance)
+    generator, total = torch.Generator().manual_seed(0), 0.0
+    for sigma in SIGMAS:
+        noise = torch.randn(latents.shape, generator=generator)
+        noisy = (1 - sigma) * latents + sigma * noise
+        prediction = base.transformer(hidden_states=pack(noisy), timestep=torch.full((batch,), sigma), **kwargs)[0]
+        total += torch.nn.functional.mse_loss(unpack(prediction, height, width), noise - latents).item()
+    return total / len(SIGMAS)
