@@ -1,4 +1,4 @@
-"""The command line: `python -m lora_train {train,config,inspect,ui,demo,caption,llm,merge,resize,bake,grid}`.
+"""The command line: `python -m lora_train {train,plan,config,inspect,ui,demo,caption,llm,merge,resize,bake,grid}`.
 
 Each subcommand parses its arguments and calls the engine; a `UserError` is printed as one
 clear line (and sent as an `error` event), never as a traceback.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .caption.cli import add_caption_parser, run_caption_command
 from .config.load import add_override_option
+from .config.plan_cli import add_plan_parser, run_plan
 from .core.errors import UserError
 from .text.cli import add_llm_parser, run_llm
 from .tools.commands import COMMANDS as TOOL_COMMANDS, add_parsers as tool_parsers
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the WebUI (A1111 / Forge), ComfyUI and diffusers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(sub)
+    add_plan_parser(sub)
     add_llm_parser(sub, _add_job_arguments)
     config = sub.add_parser("config", help="print the reference of every config key")
     config.add_argument("--markdown", action="store_true", help="print docs/config.md exactly")
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "plan":
+            return run_plan(args)
         if args.command == "llm":
             return run_llm(args, _train)
         if args.command == "caption":

@@ -23,7 +23,8 @@ import lora_train
 
 ROOT = Path(lora_train.__file__).resolve().parent
 TORCH_STACK = ("torch", "diffusers", "transformers", "peft", "accelerate")
-TORCH_FREE_DATA = ("buckets", "captions", "images", "messages", "metadata_csv", "plan", "scan")
+TORCH_FREE_DATA = ("buckets", "caption_tokens", "captions", "doctor", "image_hash", "images", "messages", "metadata_csv",
+                   "plan", "scan")
 ENGINE = ("lora_train.adapters", "lora_train.dit", "lora_train.kohya", "lora_train.models", "lora_train.text",
           "lora_train.train", "lora_train.tools")
 ENGINE_CONFIG = ("lora_train.text", "lora_train.text.schema")  # the text engine's config, torch-free

@@ -31,7 +31,7 @@ def test_console_script_is_installed():
 def test_help_lists_every_subcommand():
     result = cli("--help")
     assert result.returncode == 0
-    for command in ("train", "caption", "llm", "merge", "resize", "bake", "inspect", "ui", "config", "demo"):
+    for command in ("train", "plan", "caption", "llm", "merge", "resize", "bake", "inspect", "ui", "config", "demo"):
         assert command in result.stdout
     assert "--config" in cli("train", "--help").stdout
 

@@ -119,6 +119,16 @@ def test_dataset_review_uses_the_trainers_messages(setup):
         controller.scan(inputs, fields)
 
 
+def test_dataset_check_shows_the_doctors_findings(setup):
+    controller, _, data = setup
+    Image.open(data / "00.png").save(data / "00 copy.png")
+    (data / "00 copy.txt").write_text("zq, shape 0")
+    inputs, fields = form_inputs(controller, data, resolution=64)
+    note, _ = controller.scan(inputs, fields)
+    assert "00 copy.png, 00.png: the same picture or near-duplicates" in note
+    assert "does not name the trigger word" in note
+
+
 def test_presets_replace_each_other_and_follow_the_model_type(setup):
     controller, _, _ = setup
     low = preset_form_values("Low VRAM", "SD1")

@@ -79,12 +79,15 @@ def probe_image(path: Path, max_pixels: int = MAX_PIXELS) -> ImageInfo:
     return ImageInfo((width, height), orientation)
 
 
-def load_rgb(path: Path, orientation: int = 1) -> Image.Image:
-    """The decoded image as 8-bit RGB, turned upright by `orientation`."""
+def load_rgb(path: Path, orientation: int = 1, draft: tuple[int, int] | None = None) -> Image.Image:
+    """The decoded image as 8-bit RGB, turned upright by `orientation`; with `draft` (width, height) a JPEG may be
+    decoded at a fraction of its size, no smaller than that (for previews and hashes)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                if draft:
+                    image.draft("RGB", draft)
                 image.load()
                 rgb = to_rgb(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, *_DECODE_ERRORS) as exc:

@@ -29,7 +29,7 @@ from lora_train.data.metadata_csv import read_metadata_csv
 from lora_train.core.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-_REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
+REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")  # a kohya `N_name` folder: N repeats
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _from_folder(root: Path, repeats: int) -> tuple[list[_Candidate], list[str]]
     notes: list[str] = []
     groups: list[tuple[str, Path, int, bool]] = [(root.name, root, repeats, False)]
     for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        match = _REPEATS_FOLDER.match(child.name)
+        match = REPEATS_FOLDER.match(child.name)
         count = int(match.group(1)) if match else repeats
         if count == 0:
             notes.append(f"{child}: a folder named 0_... repeats its images 0 times, so they are not used; "
