@@ -23,7 +23,7 @@ from lora_train.webui.image_tab.controller import AUTOMATIC_VAE, TabController
 from lora_train.webui.hosts.host import TabSettings
 from lora_train.webui.hosts.standalone_host import StandaloneHost
 from lora_train.webui.hosts.paths import PathPolicy, network_exposed, safe_name
-from lora_train.webui.image_tab.presets import preset_form_values
+from lora_train.webui.image_tab.presets import AUTO_PRESET, preset_form_values
 from lora_train.webui.worker.runner import JobRunner, JobState
 from lora_train.webui.image_tab.try_lora import DEFAULT_STEPS
 
@@ -137,6 +137,26 @@ def test_presets_replace_each_other_and_follow_the_model_type(setup):
     assert character["gradient_checkpointing"] is False and character["train_text_encoder"] is True
     assert character["batch_size"] == 2 and character["resolution"] == 512
     assert controller.preset("Style", "xl.safetensors")["resolution"] == 1024
+
+
+def test_the_auto_preset_proposes_from_the_forms_dataset_and_model(setup, monkeypatch):
+    controller, tmp_path, small = setup
+    monkeypatch.setattr("lora_train.webui.image_tab.controller.memory_for_training", lambda: 8 * 1024 ** 3)
+    large = images(tmp_path / "large", 31, size=96)
+    chosen = {}
+    for name, data, model in (("small", small, "sd1.safetensors"), ("large", large, "sd1.safetensors"),
+                              ("xl", large, "xl.safetensors")):
+        inputs, fields = form_inputs(controller, data, base_model=model, lora_rank=64, flip_aug=True)
+        chosen[name] = controller.chosen_preset(AUTO_PRESET, inputs, fields)
+    (small, small_note), (large, large_note), (xl, xl_note) = chosen.values()
+    assert small["repeats"] > large["repeats"] >= 1  # fewer images: more repeats for the same views
+    assert "31 images:" in large_note and "3 images:" in small_note
+    assert large["cache_latents"] is False and "flip_aug" in large_note  # reasoned with the form's flip_aug
+    assert xl["resolution"] == 1024 and large["resolution"] == 512
+    assert xl["lora_rank"] < large["lora_rank"] != 64  # 8 GB free: SDXL's smaller rank; the form's 64 replaced
+    assert "8.0 GB free" in xl_note and "Edit any value before Start".lower() in xl_note.lower()
+    values, note = controller.chosen_preset("Style", *form_inputs(controller, small))
+    assert values["resolution"] == 512 and "Preset Style applied" in note
 
 
 def test_paths_are_confined_only_when_exposed(tmp_path):

@@ -24,6 +24,11 @@ EPOCH_RANGES = ((500, 10, 20), (3000, 5, 15), (None, 3, 10))
 # The free GPU memory below which a family needs the memory options, and below which it needs the least
 # memory it trains in (docs/plan.md, memory): SD 1.x/2.x LoRA in 11 GB; SDXL 10 GB recommended, 8 GB possible.
 MEMORY_GIB = {"sd1": (11.0, 11.0), "sd2": (11.0, 11.0), "sdxl": (24.0, 10.0)}
+# Every key a rule may propose: the tab's Auto preset resets these before it fills in the proposals.
+PROPOSED_KEYS = ("resolution", "enable_bucket", "min_bucket_reso", "max_bucket_reso", "lora_rank", "lora_alpha",
+                 "batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "optimizer", "cache_latents",
+                 "learning_rate", "train_text_encoder", "text_encoder_lr", "cache_text_encoder_outputs", "repeats",
+                 "epochs")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ def propose(facts: DatasetFacts, family: Family, free_memory: int | None, user: 
     values: dict[str, Any] = dict(user)
 
     def offer(key: str, value: Any, reason: str) -> None:
+        assert key in PROPOSED_KEYS, f"{key} is proposed: add it to PROPOSED_KEYS"
         values[key] = user.get(key, value)
         if key not in user:
             found.append(Proposal(key, value, reason))

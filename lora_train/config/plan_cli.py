@@ -1,28 +1,22 @@
 """`lora_train plan --config x.yaml`: the `auto` preset for a config, printed as a YAML config with a reason
 per proposed key, then the dataset doctor's findings (as comments, so the output is a config to train with).
 
-The family is read from the base model's files torch-free (a .safetensors header, a diffusers folder's
-model_index.json); the free GPU memory from `--free-memory` or, where CUDA is present, torch.
+The plan itself is `auto_plan.make_plan`; the free GPU memory comes from `--free-memory` or, where CUDA is
+present, torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..core.errors import UserError
-from ..core.header_table import header_table
-from ..data.doctor import Finding, examine_dataset
-from ..data.plan import DataSettings, plan_dataset
-from ..families import family_or_default
-from ..families.interface import Family
-from ..families.recognise import checkpoint_family, folder_family
-from .auto_preset import GIB, DatasetFacts, Proposal, propose
-from .load import add_override_option, build_config, parse_overrides, read_yaml
+from .auto_plan import Plan, make_plan
+from .auto_preset import GIB
+from .load import add_override_option, parse_overrides, read_yaml
 
 
 def add_plan_parser(sub) -> None:
@@ -47,33 +41,7 @@ def plan_text(config_path: str | os.PathLike, overrides: dict[str, Any], free_me
     user = {**read_yaml(config_path), **overrides}
     if user.get("task_type") == "text-generation":
         raise UserError(f"{config_path} is a text-generation config: plan proposes image LoRA settings only.")
-    config = build_config(user, str(config_path))
-    family, note = base_model_family(Path(config.base_model))
-    first = plan_dataset(DataSettings.from_values(vars(config)))
-    root_name = Path(config.train_data_dir).resolve().name if config.train_data_dir else ""
-    free = None if free_memory is None else int(free_memory)
-    proposals = propose(DatasetFacts.of(first, root_name), family, free, user)
-    merged = build_config({**{p.key: p.value for p in proposals}, **user}, str(config_path))
-    settings = DataSettings.from_values(vars(merged))
-    findings = examine_dataset(plan_dataset(settings), settings)
-    return format_plan(config_path, user, proposals, findings, [note] if note else [])
-
-
-def base_model_family(path: Path) -> tuple[Family, str]:
-    """The family of a base model read torch-free, and a note when it had to be assumed."""
-    found = None
-    if path.is_dir() and (path / "model_index.json").is_file():
-        found = folder_family(_json(path / "model_index.json").get("_class_name", ""),
-                              lambda file: _json(path / file))
-    elif path.suffix.lower() == ".safetensors":
-        header = header_table(path)
-        found = checkpoint_family(key for key in header or {} if key != "__metadata__")
-    if found is not None and not found.trained:
-        raise UserError(f"base_model {path} is {found.title}, which lora_train does not train.")
-    if found is None:
-        default = family_or_default(None)
-        return default, f"the family of {path.name} cannot be read without loading it: {default.names.title} assumed"
-    return found, ""
+    return format_plan(config_path, user, make_plan(user, str(config_path), free_memory))
 
 
 def cuda_free_memory() -> int | None:
@@ -85,8 +53,8 @@ def cuda_free_memory() -> int | None:
     return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
 
 
-def format_plan(config_path, user: dict[str, Any], proposals: list[Proposal], findings: list[Finding],
-                notes: list[str]) -> str:
+def format_plan(config_path, user: dict[str, Any], plan: Plan) -> str:
+    proposals, findings, notes = plan.proposals, plan.findings, plan.notes
     lines = [f"# lora_train plan for {config_path}: the auto preset (rules and sources: docs/plan.md).",
              "# Keys set in the config (or with --set) are kept as they are; edit any value, then train with it.",
              *(f"# Note: {note}" for note in notes), "", "# Set in the config:",
@@ -103,11 +71,3 @@ def _yaml(key: str, value: Any) -> str:
     if isinstance(value, (list, dict)):
         return f"{key}: {json.dumps(value, ensure_ascii=False)}"
     return yaml.safe_dump({key: value}, allow_unicode=True, width=10 ** 6).strip()
-
-
-def _json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

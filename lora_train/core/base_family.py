@@ -25,6 +25,13 @@ def _json(path: Path) -> dict:
 def base_model_family(base_model: str | Path | None) -> Family | None:
     """The trained family of `base_model`; None when nothing tells (a pickle, a file that cannot be read, a
     family that is refused): the default engine's loader then says what it is."""
+    found = recognised_family(base_model)
+    return found if isinstance(found, Family) else None
+
+
+def recognised_family(base_model: str | Path | None):
+    """What the tensor names or the folder tell of `base_model`: a trained Family, a family refused by name
+    (`trained` false), or None when nothing tells."""
     if not base_model:
         return None
     path = Path(base_model)
@@ -35,4 +42,4 @@ def base_model_family(base_model: str | Path | None) -> Family | None:
             found = folder_family(str(index.get("_class_name", "")), lambda file: _json(path / file))
     elif path.suffix.lower() in SINGLE_FILE_SUFFIXES:
         found = checkpoint_family(safetensors_keys(path) or [])
-    return found if isinstance(found, Family) else None
+    return found

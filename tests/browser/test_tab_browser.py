@@ -217,3 +217,16 @@ def test_bad_inputs_are_messages_not_tracebacks(page, workspace):
     assert progress_step(page)[0] == "failed"
     body = page.inner_text("body")
     assert "Traceback" not in body and 'File "' not in body
+
+
+def test_the_auto_preset_fills_the_form_from_the_dataset_with_its_reasons(page, workspace):
+    fill_job(page, workspace, "auto_lora", epochs=77, batch_size=3)
+    choose(page, "lora_train_preset", "Auto (from the dataset)")
+    note = wait_for(lambda: messages(page, "lora_train_action_note", "success"), "the auto preset's note", 60, page)
+    assert "Auto preset" in note
+    reasons = messages(page, "lora_train_action_note", "info")
+    assert "images:" in reasons and "epochs =" in reasons and "kohya" in reasons
+    epochs = int(field(page, "lora_train_epochs").input_value())
+    assert epochs != 77 and f"epochs = {epochs}:" in reasons  # the form shows what the note says, editable
+    fill(page, "lora_train_epochs", 2)
+    assert field(page, "lora_train_epochs").input_value() == "2"

@@ -16,6 +16,7 @@ from ...config.schema import TrainConfig
 from ...core.errors import UserError
 from ...core.naming import lora_files, run_name
 from ...core.resume_folders import require_resume_folder
+from ..hosts.gpu_memory import memory_for_training
 from ..hosts.host import Host
 from ..hosts.model_files import ModelInfo, sniff_arch
 from ..hosts.paths import safe_name
@@ -25,7 +26,7 @@ from ..worker.launch import resolve_worker_python
 from ..worker.runner import Followup, JobRunner, JobSpec, JobState
 from . import job_record, render
 from .dataset_review import review_dataset
-from .presets import preset_form_values
+from .presets import AUTO_PRESET, auto_form_values, preset_form_values
 from .try_lora import DEFAULT_STEPS, TryRender, try_request
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
@@ -117,6 +118,16 @@ class TabController:
 
     def preset(self, name: str, base_model: str | None) -> dict[str, Any]:
         return preset_form_values(name, self.base_model_arch(base_model))
+
+    def chosen_preset(self, name: str, inputs: dict[str, Any], fields: list[Any]) -> tuple[dict[str, Any], str]:
+        """(the form values of preset `name`, the note saying what it did) for the form `inputs` / `fields`."""
+        if name != AUTO_PRESET:
+            return self.preset(name, inputs["base_model"]), markup.message(f"Preset {name} applied.", "info")
+        values = self._form(inputs, fields)
+        values["base_model"] = str(self._model_path(inputs["base_model"], self.host.checkpoints(), "Base model"))
+        proposed, reasons = auto_form_values(values, memory_for_training())
+        return proposed, markup.messages([("Auto preset: edit any value before Start.", "success")] +
+                                         [(line, "info") for line in reasons])
 
     def initial_values(self) -> dict[str, Any]:
         """The form at start: schema defaults, then the default preset, then the defaults file."""

@@ -1,14 +1,17 @@
-"""The engine's presets (`lora_train.config.presets`) as the tab offers them.
+"""The engine's presets (`lora_train.config.presets`) as the tab offers them, and the Auto preset.
 
 Choosing a preset first puts every key that any preset sets back to its default, so that
 switching presets never leaves a value of the previous one behind; the resolution follows the
-base model's type.
+base model's type. Auto (`auto_form_values`) proposes settings from the form's dataset, its base model's
+family and the GPU memory a job can have (`lora_train plan`'s rules, docs/plan.md), one reason per key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...config.auto_plan import make_plan
+from ...config.auto_preset import PROPOSED_KEYS
 from ...config.load import default_value
 from ...config.presets import PRESETS, preset_values
 from ...families import family_of_label, family_or_default
@@ -16,6 +19,7 @@ from ...families import family_of_label, family_or_default
 LABELS = {"character": "Character", "style": "Style", "concept": "Concept", "low_vram": "Low VRAM"}
 CHOICES = [LABELS.get(name, name) for name in PRESETS]
 DEFAULT_PRESET = CHOICES[0]
+AUTO_PRESET = "Auto (from the dataset)"  # offered in the dropdown only: it needs the form's dataset
 
 
 def preset_form_values(label: str, arch: str | None) -> dict[str, Any]:
@@ -25,3 +29,14 @@ def preset_form_values(label: str, arch: str | None) -> dict[str, Any]:
     values.update(preset_values(name))
     values["resolution"] = (family_of_label(arch) or family_or_default(None)).default_resolution
     return values
+
+
+def auto_form_values(form: dict[str, Any], free_memory: int | None) -> tuple[dict[str, Any], list[str]]:
+    """(the form values of the Auto preset, one line per proposal and per dataset finding) for the form's
+    config values `form` (with `base_model` and `train_data_dir`); its other keys are kept and reasoned with."""
+    kept = {key: value for key, value in form.items() if key not in PROPOSED_KEYS and value is not None}
+    plan = make_plan(kept, "the form", free_memory)
+    values = {key: default_value(key) for key in PROPOSED_KEYS}
+    values.update({proposal.key: proposal.value for proposal in plan.proposals})
+    lines = [f"{proposal.key} = {proposal.value}: {proposal.reason}" for proposal in plan.proposals]
+    return values, [*plan.notes, *lines, *(f"Dataset: {finding.message}" for finding in plan.findings)]

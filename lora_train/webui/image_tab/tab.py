@@ -80,7 +80,7 @@ class TabView:
         c["refresh"].click(guarded(self.refresh_models, 3, 2), outputs=[c["base_model"], c["vae"], c["model_note"]])
         c["scan"].click(guarded(self.scan, 2, 0), inputs=form_inputs, outputs=[c["dataset_note"], c["gallery"]])
         c["preset"].change(guarded(self.apply_preset, len(fields) + 1, len(fields)),
-                           inputs=[c["preset"], c["base_model"]], outputs=fields + [c["action_note"]])
+                           inputs=[c["preset"]] + form_inputs, outputs=fields + [c["action_note"]])
         c["save"].click(guarded(self.save_config, 2, 0), inputs=[c["config_path"]] + form_inputs,
                         outputs=[c["action_note"], c["config_text"]])
         c["load"].click(guarded(self.load_config, len(form_inputs) + 1, len(form_inputs)),
@@ -132,11 +132,11 @@ class TabView:
     def scan(self, *args):
         return self.ctl.scan(*self._split(args))
 
-    def apply_preset(self, name: str, base_model: str | None):
-        values = self.ctl.preset(name, base_model)
+    def apply_preset(self, name: str, *args):
+        values, note = self.ctl.chosen_preset(name, *self._split(args))
         updates = [gr.update(value=form.to_widget(spec, values[spec.name])) if spec.name in values else gr.update()
                    for spec in self.ctl.specs]
-        return updates + [markup.message(f"Preset {name} applied.", "info")]
+        return updates + [note]
 
     def save_config(self, path: str, *args):
         inputs, fields = self._split(args)
