@@ -56,7 +56,8 @@ class PartSelection:
 
     def describe(self) -> str:
         """`ae: ae.safetensors, clip_l: in the checkpoint, t5xxl: t5xxl_fp16.safetensors`."""
-        found = {**{key: "in the checkpoint" for key in self.inside}, **{k: Path(v).name for k, v in self.files.items()}}
+        found = {key: "in the checkpoint" for key in self.inside}
+        found.update({key: Path(path).name for key, path in self.files.items()})
         return ", ".join(f"{key}: {found[key]}" for key in self.keys if key in found)
 
 
