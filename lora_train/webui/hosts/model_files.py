@@ -47,23 +47,30 @@ def family_text(id: str | None, label: str | None) -> str:
     return label or (row.names.label if row else "type unknown")
 
 
-def checkpoint_keys(path: Path) -> frozenset[str] | None:
-    """The tensor names in a .safetensors file's header, None for any other file. Read once per file version."""
+def file_version(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a file, None when it cannot be read: what a cache of its header's answers is keyed by."""
     try:
         version = path.stat()
     except OSError:
         return None
-    return _keys(path, version.st_mtime_ns, version.st_size)
+    return version.st_mtime_ns, version.st_size
 
 
-@functools.lru_cache(maxsize=512)
-def _keys(path: Path, mtime_ns: int, size: int) -> frozenset[str] | None:
+def checkpoint_keys(path: Path) -> frozenset[str] | None:
+    """The tensor names in a .safetensors file's header, None for any other file."""
     keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
     return None if keys is None else frozenset(keys)
 
 
 def sniff_family(path: Path) -> Family | NotTrained | None:
-    """The family row (trained or refused by name) of a single-file checkpoint, from its header; None when unknown."""
+    """The family row (trained or refused by name) of a single-file checkpoint, from its header; None when unknown.
+    Read once per file version."""
+    version = file_version(path)
+    return None if version is None else _family(path, *version)
+
+
+@functools.lru_cache(maxsize=512)
+def _family(path: Path, mtime_ns: int, size: int) -> Family | NotTrained | None:
     return checkpoint_family(checkpoint_keys(path) or ())
 
 

@@ -8,12 +8,13 @@ or selected twice, gets a message naming what to choose in the selector.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...families.interface import DitParts, Family, SeparatePart
-from .model_files import checkpoint_keys, sniff_family
+from .model_files import checkpoint_keys, file_version, sniff_family
 
 SELECTOR = 'Forge\'s "VAE / Text Encoder" selector'
 
@@ -61,9 +62,18 @@ class PartSelection:
         return ", ".join(f"{key}: {found[key]}" for key in self.keys if key in found)
 
 
-def _part_of(path: str, parts: tuple[SeparatePart, ...]) -> SeparatePart | None:
-    keys = checkpoint_keys(Path(path)) or frozenset()
-    return next((part for part in parts if part.file.matches(keys)), None)
+def _holds(path: Path, parts: tuple[SeparatePart, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """(the part whose own file `path` is, or None; the parts it holds under their all-in-one prefixes)."""
+    version = file_version(path)
+    return (None, ()) if version is None else _read_parts(path, *version, parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_parts(path: Path, mtime_ns: int, size: int, parts: tuple[SeparatePart, ...]
+                ) -> tuple[str | None, tuple[str, ...]]:
+    keys = checkpoint_keys(path) or frozenset()
+    own = next((part.key for part in parts if part.file.matches(keys)), None)
+    return own, tuple(part.key for part in parts if any(key.startswith(part.inside) for key in keys))
 
 
 def select_parts(checkpoint: Path, selected: Iterable[str]) -> PartSelection | None:
@@ -74,17 +84,15 @@ def select_parts(checkpoint: Path, selected: Iterable[str]) -> PartSelection | N
     if not isinstance(family, Family) or not isinstance(family.parts, DitParts) or not family.parts.separate:
         return None
     parts = family.parts.separate
-    keys = checkpoint_keys(checkpoint) or frozenset()
     chosen: dict[str, list[str]] = {}
     unread = []
     for path in dict.fromkeys(selected):
-        part = _part_of(path, parts)
-        if part is None:
+        key = _holds(Path(path), parts)[0]
+        if key is None:
             unread.append(path)
         else:
-            chosen.setdefault(part.key, []).append(path)
-    inside = tuple(part.key for part in parts if part.key not in chosen
-                   and any(key.startswith(part.inside) for key in keys))
+            chosen.setdefault(key, []).append(path)
+    inside = tuple(key for key in _holds(checkpoint, parts)[1] if key not in chosen)
     return PartSelection(family, parts, checkpoint, {key: paths[0] for key, paths in chosen.items() if len(paths) == 1},
                          inside, tuple(part for part in parts if part.key not in chosen and part.key not in inside),
                          {key: tuple(paths) for key, paths in chosen.items() if len(paths) > 1}, tuple(unread))
