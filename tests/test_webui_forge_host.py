@@ -119,14 +119,17 @@ def test_forge_with_flux_loaded_names_the_family_and_the_job_gets_the_selected_p
 @pytest.mark.parametrize("kind", ["forge", "neo"])
 def test_a_missing_t5_is_named_with_what_to_select_in_forges_selector(webui, monkeypatch, tiny, kind):  # noqa: F811
     laid = forge_folders(webui.tmp_path, tiny["flux-dev"], "bare")
-    install(webui, monkeypatch, kind, laid["checkpoint"], [laid["ae"], laid["clip_l"]])
+    gguf = laid["ae"].parent.parent / "text_encoder" / "t5-v1_1-xxl-encoder-Q8_0.gguf"  # Forge reads it, we do not
+    gguf.write_bytes(b"GGUF\3\0\0\0")
+    install(webui, monkeypatch, kind, laid["checkpoint"], [laid["ae"], laid["clip_l"], gguf])
     expected = ('Select the T5-XXL text encoder (t5xxl_fp16.safetensors, in models/text_encoder) in Forge\'s "VAE / '
                 'Text Encoder" selector')
     summary = TabController(WebUIHost(), JobRunner()).model_summary()
     assert html.escape(expected) in summary
     with pytest.raises(UserError, match="Select the T5-XXL text encoder") as raised:
         job_config(webui.tmp_path, laid["checkpoint"])
-    assert "Advanced > t5xxl" in str(raised.value)
+    assert "Advanced > t5xxl" in str(raised.value) and "Not read as a part: t5-v1_1-xxl-encoder-Q8_0.gguf" in \
+        str(raised.value)
     assert "autoencoder" not in str(raised.value) and "CLIP-L" not in str(raised.value)  # those are selected
     typed = job_config(webui.tmp_path, laid["checkpoint"], t5xxl=str(tiny["flux-dev"].t5xxl))  # a typed file wins
     assert (typed.t5xxl, typed.ae) == (str(tiny["flux-dev"].t5xxl), str(laid["ae"]))
