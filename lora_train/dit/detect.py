@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import UserError
-from ..families import Family
+from ..families import Family, trained_families
+from ..families.interface import DitParts
 from ..families.recognise import checkpoint_family
 from .flux_layout import BFL_PREFIXES
 
@@ -33,11 +34,8 @@ _OTHER_DIT = {  # family -> tensor names (under any BFL prefix) only its files h
     "Qwen-Image": ("txt_norm.weight", "transformer_blocks.0.img_mod.1.weight"),
 }
 _VARIANT_CHANNELS = {384: "a Flux.1 Fill (inpainting) model", 128: "a Flux.1 Depth / Canny (control) model"}
-PART_PREFIXES = {  # part -> prefixes it may have inside an all-in-one file
-    "ae": ("vae.", "first_stage_model."),
-    "clip_l": ("text_encoders.clip_l.transformer.",),
-    "t5xxl": ("text_encoders.t5xxl.transformer.",),
-}
+PART_PREFIXES = {  # part -> prefixes it may have inside an all-in-one file, as the families declare them
+    part.key: part.inside for row in trained_families(DitParts) for part in row.parts.separate}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .interface import (BlockLayout, DitParts, Family, FolderSignature, KeySignature, LoraSignature, LoraTargets,
-                        Names, Objective, Ref)
+                        Names, Objective, Ref, SeparatePart)
 from .stable_diffusion import KOHYA_TARGETS
 
 _PREFIXES = ("", "model.diffusion_model.", "diffusion_model.")  # bare, all-in-one, Forge / ComfyUI saves
@@ -27,9 +27,19 @@ FLOW = Objective("flow", Ref("lora_train.dit.flow:sample_sigmas"))
 ENGINE = Ref("lora_train.dit.trainer:build_flux_loop")
 CAPTIONS = Ref("lora_train.dit.text:encode_captions")
 NO_BLOCK_WEIGHTS = BlockLayout((), ())
+# The separate files (BFL's ae.safetensors, ComfyUI's clip_l / t5xxl files) by the tensors their loaders read
+# first, and where Forge's all-in-one saves (`save_checkpoint`) keep them.
+AE = SeparatePart("ae", "autoencoder (AE)", KeySignature(names=("encoder.down.0.block.0.conv1.weight",)),
+                  ("vae.", "first_stage_model."), "VAE", "ae.safetensors")
+CLIP_L = SeparatePart("clip_l", "CLIP-L text encoder",
+                      KeySignature(names=("text_model.embeddings.token_embedding.weight",)),
+                      ("text_encoders.clip_l.transformer.",), "text_encoder", "clip_l.safetensors")
+T5XXL = SeparatePart("t5xxl", "T5-XXL text encoder",
+                     KeySignature(names=("encoder.block.0.layer.0.SelfAttention.q.weight",)),
+                     ("text_encoders.t5xxl.transformer.",), "text_encoder", "t5xxl_fp16.safetensors")
 FLUX_PARTS = DitParts(Ref("diffusers:FluxTransformer2DModel"), ("text_encoder", "text_encoder_2"),
                       distilled_modulation=False, t5_max_length=512, masked_text=False, sampling_shift=True,
-                      true_cfg=False, model_type="flux")
+                      true_cfg=False, model_type="flux", separate=(AE, CLIP_L, T5XXL))
 
 
 def _targets(double: str, single: str) -> LoraTargets:
@@ -72,7 +82,8 @@ FAMILIES = (
         objective=FLOW, conditioning=CAPTIONS,
         targets=_targets("ChromaTransformerBlock", "ChromaSingleTransformerBlock"), blocks=NO_BLOCK_WEIGHTS,
         parts=DitParts(Ref("diffusers:ChromaTransformer2DModel"), (None, "text_encoder"), distilled_modulation=True,
-                       t5_max_length=512, masked_text=True, sampling_shift=True, true_cfg=True, model_type="chroma"),
+                       t5_max_length=512, masked_text=True, sampling_shift=True, true_cfg=True, model_type="chroma",
+                       separate=(AE, T5XXL)),
         engine=ENGINE),
     _flux1("flux-schnell", "Flux.1-schnell", "flux-1-schnell", _under_prefixes(_BLOCKS), False,
            replace(FLUX_PARTS, t5_max_length=256, sampling_shift=False)),

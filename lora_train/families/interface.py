@@ -151,6 +151,20 @@ class UnetParts:
 
 
 @dataclass(frozen=True)
+class SeparatePart:
+    """A part of the base model that may come as a file of its own (Forge's "VAE / Text Encoder" selector loads
+    such files with the checkpoint): its config key, what it is called, the tensor names of its own file, where
+    an all-in-one checkpoint holds it, and where a WebUI keeps it."""
+
+    key: str  # the config key that names its file (kohya's --ae, --clip_l, --t5xxl)
+    title: str  # in messages: autoencoder (AE)
+    file: KeySignature  # the tensor names of its own file
+    inside: tuple[str, ...]  # the prefixes of its tensors in an all-in-one checkpoint
+    folder: str  # the folder under models/ where Forge's selector finds it: VAE | text_encoder
+    usual_name: str  # the file users have: ae.safetensors
+
+
+@dataclass(frozen=True)
 class DitParts:
     """What the DiT engine (`dit/`) reads: a Flux-like transformer (BFL's single-file layout), its autoencoder and
     its text encoders (T5, and CLIP-L's pooled output where the family has it)."""
@@ -166,6 +180,7 @@ class DitParts:
     true_cfg: bool  # samples with classifier-free guidance and the negative prompt, not an embedded guidance
     model_type: str  # kohya's ss_model_type
     vae_fp32: bool = True  # the autoencoder stays fp32
+    separate: tuple[SeparatePart, ...] = ()  # the parts besides the transformer, each a file or in the checkpoint
 
     @property
     def clip_l(self) -> bool:

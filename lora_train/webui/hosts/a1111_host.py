@@ -1,14 +1,16 @@
-"""The WebUI (A1111 1.10 / Forge) as the tab's host: its loaded checkpoint, folders, settings and GPU.
+"""The WebUI (A1111 1.10 / Forge / Forge Neo) as the tab's host: its loaded checkpoint, folders, settings and GPU.
 
 Imports WebUI modules only inside the methods, so this file can be imported (and tested with
-stand-in modules) without a WebUI. Names used, all present in A1111 1.10 and Forge:
-`sd_models.model_data.sd_model` (read without triggering a load) and its `sd_checkpoint_info`
-and `is_sd1/is_sd2/is_sdxl`; Forge's `model_data.forge_loading_parameters["checkpoint_info"]`;
-`sd_models.checkpoints_list`; `sd_vae.vae_dict`; `sd_models.unload_model_weights` /
-`send_model_to_device`; `shared.cmd_opts.lora_dir`; the built-in Lora extension's
-`networks.list_available_networks()`; `processing.process_images`. Renders name their scheduler
-("Automatic": the sampler's own), as the WebUI's txt2img does; without one the WebUI logs a "Sampler
-Scheduler autocorrection" line for each render.
+stand-in modules) without a WebUI. Names used, all present in A1111 1.10, Forge and Neo:
+`sd_models.model_data.sd_model` (read without triggering a load) and its `sd_checkpoint_info`;
+`sd_models.checkpoints_list`; `sd_vae.vae_dict`; `shared.cmd_opts.lora_dir`; the built-in Lora
+extension's `networks.list_available_networks()`; `processing.process_images`. The family comes from
+the checkpoint's header (Forge's Flux engine has no `is_flux`), else from A1111's `is_sd1/is_sd2/is_sdxl`.
+On A1111 the model leaves VRAM by `sd_models.unload_model_weights` and comes back by
+`send_model_to_device`; on Forge and Neo (`forge_backend.py`) it is dropped and reloaded, and a DiT
+family's parts come from the "VAE / Text Encoder" selector. Renders name their scheduler ("Automatic":
+the sampler's own), as the WebUI's txt2img does; without one the WebUI logs a "Sampler Scheduler
+autocorrection" line for each render.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...families import trained_families
+from ...families.interface import Family
 from ..image_tab.presets import CHOICES as PRESET_CHOICES, DEFAULT_PRESET
+from .forge_backend import forge_memory, selected_modules, unload
 from .host import TabSettings
-from .model_files import ModelInfo, sniff_arch
+from .model_files import ModelInfo, sniff_family
+from .part_selection import PartSelection, select_parts
 from .paths import PathPolicy, network_exposed, split_roots
 
 SECTION = ("lora_train", "LoRA trainer")
@@ -109,6 +114,16 @@ def _device_type(model: Any) -> str | None:
     return str(kind) if kind else None
 
 
+def _model_info(info: Any, model: Any, hash: str | None) -> ModelInfo:
+    """A checkpoint the WebUI has (`model`: its loaded model, None when only chosen) with its family: from the
+    file's header, else from A1111's flags named after the family ids (is_sd1, is_sd2, is_sdxl)."""
+    found = sniff_family(Path(info.filename))
+    if found is None and model is not None:
+        found = next((row for row in trained_families() if getattr(model, f"is_{row.id}", False)), None)
+    label = found.names.label if isinstance(found, Family) else None
+    return ModelInfo(info.title, info.filename, label, hash, found.id if found is not None else None)
+
+
 class WebUIHost:
     name = "WebUI"
     can_render = True
@@ -116,6 +131,7 @@ class WebUIHost:
 
     def __init__(self) -> None:
         self.holders: set[str] = set()  # other users of the GPU (the LLM tab's model): the checkpoint stays out
+        self.dropped = False  # Forge's model was unloaded by release_model and is loaded again by restore_model
 
     def _opt(self, key: str) -> Any:
         from modules import shared
@@ -161,13 +177,19 @@ class WebUIHost:
         # Forge loads lazily: the checkpoint chosen in its dropdown is loaded at the next render.
         selected = (getattr(sd_models.model_data, "forge_loading_parameters", None) or {}).get("checkpoint_info")
         if selected is not None and selected is not info:
-            return ModelInfo(selected.title, selected.filename, sniff_arch(Path(selected.filename)),
-                             getattr(selected, "shorthash", None))
+            return _model_info(selected, None, getattr(selected, "shorthash", None))
         if info is None:
             return None
-        # The WebUI's model says which family it is by flags named after the ids: is_sd1, is_sd2, is_sdxl.
-        arch = next((row.names.label for row in trained_families() if getattr(model, f"is_{row.id}", False)), None)
-        return ModelInfo(info.title, info.filename, arch, getattr(info, "shorthash", None) or info.hash)
+        return _model_info(info, model, getattr(info, "shorthash", None) or info.hash)
+
+    def parts(self, base_model: Path) -> PartSelection | None:
+        """Forge's / Neo's "VAE / Text Encoder" selection sorted into the parts of `base_model`'s family; None on
+        A1111 (no selector) and for families without separate parts."""
+        if forge_memory() is None:
+            return None
+        from modules import sd_models, shared
+
+        return select_parts(base_model, selected_modules(sd_models.model_data, shared.opts))
 
     def checkpoints(self) -> list[ModelInfo]:
         from modules import sd_models
@@ -183,11 +205,17 @@ class WebUIHost:
         from modules import sd_models
 
         model = getattr(sd_models.model_data, "sd_model", None)
-        if getattr(model, "sd_checkpoint_info", None) is None:  # none, or Forge's placeholder before the first load
+        info = getattr(model, "sd_checkpoint_info", None)
+        if info is None:  # none, or Forge's placeholder before the first load
             return None
         device = _device_type(model)
         if device == "cpu":  # a CPU-only WebUI (--use-cpu all): there is no VRAM to free
             return None
+        memory = forge_memory()
+        if memory is not None:
+            _on_main_thread(lambda: unload(sd_models, memory))
+            self.dropped = True
+            return f"{info.title} was unloaded from VRAM and RAM for training; it is loaded again when the job ends."
         _on_main_thread(lambda: sd_models.unload_model_weights())
         return ("The WebUI's model was moved out of VRAM for training; it comes back when the job ends." if device
                 else None)
@@ -197,10 +225,20 @@ class WebUIHost:
 
         if self.holders:
             return None
+        if forge_memory() is not None:  # Forge and Neo: what release_model dropped is loaded again, once
+            return self._reload_forge_model(sd_models) if self.dropped else None
         model = getattr(sd_models.model_data, "sd_model", None)
         if model is None or getattr(model, "sd_checkpoint_info", None) is None:
             return None
         _on_main_thread(lambda: sd_models.send_model_to_device(model))
+        return None
+
+    def _reload_forge_model(self, sd_models: Any) -> str | None:
+        self.dropped = False
+        try:
+            _on_main_thread(sd_models.forge_model_reload)
+        except Exception as exc:  # the WebUI's own loader: whatever it raises, the job's result stands
+            return f"Forge could not load its checkpoint again ({exc}); it tries at the next render."
         return None
 
     def refresh_loras(self) -> None:

@@ -1,7 +1,8 @@
 """What the tab needs from whatever hosts it: models, folders, settings, the GPU, test renders.
 
-Two hosts implement it: the WebUI (`a1111_host.py`: the loaded checkpoint, its folders and
-settings) and the standalone server (`standalone_host.py`: folders given on the command line).
+Two hosts implement it: the WebUI (`a1111_host.py`, with `forge_backend.py` for Forge and Neo: the loaded
+checkpoint, its parts, folders and settings) and the standalone server (`standalone_host.py`: folders given
+on the command line).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Protocol
 
 from ..image_tab.presets import DEFAULT_PRESET
 from .model_files import ModelInfo
+from .part_selection import PartSelection
 from .paths import PathPolicy
 
 
@@ -45,6 +47,10 @@ class Host(Protocol):
     def checkpoints(self) -> list[ModelInfo]: ...
 
     def vaes(self) -> list[ModelInfo]: ...
+
+    def parts(self, base_model: Path) -> PartSelection | None:
+        """The host's own choice of the files besides the transformer (Forge's "VAE / Text Encoder" selector) for
+        a base model whose family takes them; None where the host has no such choice."""
 
     def release_model(self) -> str | None:
         """Move the host's model out of VRAM before training; returns a note for the user, if any."""

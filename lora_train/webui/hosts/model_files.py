@@ -1,4 +1,5 @@
-"""Model files on disk: listing a folder of checkpoints or VAEs, and telling SD1 / SD2 / SDXL apart.
+"""Model files on disk: listing a folder of checkpoints or VAEs, and telling their family (SD1 / SD2 / SDXL,
+Flux.1-dev / schnell, Chroma, and the families recognised only to be refused) by the families' table.
 
 The type is read from a .safetensors header (a length and a JSON table of tensor names) with
 the standard library only; pickle `.ckpt` files are never opened here.
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...core.header_table import safetensors_keys
+from ...families import all_families, trained_families
+from ...families.interface import Family, NotTrained
 from ...families.recognise import checkpoint_family
 
 MODEL_EXTENSIONS = (".safetensors", ".ckpt")
@@ -23,29 +26,58 @@ class ModelInfo:
 
     title: str
     path: str
-    arch: str | None = None  # the family's tab label (SD1 | SD2 | SDXL), when known
+    arch: str | None = None  # the family's tab label (SD1 | SD2 | SDXL | Flux), when known
     hash: str | None = None
+    family: str | None = None  # the family's id (flux-dev, chroma; z-image for a family that is not trained)
 
     def describe(self) -> str:
-        """`title [hash] SD1`; the hash once (the WebUI's titles end with one already)."""
+        """`title [hash] SD1`, `title Flux (Chroma)`; the hash once (the WebUI's titles end with one already)."""
         shown = f"[{self.hash}]" if self.hash and not self.title.rstrip().endswith("]") else ""
-        return " ".join(part for part in (self.title, shown, self.arch or "type unknown") if part)
+        return " ".join(part for part in (self.title, shown, family_text(self.family, self.arch)) if part)
 
 
-def sniff_arch(path: Path) -> str | None:
-    """SD1 / SD2 / SDXL from a .safetensors header; None when unknown. Read once per file version."""
+def family_text(id: str | None, label: str | None) -> str:
+    """What the tab calls a family: its label, with its title where other trained families share the label
+    (`Flux (Chroma)`); a family that is not trained by title, said so."""
+    row = next((row for row in all_families() if row.id == id), None)
+    if isinstance(row, NotTrained):
+        return f"{row.title} (lora_train does not train it)"
+    if isinstance(row, Family) and [other.names.label for other in trained_families()].count(row.names.label) > 1:
+        return f"{row.names.label} ({row.names.title})"
+    return label or (row.names.label if row else "type unknown")
+
+
+def file_version(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a file, None when it cannot be read: what a cache of its header's answers is keyed by."""
     try:
         version = path.stat()
     except OSError:
         return None
-    return _sniff_arch(path, version.st_mtime_ns, version.st_size)
+    return version.st_mtime_ns, version.st_size
+
+
+def checkpoint_keys(path: Path) -> frozenset[str] | None:
+    """The tensor names in a .safetensors file's header, None for any other file."""
+    keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
+    return None if keys is None else frozenset(keys)
+
+
+def sniff_family(path: Path) -> Family | NotTrained | None:
+    """The family row (trained or refused by name) of a single-file checkpoint, from its header; None when unknown.
+    Read once per file version."""
+    version = file_version(path)
+    return None if version is None else _family(path, *version)
 
 
 @functools.lru_cache(maxsize=512)
-def _sniff_arch(path: Path, mtime_ns: int, size: int) -> str | None:
-    keys = safetensors_keys(path) if path.suffix.lower() == ".safetensors" else None
-    found = checkpoint_family(keys or [])
-    return found.names.label if found and found.trained else None
+def _family(path: Path, mtime_ns: int, size: int) -> Family | NotTrained | None:
+    return checkpoint_family(checkpoint_keys(path) or ())
+
+
+def sniff_arch(path: Path) -> str | None:
+    """The label (SD1 / SD2 / SDXL / Flux) of a trained family from a .safetensors header; None when unknown."""
+    found = sniff_family(path)
+    return found.names.label if isinstance(found, Family) else None
 
 
 def list_models(folder: Path | None) -> list[ModelInfo]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .host import TabSettings
 from .model_files import ModelInfo, list_models
+from .part_selection import PartSelection
 from .paths import PathPolicy
 
 
@@ -45,6 +46,9 @@ class StandaloneHost:
 
     def vaes(self) -> list[ModelInfo]:
         return self._models_under("VAE") if self.models_dir and (self.models_dir / "VAE").is_dir() else []
+
+    def parts(self, base_model: Path) -> PartSelection | None:
+        return None  # the trainer looks for them itself (docs/flux.md)
 
     def release_model(self) -> str | None:
         return None

@@ -74,7 +74,12 @@ class TabController:
     def model_summary(self) -> str:
         current = self.host.current_model()
         if current is not None:
-            return markup.message(f"Loaded in the {self.host.name}: {current.describe()}", "info")
+            items = [(f"Loaded in the {self.host.name}: {current.describe()}", "info")]
+            selection = self.host.parts(Path(current.path))
+            if selection is not None:
+                items += [(f"With {selection.describe()}", "info")] if selection.describe() else []
+                items += [(problem, "warning")] if (problem := selection.problem()) else []
+            return markup.messages(items)
         if self.host.can_render:
             return markup.message("No checkpoint is loaded in the WebUI; choose one below.", "warning")
         return ""
@@ -180,13 +185,25 @@ class TabController:
         values = self._form(inputs, fields)
         name = name or safe_name(inputs["output_name"])
         vae = inputs["vae"]
+        base_model = self._model_path(inputs["base_model"], self.host.checkpoints(), "Base model")
         values.update(
             task_type="image", output_name=name, output_dir=str(self.workspace(name)),
-            lora_output_dir=str(self.host.settings().lora_dir),
-            base_model=str(self._model_path(inputs["base_model"], self.host.checkpoints(), "Base model")),
+            lora_output_dir=str(self.host.settings().lora_dir), base_model=str(base_model),
             vae=None if vae in (None, "", AUTOMATIC_VAE) else str(self._model_path(vae, self.host.vaes(), "VAE")),
             resume_from_checkpoint="latest" if resume else None)
+        values.update(self._selected_parts(base_model, values))
         return form.validate(values)
+
+    def _selected_parts(self, base_model: Path, values: dict[str, Any]) -> dict[str, str]:
+        """The part files (ae, clip_l, t5xxl) the host's selector names for the keys the form leaves empty; a
+        UserError naming what to select when a part is neither selected, typed nor in the checkpoint."""
+        selection = self.host.parts(base_model)
+        if selection is None:
+            return {}
+        given = [key for key in selection.keys if values.get(key)]
+        if problem := selection.problem(given):
+            raise UserError(problem)
+        return {key: path for key, path in selection.files.items() if key not in given}
 
     def config_path(self, name: str) -> str:
         """Where "Save config" writes by default: `<work folder>/<LoRA name>.yaml`."""
