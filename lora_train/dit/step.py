@@ -39,10 +39,10 @@ class FlowStepRunner(OptimizerStepper):
         sigmas = self.sample_sigmas(self.flow, batch_size, (height, width), self.generator).to(self.device)
         return self.loss_at(batch, latents, noise, sigmas, loss_weights(self.flow, sigmas))
 
-    def fixed_loss(self, batch: dict, fraction: float, generator: torch.Generator) -> torch.Tensor:
-        """Unweighted, at sigma `fraction`, without noise offset."""
+    def fixed_loss(self, batch: dict, fractions: list[float], generator: torch.Generator) -> torch.Tensor:
+        """Unweighted, at the sigmas `fractions`, without noise offset."""
         latents = self.latents(batch)
-        sigmas = torch.full((latents.shape[0],), fraction, device=self.device)
+        sigmas = torch.tensor(fractions, device=self.device)
         return self.loss_at(batch, latents, sample_noise(latents, generator, 0.0), sigmas, None)
 
     def loss_at(self, batch: dict, latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,

@@ -3,7 +3,8 @@
 A checkpoint holds the LoRA parameters (safetensors), the optimizer state and which optimizer it
 was (see optimizer_state.py), the LR schedule and loss scaler states, torch's and Python's random
 states, where in the data the run was (the noise of a step is seeded from the step itself, so it
-needs no saved state), whose run it is and its loss curve so far (run_record.py). It is written
+needs no saved state), whose run it is and its loss curve so far (run_record.py), and with keep_best the
+weights of the best evaluation so far (BEST_FILE). It is written
 into a temporary folder (each file fsynced) and renamed into place, so a process killed mid-save
 leaves the previous checkpoint intact; a full or read-only disk is a UserError naming the folder,
 and leaves no partial folder. Everything loads with `torch.load(weights_only=True)`: no pickle code

@@ -36,8 +36,9 @@ class OptimizerStepper:
     def batch_loss(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
-    def fixed_loss(self, batch: dict, fraction: float, generator: torch.Generator) -> torch.Tensor:
-        """The objective's loss at the noise level `fraction` of its range, noise from `generator` (validation)."""
+    def fixed_loss(self, batch: dict, fractions: list[float], generator: torch.Generator) -> torch.Tensor:
+        """The objective's mean loss with sample i at the noise level `fractions[i]` of its range, noise from
+        `generator` (the validation loss)."""
         raise NotImplementedError
 
     def optimizer_step(self, step: int, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
@@ -95,11 +96,11 @@ class StepRunner(OptimizerStepper):
         weights = snr_weights(self.scheduler, timesteps, config.min_snr_gamma) if config.min_snr_gamma else None
         return self.loss_at(batch, latents, noise, timesteps, weights)
 
-    def fixed_loss(self, batch: dict, fraction: float, generator: torch.Generator) -> torch.Tensor:
-        """Unweighted, at timestep `fraction` of the schedule, without noise offset."""
+    def fixed_loss(self, batch: dict, fractions: list[float], generator: torch.Generator) -> torch.Tensor:
+        """Unweighted, at the timesteps `fractions` of the schedule, without noise offset."""
         latents = self.latents(batch)
         steps = self.scheduler.config.num_train_timesteps
-        timesteps = torch.full((latents.shape[0],), min(int(fraction * steps), steps - 1), device=self.device)
+        timesteps = torch.tensor([min(int(fraction * steps), steps - 1) for fraction in fractions], device=self.device)
         return self.loss_at(batch, latents, sample_noise(latents, generator, 0.0), timesteps, None)
 
     def loss_at(self, batch: dict, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,

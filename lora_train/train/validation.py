@@ -32,8 +32,8 @@ def fixed_fractions(count: int = FIXED_POINTS) -> list[float]:
 
 
 class ImageValidation:
-    """The validation loss of the image engines: `runner.fixed_loss(batch, fraction, generator)` per image and
-    noise level, over `dataset` (latents and text outputs cached like the training ones)."""
+    """The validation loss of the image engines: `runner.fixed_loss(batch, fractions, generator)` per image (a batch
+    of its copies, one per noise level), over `dataset` (latents and text outputs cached like the training ones)."""
 
     def __init__(self, dataset: ImageDataset, runner, modules: dict[str, torch.nn.Module], seed: int):
         self.dataset, self.runner, self.modules, self.seed = dataset, runner, modules, seed
@@ -47,15 +47,14 @@ class ImageValidation:
                 module.eval()
             try:
                 for index in range(len(self.dataset)):
-                    batch = collate([self.dataset[index]])
+                    batch = collate([self.dataset[index]] * FIXED_POINTS)  # one copy per noise level
                     generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)  # this image's noise
-                    for fraction in fixed_fractions():
-                        with self.runner.precision.autocast():
-                            total += float(self.runner.fixed_loss(batch, fraction, generator))
+                    with self.runner.precision.autocast():
+                        total += float(self.runner.fixed_loss(batch, fixed_fractions(), generator))
             finally:
                 for name, module in self.modules.items():
                     module.train(modes[name])
-        return total / (len(self.dataset) * FIXED_POINTS)
+        return total / len(self.dataset)
 
 
 @dataclass(frozen=True)
