@@ -82,8 +82,9 @@ def validation_twice(build, base_model, tmp_path, **settings) -> None:
         session.report.close()
 
 
-def test_the_validation_loss_of_the_same_lora_is_identical(tiny_sd1_file, tmp_path):
-    validation_twice(build_loop, tiny_sd1_file, tmp_path)
+@pytest.mark.parametrize("model", ["tiny_sd1_file", "tiny_sd2v_file", "tiny_sdxl_file"])  # eps, v, SDXL's inputs
+def test_the_validation_loss_of_the_same_lora_is_identical(model, request, tmp_path):
+    validation_twice(build_loop, request.getfixturevalue(model), tmp_path)
 
 
 def test_flux_reports_a_deterministic_validation_loss(tiny_flux_files, tmp_path):

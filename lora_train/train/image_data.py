@@ -152,8 +152,8 @@ def fill_latent_cache(config: TrainConfig, data: ImageData, base: BaseModel, dev
         folders.say("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / "
                     "flip_aug).", "warning")
         return
-    folders.say(cache_latents(data.dataset, base, device, folders.open("latents", config.cache_latents_to_disk), vae_name,
-                              config.batch_size))
+    cache = folders.open("latents", config.cache_latents_to_disk)
+    folders.say(cache_latents(data.dataset, base, device, cache, vae_name, config.batch_size))
 
 
 def fill_caches(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device, output_dir: Path,

@@ -170,7 +170,8 @@ class TrainingState:
 
     def remember_best(self) -> None:
         """Keep a copy of the trained parameters as they are now (the best evaluation so far)."""
-        self.best_weights = {name: param.detach().cpu().clone() for name, param in trainable_state(self.trained).items()}
+        current = trainable_state(self.trained)
+        self.best_weights = {name: param.detach().cpu().clone() for name, param in current.items()}
 
     def use_best(self) -> None:
         """Put the remembered best parameters back into the trained modules."""
