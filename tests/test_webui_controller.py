@@ -423,3 +423,36 @@ def test_after_a_restart_the_tab_offers_the_last_lora_and_the_form_of_its_job(se
 
     lora.unlink()  # a LoRA deleted since: nothing to offer
     assert job_record.last_ended(tmp_path / "runs") is None
+
+
+def test_the_chart_draws_the_validation_loss_and_the_result_names_the_best_epoch(setup):
+    from lora_train.webui.kit import job_view
+    from lora_train.webui.image_tab.tab import TabView
+
+    controller, tmp_path, _ = setup
+    controller.runner = runner = StandInRunner()
+    view, page = TabView(controller), {}
+    assert {"val_split", "val_data_dir", "val_every_n_steps", "keep_best", "early_stop_patience"} <= {
+        spec.name for spec in controller.specs if spec.group == "Validation" and spec.name not in form.BASIC_KEYS}
+    state = JobState("my_lora", tmp_path / "runs" / "my_lora", number=1, status="running")
+    lora = tmp_path / "loras" / "my_lora.safetensors"
+    events = [{"type": "start", "step": 0, "total": 6}]
+    for step, loss, val in ((1, 1.0, None), (2, 0.9, 0.8), (3, 0.8, None), (4, 0.7, 0.6), (5, 0.6, None),
+                            (6, 0.5, 0.7)):
+        events.append({"type": "step", "step": step, "total": 6, "loss": loss})
+        if val is not None:
+            events.append({"type": "eval", "step": step, "epoch": step // 2, "eval_loss": val})
+    events.append({"type": "done", "step": 6, "total": 6, "path": str(lora), "best_epoch": 2, "best_step": 4,
+                   "best_eval_loss": 0.6, "kept_best": True,
+                   "message": f"Saved {lora}. Use it in a prompt with <lora:my_lora:0.8> Best validation loss "
+                              "0.6000 at epoch 2 (step 4), my_lora-000002.safetensors; saved as the final LoRA "
+                              "(keep_best)."})
+    with job_view.note_about_job(page, runner):
+        runner.state = state
+    for event in events:
+        JobRunner()._apply(state, event)
+    state.ended, state.version = True, 2
+    progress, chart, *_, note = view.tick(page)
+    assert 'data-eval-points="3"' in chart and chart.count('class="lora-train-eval"') == 3
+    assert "eval loss (circles) latest 0.7000, lowest 0.6000 at step 4" in chart
+    assert "Best validation loss 0.6000 at epoch 2 (step 4)" in note and "keep_best" in note

@@ -213,12 +213,28 @@ def _check_combinations(config: TrainConfig) -> None:
                         f"({config.max_bucket_reso}).")
     if config.resolution % 8:
         raise UserError(f"'resolution' is {config.resolution}: it must be a multiple of 8 (e.g. 512, 768, 1024).")
+    _check_validation(config)
     if not (config.train_unet or config.train_text_encoder):
         raise UserError("Both 'train_unet' and 'train_text_encoder' are false: nothing would be trained.")
     problem = output_name_problem(config.output_name)
     if problem:
         raise UserError(f"'output_name' {config.output_name!r} cannot be used as a file name: {problem}. "
                         f"{NAME_ADVICE}")
+
+
+def _check_validation(config: TrainConfig) -> None:
+    """val_split or val_data_dir (not both); keep_best and early stop need one of them."""
+    if config.val_split and config.val_data_dir:
+        raise UserError("'val_split' and 'val_data_dir' are both set: hold out images of the training data "
+                        "(val_split) or name a separate folder (val_data_dir), not both.")
+    if config.val_split >= 1 and not float(config.val_split).is_integer():
+        raise UserError(f"'val_split' is {config.val_split:g}: use a fraction below 1 (0.1) or a whole count of "
+                        "images (5).")
+    if not (config.val_split or config.val_data_dir):
+        for key in ("keep_best", "early_stop_patience"):
+            if getattr(config, key):
+                raise UserError(f"'{key}' needs a validation loss: set val_split (images held out of the training "
+                                "data) or val_data_dir (a folder of validation images).")
 
 
 def unwrap_optional(hint: Any) -> tuple[bool, Any]:

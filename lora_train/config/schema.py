@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-GROUPS = ["Model", "Data", "Network", "Training", "Memory and speed", "Saving", "Samples", "Flux"]
+GROUPS = ["Model", "Data", "Network", "Training", "Validation", "Memory and speed", "Saving", "Samples", "Flux"]
 
 
 def opt(default: Any, help: str, group: str, *, choices: tuple | None = None, min: float | None = None,
@@ -134,6 +134,18 @@ class TrainConfig:
                                   "Training")
     seed: int = opt(42, "Random seed: the same seed, data and settings give the same run.", "Training", min=0,
                     max=2**32 - 1)
+    # --- Validation --------------------------------------------------------------------
+    val_split: float = opt(0.0, "Images held out of training for a validation loss: a fraction (0.1) or a count (5). "
+                           "Which ones is chosen by seed, so a resumed run holds out the same. 0: none.",
+                           "Validation", min=0.0, max=1e6)
+    val_data_dir: Optional[str] = opt(None, "A separate folder of validation images with their captions (the same "
+                                      "layout as train_data_dir), instead of val_split.", "Validation", path="dir")
+    val_every_n_steps: int = opt(0, "Compute the validation loss every N steps (0: after every epoch).", "Validation",
+                                 min=0, max=10000000)
+    keep_best: bool = opt(False, "Save the weights of the lowest validation loss as the final LoRA (the epoch files "
+                          "stay); needs val_split or val_data_dir.", "Validation")
+    early_stop_patience: int = opt(0, "Stop the run when the validation loss has not improved for this many "
+                                   "evaluations, and save (0: never stop early).", "Validation", min=0, max=100000)
     # --- Memory and speed --------------------------------------------------------------
     mixed_precision: str = opt("auto", "Precision of the frozen weights: bf16, fp16 (with a loss scaler) or no "
                                "(fp32). `auto`: bf16 on GPUs that support it, else fp16 on GPU, no on CPU. LoRA "

@@ -10,7 +10,11 @@ An event is a flat dict with a `type` and a few of these fields:
     path     file written (sample, save, done)    message  text for the user (log, error, done)
     level    info | warning (log events)          interrupted  true on a `done` after a stop request
     detail   a traceback, on an `error` that is a bug (shown folded; the message says what to do)
-    eval_loss, perplexity   on an `eval` (text runs with val_size: loss on the held-out rows after an epoch)
+    eval_loss, perplexity   on an `eval`: the validation loss (image runs with val_split / val_data_dir, after
+             an epoch or every val_every_n_steps; text runs with val_size, with its perplexity, after an epoch)
+    best_epoch, best_step, best_eval_loss, best_file, kept_best, early_stopped   on a `done` of a run with
+             validation: its lowest validation loss, the epoch save made there, whether keep_best made it the
+             final LoRA, whether early_stop_patience ended the run
     unit     what a step counts when it is not an optimizer step ("image" when captioning)
     losses, eval_losses   on a resumed run's `start`: the curve so far, [[step, loss], ...] (core/loss_history.py)
 

@@ -18,6 +18,7 @@ from .errors import UserError
 PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
 PARAMS_FILE = "lora_params.st"  # not a .safetensors name: the WebUI lists every .safetensors in models/Lora
+BEST_FILE = "best_params.st"  # keep_best's weights at the best evaluation, named as PARAMS_FILE is
 STAGING_SUFFIX = ".tmp"
 FOLDER_FORM = "checkpoint-<output name>-<step>"
 

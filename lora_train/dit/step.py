@@ -33,11 +33,23 @@ class FlowStepRunner(OptimizerStepper):
         self.clip = wrapped.get("text_encoder_0", base.clip)
 
     def batch_loss(self, batch: dict) -> torch.Tensor:
-        base, dtype = self.base, self.precision.weight_dtype
         latents = self.latents(batch)
         batch_size, _, height, width = latents.shape
         noise = sample_noise(latents, self.generator, self.config.noise_offset)
         sigmas = self.sample_sigmas(self.flow, batch_size, (height, width), self.generator).to(self.device)
+        return self.loss_at(batch, latents, noise, sigmas, loss_weights(self.flow, sigmas))
+
+    def fixed_loss(self, batch: dict, fractions: list[float], generator: torch.Generator) -> torch.Tensor:
+        """Unweighted, at the sigmas `fractions`, without noise offset."""
+        latents = self.latents(batch)
+        sigmas = torch.tensor(fractions, device=self.device)
+        return self.loss_at(batch, latents, sample_noise(latents, generator, 0.0), sigmas, None)
+
+    def loss_at(self, batch: dict, latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+        """The velocity prediction's loss for these latents, noise and sigmas."""
+        base, dtype = self.base, self.precision.weight_dtype
+        batch_size, _, height, width = latents.shape
         tokens = pack(noisy_latents(latents, noise, sigmas))
         text = self.conditioning(batch)
         kwargs = dict(hidden_states=tokens.to(dtype), encoder_hidden_states=text["t5"].to(self.device, dtype),
@@ -50,7 +62,7 @@ class FlowStepRunner(OptimizerStepper):
         if base.guidance:
             kwargs["guidance"] = torch.full((batch_size,), self.config.guidance_scale, device=self.device, dtype=dtype)
         prediction = unpack(self.transformer(**kwargs)[0], height, width)
-        return diffusion_loss(prediction, velocity(latents, noise), loss_weights(self.flow, sigmas))
+        return diffusion_loss(prediction, velocity(latents, noise), weights)
 
     def latents(self, batch: dict) -> torch.Tensor:
         if "latents" in batch:

@@ -94,7 +94,7 @@ def fill_text_cache(config: TrainConfig, data: ImageData, base: FluxBase, text: 
     folder = cache_folders(config, session.output_dir, say).open("text", config.cache_text_encoder_outputs_to_disk)
     identity = model_identity(base, "flux-text", base.sources.get("t5xxl"), base.sources.get("clip_l"), pooled,
                               text.max_length, text.t5_mask, base.t5.dtype)
-    data.dataset.cache_text_encoder_outputs(encode, identity, folder)
+    data.cache_text(encode, identity, folder)
     base.t5 = None
     _release_memory(session.device)
     say(f"Text-encoder outputs: {folder.stats.hits} from the cache, {folder.stats.misses} encoded; T5 freed")

@@ -59,6 +59,10 @@ class TextConfig:
                         GROUP)
     val_size: float = opt(0.0, "Rows held out for an eval loss and perplexity each epoch: a fraction (0.1) or a "
                           "count (20). 0: none.", GROUP, min=0.0, max=1e6)
+    keep_best: bool = shared("keep_best", help="Save the adapter of the lowest eval loss (needs val_size) instead "
+                             "of the last one.")
+    early_stop_patience: int = shared("early_stop_patience", help="Stop the run when the eval loss has not improved "
+                                      "for this many epochs, and save (needs val_size; 0: never stop early).")
     dtype: str = opt("auto", "Precision of the frozen model weights. auto: bf16 on GPUs that support it, else fp16 "
                      "on GPU, fp32 on CPU. LoRA weights and optimizer state stay fp32.", GROUP,
                      choices=("auto", "fp32", "fp16", "bf16"))
@@ -117,6 +121,9 @@ def check_text_config(config: TextConfig) -> None:
         raise UserError("'load_in_4bit' and 'load_in_8bit' are both true: choose one.")
     if config.val_size >= 1 and not float(config.val_size).is_integer():
         raise UserError(f"'val_size' is {config.val_size}: use a fraction below 1 (0.1) or a whole count (20).")
+    for key in ("keep_best", "early_stop_patience"):
+        if getattr(config, key) and not config.val_size:
+            raise UserError(f"'{key}' needs an eval loss: set val_size (rows held out for it, e.g. 0.1).")
     problem = output_name_problem(config.output_name)
     if problem:
         raise UserError(f"'output_name' {config.output_name!r} cannot be used as a folder name: {problem}. "

@@ -31,6 +31,7 @@ from ..train.optim import ParamGroup, build_lr_scheduler, build_optimizer
 from ..train.output import prepare_output_dir, remove_partial_saves
 from ..train.reporting import Reporter, peak_vram_mb
 from ..train.stop import StopRequest
+from ..train.validation import Tracker
 from .adapter import save_adapter
 from .data import TextData, build_text_data, epoch_batches
 from .encode import IGNORE
@@ -121,14 +122,18 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
             path = state.save(checkpoints, progress, run, report.history)
             emit(make_event("save", step=progress.step, path=str(path), message="checkpoint"))
 
-    def save_final() -> Path | None:
+    def save_final(best: dict | None = None) -> Path | None:
         if not main:
             return None
         path = save_adapter(accelerator.unwrap_model(wrapped), tokenizer, template,
-                            {**settings, "steps_done": progress.step}, output_dir, config.output_name, run.run_id)
+                            {**settings, "steps_done": progress.step, **(best or {})}, output_dir, config.output_name,
+                            run.run_id)
         emit(make_event("save", step=progress.step, path=str(path), message="adapter"))
         return path
 
+    tracker = Tracker(lambda: evaluate(wrapped, data, config.batch_size, pad_id, device), report, state,
+                      steps_per_epoch, config.keep_best, config.early_stop_patience, perplexity=True)
+    early_stopped = False
     try:
         for epoch in range(progress.epoch, epochs):
             batches = epoch_batches(data.train, config.batch_size, config.seed, epoch, progress.batch_in_epoch, pad_id)
@@ -151,14 +156,19 @@ def train_text_lora(config: TextConfig, emit: Fanout, stop: StopRequest) -> Path
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
             report.epoch_done(progress.step, total_steps, epoch + 1, epochs, meter.loss_avg)
             if data.val:
-                _report_eval(report, wrapped, data, config.batch_size, pad_id, device, progress.step, epoch + 1)
+                tracker.evaluate(progress.step, epoch + 1)
+                if early_stopped := tracker.should_stop:
+                    say(tracker.early_stop_message())
+                    break
             if progress.step >= total_steps:
                 break
-        final = save_final()
+        fields, best_text = tracker.done_fields(tracker.use_best(), early_stopped, "adapter")
+        final = save_final(fields)
         if main:
             emit(make_event("done", step=progress.step, total=total_steps, path=str(final),
-                            peak_vram_mb=peak_vram_mb(device),
-                            message=f"Saved {final}. Load it with PeftModel.from_pretrained(model, \"{final}\")."))
+                            peak_vram_mb=peak_vram_mb(device), **fields,
+                            message=f"Saved {final}. Load it with PeftModel.from_pretrained(model, \"{final}\")."
+                                    f"{best_text}"))
         return final
     finally:
         report.close()
@@ -191,12 +201,6 @@ def evaluate(model, data: TextData, batch_size: int, pad_id: int, device: torch.
         tokens += count
     model.train(was_training)
     return loss_sum / max(tokens, 1)
-
-
-def _report_eval(report: Reporter, model, data: TextData, batch_size: int, pad_id: int, device: torch.device,
-                 step: int, epoch: int) -> None:
-    loss = evaluate(model, data, batch_size, pad_id, device)
-    report.eval(step, epoch, loss, math.exp(min(loss, 50.0)))
 
 
 def out_of_memory_advice(config: TextConfig) -> UserError:

@@ -10,6 +10,7 @@ the settings, and the base model file's identity, so a changed input is encoded 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
-from ..data.cache import TensorCache, choose_cache_dir
+from ..data.cache import TensorCache, Tensors, choose_cache_dir
 from ..data.captions import CaptionOptions
 from ..data.dataset import ImageDataset, ItemOptions, collate
-from ..data.plan import DataSettings, plan_dataset
+from ..data.holdout import ValidationSettings, plan_with_validation
+from ..data.plan import DataSettings
 from ..data.sampler import BucketBatchSampler
 from ..data.scan import DatasetIndex
 from ..models.base_model import BaseModel
@@ -36,6 +38,13 @@ class ImageData:
     sampler: BucketBatchSampler
     loader: DataLoader
     warnings: list[str]
+    validation: ImageDataset | None = None  # the held-out images (val_split / val_data_dir), or none
+
+    def cache_text(self, encode: Callable[[list[str]], Tensors], identity: str, cache: TensorCache) -> None:
+        """The training captions' text-encoder outputs in `cache`, the validation captions' in memory."""
+        self.dataset.cache_text_encoder_outputs(encode, identity, cache)
+        if self.validation is not None:
+            self.validation.cache_text_encoder_outputs(encode, identity, TensorCache())
 
     def batches(self, epoch: int, skip: int = 0):
         """This process's batches of one epoch (0-based), after the epoch's first `skip` ones (all processes')."""
@@ -44,10 +53,13 @@ class ImageData:
 
 
 def build_image_data(config: TrainConfig, num_processes: int = 1, process_index: int = 0) -> ImageData:
-    """The dataset and this process's share of its batches."""
-    planned = plan_dataset(DataSettings.from_values(vars(config)))
+    """The dataset and this process's share of its batches, and the validation images."""
+    planned, held_out = plan_with_validation(DataSettings.from_values(vars(config)),
+                                             ValidationSettings(config.val_split, config.val_data_dir, config.seed))
     captions = CaptionOptions(config.trigger_word, config.shuffle_caption, config.keep_tokens,
                               config.caption_dropout_rate)
+    validation = ImageDataset(held_out.index.records, held_out.plan, ItemOptions(CaptionOptions(config.trigger_word))) \
+        if held_out is not None else None
     dataset = ImageDataset(planned.index.records, planned.plan,
                            ItemOptions(captions, random_crop=config.crop == "random", flip_aug=config.flip_aug))
     sampler = BucketBatchSampler(planned.plan.bucket_ids, [r.repeats for r in planned.index.records],
@@ -59,7 +71,7 @@ def build_image_data(config: TrainConfig, num_processes: int = 1, process_index:
     fewer = [f"batch_size {config.batch_size} is more than the {per_epoch} images of an epoch: each step trains on "
              f"all {per_epoch} at once. Lower batch_size, or add images or repeats."] \
         if config.batch_size > per_epoch else []
-    return ImageData(planned.index, dataset, sampler, loader, planned.warnings + fewer)
+    return ImageData(planned.index, dataset, sampler, loader, planned.warnings + fewer, validation)
 
 
 def model_identity(base: BaseModel, *extra: object) -> str:
@@ -90,12 +102,12 @@ def _report(what: str, cache: TensorCache) -> str:
     return f"{what}: {cache.stats.hits} from the cache, {cache.stats.misses} encoded"
 
 
-def cache_latents(data: ImageData, base: BaseModel, device: torch.device, cache: TensorCache,
+def cache_latents(dataset: ImageDataset, base: BaseModel, device: torch.device, cache: TensorCache,
                   vae_name: str | None, batch_size: int) -> str:
-    """Encode every image once with the VAE; returns a report."""
+    """Encode every image of `dataset` once with the VAE; returns a report."""
     vae = base.vae
     identity = model_identity(base, "vae", vae_name, vae.config.scaling_factor, vae.dtype)
-    data.dataset.cache_latents(lambda pixels: encode_latents(vae, pixels, device).cpu(), identity, cache, batch_size)
+    dataset.cache_latents(lambda pixels: encode_latents(vae, pixels, device).cpu(), identity, cache, batch_size)
     return _report("Latents", cache)
 
 
@@ -113,7 +125,7 @@ def cache_text_outputs(data: ImageData, base: BaseModel, device: torch.device, c
         return out
 
     identity = model_identity(base, "text", clip_skip, base.text_encoders[0].dtype)
-    data.dataset.cache_text_encoder_outputs(encode, identity, cache)
+    data.cache_text(encode, identity, cache)
     return _report("Text-encoder outputs", cache)
 
 
@@ -130,15 +142,18 @@ def cache_folders(config: TrainConfig, output_dir: Path, say: Say) -> CacheFolde
 
 def fill_latent_cache(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device,
                       folders: CacheFolders, vae_name: str | None) -> None:
-    """The latent cache, when `cache_latents` asks for it and the images are not randomly cropped or flipped."""
+    """The latent cache, when `cache_latents` asks for it and the images are not randomly cropped or flipped;
+    the validation images' latents always (in memory: every evaluation reads them all)."""
+    if data.validation is not None:
+        cache_latents(data.validation, base, device, TensorCache(), vae_name, config.batch_size)
     if not config.cache_latents:
         return
     if config.crop == "random" or config.flip_aug:
         folders.say("cache_latents is off for this run: it cannot keep random crops or flips (crop: random / "
                     "flip_aug).", "warning")
         return
-    folders.say(cache_latents(data, base, device, folders.open("latents", config.cache_latents_to_disk), vae_name,
-                              config.batch_size))
+    cache = folders.open("latents", config.cache_latents_to_disk)
+    folders.say(cache_latents(data.dataset, base, device, cache, vae_name, config.batch_size))
 
 
 def fill_caches(config: TrainConfig, data: ImageData, base: BaseModel, device: torch.device, output_dir: Path,

@@ -32,6 +32,7 @@ from .run_record import RunRecord
 from .sampling import SampleSettings, generate_samples
 from .step import OptimizerStepper
 from .stop import StopRequest
+from .validation import Best, Tracker
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Schedule:
     sample_every_n_steps: int
     save_every_n_epochs: int
     sample_every_n_epochs: int
+    steps_per_epoch: int
+    validate_every_n_steps: int  # 0: after every epoch (when there are validation images)
 
 
 @dataclass
@@ -67,20 +70,24 @@ class ImageLoop:
     learning_rate: float  # named in the advice when the loss diverges
     preferred_weight: float  # in the `<lora:name:weight>` tag of the final message
     generate: Callable[..., list[Image.Image]] = generate_samples  # (base, samples, device, autocast) -> images
+    validation: Tracker | None = None  # the validation loss, best point and early stop (val_split / val_data_dir)
 
     def __post_init__(self) -> None:
         self.main = self.accelerator.is_main_process
         self.meter = StepMeter(self.schedule.total_steps, self.progress.step)
         self.last_sample: Image.Image | None = None  # the partial LoRA's preview when a stop ends the run
+        self.early_stopped = False
 
     def run(self) -> Path | None:
         """Train to the end of the schedule or a stop request; the saved LoRA's path (None off the main process)."""
         progress, schedule = self.progress, self.schedule
         for epoch in range(progress.epoch, schedule.epochs):
             if self._train_epoch(epoch):
-                return self.finish(interrupted=True)
+                return self.finish(interrupted=not self.early_stopped)
             progress.epoch, progress.batch_in_epoch = epoch + 1, 0
             self.report.epoch_done(progress.step, schedule.total_steps, epoch + 1, schedule.epochs, self.meter.loss_avg)
+            if self.validation is not None and not schedule.validate_every_n_steps and self._validate(epoch + 1):
+                break
             if progress.step >= schedule.total_steps:
                 break
             if _every(schedule.save_every_n_epochs, epoch + 1):
@@ -105,18 +112,34 @@ class ImageLoop:
                 self.save_state()
             if _every(schedule.sample_every_n_steps, progress.step):
                 self.sample(f"step{progress.step:06d}")
+            if self.validation is not None and _every(schedule.validate_every_n_steps, progress.step) \
+                    and self._validate(epoch + 1):
+                return True
             if _any_process(self.accelerator, bool(self.stop)):
                 return True
             if progress.step >= schedule.total_steps:
                 break
         return False
 
+    def _validate(self, epoch: int) -> bool:
+        """The validation loss now; True (and said) when early stop is due."""
+        self.validation.evaluate(self.progress.step, epoch)
+        self.early_stopped = self.validation.should_stop
+        if self.early_stopped:
+            self.report.say(self.validation.early_stop_message())
+        return self.early_stopped
+
     def finish(self, interrupted: bool) -> Path | None:
         """The LoRA and its card (a checkpoint too when interrupted), then `done`. The card's preview is a final
-        sample, or when interrupted the last sample of the run (none if it made none)."""
+        sample, or when interrupted the last sample of the run (none if it made none). With validation the LoRA
+        is the best evaluation's weights under keep_best, and its header, card and `done` name the best point."""
         step, total = self.progress.step, self.schedule.total_steps
         if interrupted:
             self.save_state()
+        best = self.validation.use_best() if self.validation is not None and not interrupted else None
+        fields, best_text = self.validation.done_fields(best, self.early_stopped, "LoRA",
+                                                        self._epoch_file(best)) if best else ({}, "")
+        self.writer.record_best(fields)
         path = self.save_lora()
         if not interrupted:
             self.sample(f"final{step:06d}")
@@ -127,10 +150,17 @@ class ImageLoop:
             self.report.stopped(step, total, path, "LoRA")
         else:
             self.report.event("done", step=step, total=total, path=str(path),
-                              peak_vram_mb=peak_vram_mb(self.accelerator.device),
+                              peak_vram_mb=peak_vram_mb(self.accelerator.device), **fields,
                               message=f"Saved {path}. Use it in a prompt with <lora:{path.stem}:"
-                                      f"{self.preferred_weight:g}>")
+                                      f"{self.preferred_weight:g}>{best_text}")
         return path
+
+    def _epoch_file(self, best: Best) -> str | None:
+        """The name of the epoch save made at the best evaluation, if one was."""
+        if best.step != min(best.epoch * self.schedule.steps_per_epoch, self.schedule.total_steps):
+            return None
+        path = self.writer.own_epoch_file(best.epoch) if self.main else None
+        return path.name if path is not None else None
 
     def save_state(self) -> None:
         if self.main:

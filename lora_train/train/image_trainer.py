@@ -50,6 +50,7 @@ from .run_record import RunRecord
 from .sampling import SampleSettings, generate_samples, sample_prompts
 from .step import OptimizerStepper, StepRunner, enable_gradient_checkpointing
 from .stop import StopRequest
+from .validation import FIXED_POINTS, ImageValidation, Tracker
 
 
 @dataclass
@@ -140,7 +141,8 @@ def make_schedule(config: TrainConfig, data: ImageData) -> Schedule:
     steps_per_epoch = math.ceil(data.sampler.batches_per_shard() / accumulation)
     total_steps = config.max_train_steps or steps_per_epoch * config.epochs
     return Schedule(total_steps, math.ceil(total_steps / steps_per_epoch), accumulation, config.save_steps,
-                    config.sample_every_n_steps, config.save_every_n_epochs, config.sample_every_n_epochs)
+                    config.sample_every_n_steps, config.save_every_n_epochs, config.sample_every_n_epochs,
+                    steps_per_epoch, config.val_every_n_steps)
 
 
 def training_state(config: TrainConfig, lora: LoraSetup, schedule: Schedule, session: Session) -> TrainingState:
@@ -237,7 +239,20 @@ def start_loop(config: TrainConfig, session: Session, stop: StopRequest, parts: 
         checkpoints=Checkpoints(session.output_dir, config.output_name, config.save_total_limit, config.seed),
         record=parts.record, writer=parts.writer, samples=sample_settings(config, data), base=parts.base, precision=session.precision,
         accelerator=session.accelerator, report=report, stop=stop, learning_rate=config.learning_rate,
-        preferred_weight=config.preferred_weight, generate=parts.generate)
+        preferred_weight=config.preferred_weight, generate=parts.generate,
+        validation=image_validation(config, session, parts))
+
+
+def image_validation(config: TrainConfig, session: Session, parts: LoopParts) -> Tracker | None:
+    """The validation loss over the held-out images (none without val_split / val_data_dir)."""
+    held_out = parts.data.validation
+    if held_out is None:
+        return None
+    when = f"every {config.val_every_n_steps} steps" if config.val_every_n_steps else "after every epoch"
+    session.report.say(f"Validation loss {when}: {len(held_out)} images, each at {FIXED_POINTS} fixed noise levels")
+    compute = ImageValidation(held_out, parts.runner, parts.lora.trained, config.seed)
+    return Tracker(compute, session.report, parts.state, parts.schedule.steps_per_epoch, config.keep_best,
+                   config.early_stop_patience)
 
 
 def train_image_lora(config: TrainConfig, emit: Fanout, stop: StopRequest,

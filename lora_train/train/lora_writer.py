@@ -12,7 +12,7 @@ continued from a `pretrained_lora` may have other ranks than the config's).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -41,6 +41,7 @@ class LoraWriter:
     spec: LoraSpec  # as configured
     run: TrainingRun  # the run's facts; steps, epochs and finish time are filled in per save
     card: dict[str, object]  # the sidecar's content
+    best: dict[str, str] = field(default_factory=dict)  # the header's record of the best evaluation (record_best)
 
     def save(self, *, steps: int, epochs_done: int, epoch: int | None = None) -> Path:
         """Write a LoRA file of the current weights (an epoch save when `epoch` is given): under a free name, or over
@@ -49,7 +50,22 @@ class LoraWriter:
         network = held_spec(self.spec, [base.unet, *base.text_encoders])
         run = replace(self.run, finished_at=time.time(), steps=steps, num_epochs=epochs_done)
         path = free_lora_path(self.folder, self.output_name, epoch=epoch, run_id=run.run_id)
-        return save_lora(path, self.tensors(), self.metadata(network, run), replace=path.exists())
+        return save_lora(path, self.tensors(), {**self.metadata(network, run), **self.best}, replace=path.exists())
+
+    def own_epoch_file(self, epoch: int) -> Path | None:
+        """The epoch save of `epoch` this run wrote, if it did."""
+        path = free_lora_path(self.folder, self.output_name, epoch=epoch, run_id=self.run.run_id)
+        return path if path.exists() else None
+
+    def record_best(self, fields: dict) -> None:
+        """The best evaluation (Tracker.done_fields) in the header of the saves to come and in the card."""
+        if not fields:
+            return
+        self.best = {f"lora_train_{key}": str(value) for key, value in fields.items() if value is not None}
+        self.card = {**self.card, "validation": {
+            "best epoch": fields["best_epoch"], "best step": fields["best_step"],
+            "best validation loss": fields["best_eval_loss"], "best epoch file": fields.get("best_file") or "",
+            "saved as this LoRA": fields["kept_best"], "early stopped": fields["early_stopped"]}}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The file's tensors: kohya's names for the family (the DiT engine's writer fuses Flux's)."""

@@ -63,14 +63,17 @@ class Reporter:
     def epoch_done(self, step: int, total: int, epoch: int, epochs: int, loss_avg: float) -> None:
         self.emit(make_event("epoch", step=step, total=total, epoch=epoch, epochs=epochs, loss_avg=round(loss_avg, 6)))
 
-    def eval(self, step: int, epoch: int, loss: float, perplexity: float) -> None:
-        """The loss on the held-out rows after an epoch (text runs)."""
-        self.emit(make_event("eval", step=step, epoch=epoch, eval_loss=round(loss, 6), perplexity=round(perplexity, 4),
-                             message=f"eval loss {loss:.4f}, perplexity {perplexity:.2f} (epoch {epoch})"))
+    def eval(self, step: int, epoch: int, loss: float, perplexity: float | None = None) -> None:
+        """The loss on the held-out images or rows (text runs: with its perplexity)."""
+        text = f"validation loss {loss:.4f}" + (f", perplexity {perplexity:.2f}" if perplexity is not None else "")
+        self.emit(make_event("eval", step=step, epoch=epoch, eval_loss=round(loss, 6),
+                             perplexity=round(perplexity, 4) if perplexity is not None else None,
+                             message=f"{text} (epoch {epoch}, step {step})"))
         self.history.add_eval(step, round(loss, 6))
         if self.writer is not None:
             self.writer.add_scalar("eval/loss", loss, step)
-            self.writer.add_scalar("eval/perplexity", perplexity, step)
+            if perplexity is not None:
+                self.writer.add_scalar("eval/perplexity", perplexity, step)
 
     def stopped(self, step: int, total: int, path, what: str) -> None:
         """The `done` event of a run ended by a stop request, after `what` (the LoRA, the adapter) was saved."""

@@ -3,7 +3,8 @@
 A checkpoint holds the LoRA parameters (safetensors), the optimizer state and which optimizer it
 was (see optimizer_state.py), the LR schedule and loss scaler states, torch's and Python's random
 states, where in the data the run was (the noise of a step is seeded from the step itself, so it
-needs no saved state), whose run it is and its loss curve so far (run_record.py). It is written
+needs no saved state), whose run it is and its loss curve so far (run_record.py), and with keep_best the
+weights of the best evaluation so far (BEST_FILE). It is written
 into a temporary folder (each file fsynced) and renamed into place, so a process killed mid-save
 leaves the previous checkpoint intact; a full or read-only disk is a UserError naming the folder,
 and leaves no partial folder. Everything loads with `torch.load(weights_only=True)`: no pickle code
@@ -28,7 +29,7 @@ from safetensors.torch import load_file
 from ..core.atomic import disk_error
 from ..core.errors import UserError
 from ..core.loss_history import LossHistory
-from ..core.resume_folders import (FOLDER_FORM, PARAMS_FILE, STAGING_SUFFIX, STATE_FILE, resume_folder,
+from ..core.resume_folders import (BEST_FILE, FOLDER_FORM, PARAMS_FILE, STAGING_SUFFIX, STATE_FILE, resume_folder,
                                    resume_folders)
 from .optimizer_state import load_optimizer_state, optimizer_kind
 from .reporting import Say
@@ -66,8 +67,10 @@ def restore_rng(snapshot: dict[str, Any]) -> None:
 
 
 def save_checkpoint(where: Checkpoints, params: dict[str, torch.Tensor], optimizer, lr_scheduler, scaler,
-                    progress: Progress, run: RunRecord, history: LossHistory) -> Path:
-    """Write the job's checkpoint of this step atomically and return its path."""
+                    progress: Progress, run: RunRecord, history: LossHistory,
+                    best: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the job's checkpoint of this step atomically and return its path (`best`: the weights keep_best
+    keeps, in a file of their own)."""
     final = resume_folder(where.output_dir, where.name, progress.step)
     staging = final.with_name(final.name + STAGING_SUFFIX)
     tensors = safetensors.torch.save({k: v.detach().contiguous().cpu() for k, v in params.items()})
@@ -80,6 +83,9 @@ def save_checkpoint(where: Checkpoints, params: dict[str, torch.Tensor], optimiz
         staging.mkdir(parents=True)
         _write_synced(staging / PARAMS_FILE, lambda handle: handle.write(tensors))
         _write_synced(staging / STATE_FILE, lambda handle: torch.save(state, handle))
+        if best is not None:
+            best_file = safetensors.torch.save({k: v.contiguous() for k, v in best.items()})
+            _write_synced(staging / BEST_FILE, lambda handle: handle.write(best_file))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -138,11 +144,12 @@ class TrainingState:
     optimizer: Any
     lr_scheduler: Any
     scaler: Any  # torch.amp.GradScaler or None
+    best_weights: dict[str, torch.Tensor] | None = None  # keep_best: the trained parameters at the best evaluation
 
     def save(self, where: Checkpoints, progress: Progress, run: RunRecord, history: LossHistory) -> Path:
         """The job's checkpoint of this step, then all but its newest `where.keep` checkpoints deleted."""
         path = save_checkpoint(where, trainable_state(self.trained), self.optimizer, self.lr_scheduler, self.scaler,
-                               progress, run, history)
+                               progress, run, history, self.best_weights)
         prune_checkpoints(where.output_dir, where.name, where.keep)
         return path
 
@@ -156,7 +163,19 @@ class TrainingState:
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"])
+        if (path / BEST_FILE).is_file():
+            self.best_weights = load_file(str(path / BEST_FILE))
         return Resumed(Progress(**state["progress"]), resumed, LossHistory.from_fields(state.get("history")))
+
+
+    def remember_best(self) -> None:
+        """Keep a copy of the trained parameters as they are now (the best evaluation so far)."""
+        current = trainable_state(self.trained)
+        self.best_weights = {name: param.detach().cpu().clone() for name, param in current.items()}
+
+    def use_best(self) -> None:
+        """Put the remembered best parameters back into the trained modules."""
+        load_trainable(self.trained, self.best_weights, Path("the best evaluation's weights"))
 
 
 def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:

@@ -36,6 +36,11 @@ class OptimizerStepper:
     def batch_loss(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def fixed_loss(self, batch: dict, fractions: list[float], generator: torch.Generator) -> torch.Tensor:
+        """The objective's mean loss with sample i at the noise level `fractions[i]` of its range, noise from
+        `generator` (the validation loss)."""
+        raise NotImplementedError
+
     def optimizer_step(self, step: int, chunk: list[dict], optimizer, params: list[torch.nn.Parameter]) -> float:
         """Forward and backward over the chunk's batches, then optimizer step number `step`; returns the mean
         loss over the chunk and all processes."""
@@ -88,13 +93,24 @@ class StepRunner(OptimizerStepper):
         latents = self.latents(batch)
         noise = sample_noise(latents, self.generator, config.noise_offset)
         timesteps = self.sample_timesteps(latents.shape[0], self.scheduler, self.generator, self.device)
+        weights = snr_weights(self.scheduler, timesteps, config.min_snr_gamma) if config.min_snr_gamma else None
+        return self.loss_at(batch, latents, noise, timesteps, weights)
+
+    def fixed_loss(self, batch: dict, fractions: list[float], generator: torch.Generator) -> torch.Tensor:
+        """Unweighted, at the timesteps `fractions` of the schedule, without noise offset."""
+        latents = self.latents(batch)
+        steps = self.scheduler.config.num_train_timesteps
+        timesteps = torch.tensor([min(int(fraction * steps), steps - 1) for fraction in fractions], device=self.device)
+        return self.loss_at(batch, latents, sample_noise(latents, generator, 0.0), timesteps, None)
+
+    def loss_at(self, batch: dict, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+        """The prediction's loss (epsilon or v target) for these latents, noise and timesteps."""
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         text = self.text_conditioning(batch)
         extra = self.conditioning.unet_inputs(text, batch, self.device)
         prediction = self.unet(noisy, timesteps, encoder_hidden_states=text.hidden_states, **extra).sample
-        target = training_target(self.scheduler, latents, noise, timesteps)
-        weights = snr_weights(self.scheduler, timesteps, config.min_snr_gamma) if config.min_snr_gamma else None
-        return diffusion_loss(prediction, target, weights)
+        return diffusion_loss(prediction, training_target(self.scheduler, latents, noise, timesteps), weights)
 
     def latents(self, batch: dict) -> torch.Tensor:
         if "latents" in batch:

@@ -187,7 +187,7 @@ class TabView:
         status = state.status if state.ended or not state.finished else "finishing"
         bar = markup.progress(status, state.step,
                               state.total, state.epoch, state.epochs, state.its, state.eta_s, state.loss)
-        return [bar, markup.loss_chart(state.losses), markup.messages(state.messages), samples,
+        return [bar, markup.loss_chart(state.losses, state.eval_losses), markup.messages(state.messages), samples,
                 "\n".join(list(state.log)[-LOG_SHOWN:]), *self.use.shown(state, page), note]
 
     def job_form(self):

@@ -123,7 +123,9 @@ def loss_chart(points: list[tuple[int, float]], eval_points: list[tuple[int, flo
     trend = smoothed(losses)
     dots = "".join(f'<circle class="lora-train-eval" cx="{x(step):.1f}" cy="{y(loss):.1f}" r="4" fill="none" '
                    'stroke="currentColor" stroke-width="2"/>' for step, loss in evals)
-    eval_text = f"; eval loss (circles) latest {evals[-1][1]:.4f}" if evals else ""
+    lowest = min(evals, key=lambda point: point[1]) if evals else None
+    eval_text = f"; eval loss (circles) latest {evals[-1][1]:.4f}, lowest {lowest[1]:.4f} at step {lowest[0]}" \
+        if lowest else ""
     return (f'<div class="lora-train-chart" data-points="{len(points)}" data-eval-points="{len(evals)}">'
             f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
             f'aria-label="training loss over steps">{axes}{line(losses, "lora-train-loss-raw")}'
