@@ -20,9 +20,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..adapters.layers import LayerWeights
 from ..dit.flux_layout import BFL_PREFIXES, Fused, bfl_modules, fused_lookup
-from ..dit.lora_file import fuse
 from ..kohya.names import ALPHA, DOWN, UP
 
 STYLES = {"diffusers-flux": "diffusers / PEFT (transformer.*: ai-toolkit, SimpleTuner)",
@@ -69,7 +67,9 @@ def _lookup(paths: list[str], separator: str) -> dict[str, tuple[Fused, int]]:
     return {path.replace(".", separator): found for path, found in lookup.items()}
 
 
-def _weights(parts: Mapping[str, torch.Tensor]) -> LayerWeights:
+def _weights(parts: Mapping[str, torch.Tensor]):
+    from ..adapters.layers import LayerWeights  # peft: only for a file with separate q / k / v
+
     down = parts[DOWN]
     return LayerWeights(down, parts[UP], float(parts[ALPHA].item()) if ALPHA in parts else float(down.shape[0]))
 
@@ -77,8 +77,10 @@ def _weights(parts: Mapping[str, torch.Tensor]) -> LayerWeights:
 def _fused(grouped: dict[str, dict[str, torch.Tensor]], prefix: str, separator: str
            ) -> dict[str, dict[str, torch.Tensor]]:
     """kohya-named modules of a file whose transformer modules (`prefix` + diffusers path) are diffusers'."""
+    from ..dit.lora_file import fuse
+
     lookup = _lookup([name[len(prefix):] for name in grouped if name.startswith(prefix)], separator)
-    by_module: dict[Fused, dict[int, LayerWeights]] = defaultdict(dict)
+    by_module: dict[Fused, dict] = defaultdict(dict)
     out: dict[str, dict[str, torch.Tensor]] = {}
     for name, parts in grouped.items():
         if not name.startswith(prefix):
