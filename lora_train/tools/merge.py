@@ -97,12 +97,10 @@ def merged_on_base(files: list[LoraFile], weights: list[float], block_weights: l
                                                                                      list[LayerReport]]:
     """Every module's summed change as the WebUI applies it on the base (DoRA included), as LoRA modules."""
     from .bake import check_base_family, load_base_weights, module_change
-    from .checkpoint_targets import checkpoint_targets
 
     base = load_base_weights(base_path)
     check_base_family(base, files, base_path)
-    targets = checkpoint_targets({key: value.shape for key, value in base.state.items()}, base.arch,
-                                 base.unet_config)
+    targets = base.module_targets()
     modules, layers = {}, []
     for name in dict.fromkeys(name for file in files for name in file.modules):
         target = targets.get(name)
