@@ -32,7 +32,7 @@ def flux_header(arch: str) -> dict[str, str]:
 def flux_model(arch: str, rank: int, alpha: float, seed: int = 1, kinds=ALL_KINDS, single_blocks: str = "all"):
     """The tiny `arch` transformer with a random LoRA on the block linears of `kinds` and on img_in / final_layer."""
     transformer = tiny_flux(arch).transformer
-    names = flux_target_names(transformer, kinds, single_blocks=single_blocks) + OUTSIDE_BLOCKS[arch]
+    names = flux_target_names(transformer, kinds, single_blocks=single_blocks) + OUTSIDE_BLOCKS["chroma" if arch == "chroma" else "flux-dev"]
     return with_lora(transformer, names, rank, alpha, seed)
 
 
