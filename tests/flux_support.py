@@ -1,5 +1,6 @@
-"""Shared pieces of the Flux tests: a LoRA file merged independently (on BFL's weights, as Forge and ComfyUI
-apply it) and the flow-matching loss of a model on a set of images at fixed noise and sigmas."""
+"""Shared pieces of the Flux tests: a tiny transformer with a random LoRA and its weights merged by the LoRA layers
+themselves, a LoRA file merged independently (on BFL's weights, as Forge and ComfyUI apply it) and the
+flow-matching loss of a model on a set of images at fixed noise and sigmas."""
 
 from __future__ import annotations
 
@@ -10,12 +11,40 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from lora_train.adapters.inject import inject_lora
+from lora_train.adapters.layers import ADAPTER, lora_layers
+from lora_train.adapters.spec import LoraSpec
+from lora_train.adapters.targets import TargetSet
 from lora_train.dit.flux_layout import bfl_modules, from_bfl, to_bfl
 from lora_train.dit.packing import image_ids, pack, text_ids, unpack
 from lora_train.dit.text import TextSettings, attention_masks, clip_pooled, t5_outputs
 from lora_train.train.latents import encode_latents
 
 SIGMAS = (0.2, 0.4, 0.6, 0.8)
+ALL_KINDS = ("attention", "mlp", "modulation")
+
+
+def with_lora(transformer, names, rank=4, alpha=3.0, seed=1):
+    """`transformer` with a LoRA of `rank` and `alpha` on `names`, both matrices random."""
+    spec = LoraSpec.from_settings(network_type="lora", lora_rank=rank, lora_alpha=alpha, conv_dim=1, conv_alpha=1,
+                                  use_dora=False)
+    inject_lora(transformer, [], TargetSet(tuple(names), ()), spec)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, layer in lora_layers(transformer):
+            for weight in (layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight):
+                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.05)
+    return transformer
+
+
+def merged_by_peft(transformer) -> dict[str, torch.Tensor]:
+    """The transformer's diffusers weights with each LoRA layer's update added, as the layers compute it."""
+    state = {key.replace(".base_layer.", "."): value for key, value in transformer.state_dict().items()
+             if ".lora_" not in key}
+    for path, layer in lora_layers(transformer):
+        delta = layer.lora_B[ADAPTER].weight @ layer.lora_A[ADAPTER].weight * layer.scaling[ADAPTER]
+        state[f"{path}.weight"] = state[f"{path}.weight"] + delta
+    return state
 
 
 def merged_from_file(bfl: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], modules) -> dict[str, torch.Tensor]:

@@ -9,40 +9,12 @@ import torch
 from diffusers import ChromaPipeline, FluxPipeline, FluxTransformer2DModel
 from safetensors.torch import load_file, save_file
 
-from lora_train.adapters.inject import inject_lora
-from lora_train.adapters.layers import ADAPTER, lora_layers
-from lora_train.adapters.spec import LoraSpec
-from lora_train.adapters.targets import TargetSet
 from lora_train.dit.flux_layout import bfl_modules, from_bfl, to_bfl
 from lora_train.dit.lora_file import flux_lora_state_dict
 from lora_train.dit.targets import flux_target_names
 from lora_train.fixtures.tiny_flux import tiny_flux
 
-from flux_support import merged_from_file
-
-ALL_KINDS = ("attention", "mlp", "modulation")
-SPEC = LoraSpec.from_settings(network_type="lora", lora_rank=4, lora_alpha=3, conv_dim=1, conv_alpha=1, use_dora=False)
-
-
-def with_lora(transformer, names, seed=1):
-    """`transformer` with a LoRA of rank 4, alpha 3 on `names`, both matrices random."""
-    inject_lora(transformer, [], TargetSet(tuple(names), ()), SPEC)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, layer in lora_layers(transformer):
-            for weight in (layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight):
-                weight.copy_(torch.randn(weight.shape, generator=generator) * 0.05)
-    return transformer
-
-
-def merged_by_peft(transformer) -> dict[str, torch.Tensor]:
-    """The transformer's diffusers weights with each LoRA layer's update added, as the layers compute it."""
-    state = {key.replace(".base_layer.", "."): value for key, value in transformer.state_dict().items()
-             if ".lora_" not in key}
-    for path, layer in lora_layers(transformer):
-        delta = layer.lora_B[ADAPTER].weight @ layer.lora_A[ADAPTER].weight * layer.scaling[ADAPTER]
-        state[f"{path}.weight"] = state[f"{path}.weight"] + delta
-    return state
+from flux_support import ALL_KINDS, merged_by_peft, merged_from_file, with_lora
 
 
 @pytest.mark.parametrize("family", ["flux-dev", "chroma"])

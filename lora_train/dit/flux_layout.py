@@ -82,7 +82,7 @@ def bfl_modules(config: Mapping[str, Any], chroma: bool) -> list[Fused]:
     return modules
 
 
-def _swap_halves(tensor: torch.Tensor) -> torch.Tensor:
+def swap_halves(tensor: torch.Tensor) -> torch.Tensor:
     first, second = tensor.chunk(2, dim=0)
     return torch.cat([second, first], dim=0)
 
@@ -94,7 +94,7 @@ def to_bfl(state_dict: Mapping[str, torch.Tensor], modules: list[Fused], prefix:
         for bfl_param, param in module.params():
             parts = [state_dict[f"{part}.{param}"] for part in module.parts]
             tensor = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-            out[f"{prefix}{module.bfl}.{bfl_param}"] = _swap_halves(tensor) if module.kind == "swapped" else tensor
+            out[f"{prefix}{module.bfl}.{bfl_param}"] = swap_halves(tensor) if module.kind == "swapped" else tensor
     return out
 
 
@@ -111,7 +111,7 @@ def from_bfl(read: Callable[[str], torch.Tensor], modules: list[Fused], shapes: 
             if tensor.shape[0] != sum(rows):
                 raise UserError(f"{name} has {tensor.shape[0]} rows where this transformer needs {sum(rows)}.")
             if module.kind == "swapped":
-                tensor = _swap_halves(tensor)
+                tensor = swap_halves(tensor)
             yield from zip(keys, tensor.split(rows, dim=0))
 
 

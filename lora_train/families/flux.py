@@ -26,7 +26,6 @@ BFL = "https://github.com/black-forest-labs/flux"
 FLOW = Objective("flow", Ref("lora_train.dit.flow:sample_sigmas"))
 ENGINE = Ref("lora_train.dit.trainer:build_flux_loop")
 CAPTIONS = Ref("lora_train.dit.text:encode_captions")
-NO_BLOCK_WEIGHTS = BlockLayout((), ())
 # The separate files (BFL's ae.safetensors, ComfyUI's clip_l / t5xxl files) by the tensors their loaders read
 # first, and where Forge's all-in-one saves (`save_checkpoint`) keep them.
 AE = SeparatePart("ae", "autoencoder (AE)", KeySignature(names=("encoder.down.0.block.0.conv1.weight",)),
@@ -37,6 +36,15 @@ CLIP_L = SeparatePart("clip_l", "CLIP-L text encoder",
 T5XXL = SeparatePart("t5xxl", "T5-XXL text encoder",
                      KeySignature(names=("encoder.block.0.layer.0.SelfAttention.q.weight",)),
                      ("text_encoders.t5xxl.transformer.",), "text_encoder", "t5xxl_fp16.safetensors")
+_DOUBLE_IDS = tuple(f"D{index:02d}" for index in range(19))
+_SINGLE_IDS = tuple(f"S{index:02d}" for index in range(38))
+# SuperMerger's and LoRA Block Weight's Flux list (BLOCKIDFLUX): CLIP-L, T5, the input embedders, the 19 double and
+# 38 single blocks, the final layer
+FLUX_BLOCKS = BlockLayout(blocks=("CLIP", "T5", "IN", *_DOUBLE_IDS, *_SINGLE_IDS, "OUT"),
+                          groups=(("base", ("CLIP", "T5")), ("double", _DOUBLE_IDS), ("single", _SINGLE_IDS)))
+FLOW_HEADER = ("ss_timestep_sampling", "ss_sigmoid_scale", "ss_discrete_flow_shift", "ss_logit_mean", "ss_logit_std",
+               "ss_weighting_scheme", "ss_guidance_scale", "ss_model_prediction_type", "ss_apply_t5_attn_mask",
+               "ss_t5xxl_max_token_length")  # the flow settings kohya's Flux trainer (and ours) records
 FLUX_PARTS = DitParts(Ref("diffusers:FluxTransformer2DModel"), ("text_encoder", "text_encoder_2"),
                       distilled_modulation=False, t5_max_length=512, masked_text=False, sampling_shift=True,
                       true_cfg=False, model_type="flux", separate=(AE, CLIP_L, T5XXL))
@@ -62,7 +70,7 @@ def _flux1(id: str, title: str, modelspec: str, checkpoint: KeySignature, guidan
         folder=FolderSignature("FluxPipeline", (("transformer/config.json", "guidance_embeds", guidance),)),
         lora=LoraSignature(key_prefixes=_LORA_BLOCKS, header=(("modelspec.architecture", modelspec),)),
         objective=FLOW, conditioning=CAPTIONS, targets=_targets("FluxTransformerBlock", "FluxSingleTransformerBlock"),
-        blocks=NO_BLOCK_WEIGHTS, parts=parts, engine=ENGINE)
+        blocks=FLUX_BLOCKS, parts=parts, engine=ENGINE)
 
 
 FAMILIES = (
@@ -80,7 +88,7 @@ FAMILIES = (
         lora=LoraSignature(key_prefixes=_LORA_BLOCKS, header=(("ss_base_model_version", "chroma"),
                                                               ("modelspec.architecture", "chroma"))),
         objective=FLOW, conditioning=CAPTIONS,
-        targets=_targets("ChromaTransformerBlock", "ChromaSingleTransformerBlock"), blocks=NO_BLOCK_WEIGHTS,
+        targets=_targets("ChromaTransformerBlock", "ChromaSingleTransformerBlock"), blocks=FLUX_BLOCKS,
         parts=DitParts(Ref("diffusers:ChromaTransformer2DModel"), (None, "text_encoder"), distilled_modulation=True,
                        t5_max_length=512, masked_text=True, sampling_shift=True, true_cfg=True, model_type="chroma",
                        separate=(AE, T5XXL)),

@@ -10,7 +10,8 @@ dtype. A single-file base keeps its exact key layout (every other tensor copied 
 refused, as its layers could not be placed); a diffusers folder is written in the original (ldm / sgm)
 single-file layout the WebUI loads, with what a model of another shape needs beside it (`bake_config`). Fused q/k/v (OpenCLIP's `in_proj_weight`) get each
 projection in its rows; an inpainting UNet's 9-channel input conv gets a 4-channel LoRA's change
-on its latent channels. The base is never written to, and the output never overwrites a file.
+on its latent channels. A Flux.1 / Chroma base is BFL's single file, written back in its own layout and dtypes
+(`bake_flux`). The base is never written to, and the output never overwrites a file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..models.checkpoint_file import open_checkpoint
 from ..models.ldm_config import find_ldm_config
 from ..models.single_file import check_unet_config, part_configs
 from .bake_config import ModelShape, beside_files, check_free, remove, write_beside
+from .bake_flux import flux_base
 from .checkpoint_targets import Target, checkpoint_targets
 from .lora_file import LoraFile, LoraModule, read_any_lora
 from .merge import check_same_family
@@ -60,6 +62,13 @@ class BaseWeights:
     layout: str
     yaml: Path | None = None  # the single-file base's config, copied beside the output
     shape: ModelShape | None = None  # a diffusers base's configs, for the files its output needs beside it
+    targets: dict[str, Target] | None = None  # where each LoRA module goes, when not found by `checkpoint_targets`
+
+    def module_targets(self) -> dict[str, Target]:
+        """kohya module name -> the weight (and rows) it changes."""
+        if self.targets is not None:
+            return self.targets
+        return checkpoint_targets({key: value.shape for key, value in self.state.items()}, self.arch, self.unet_config)
 
 
 def dora_change(delta: torch.Tensor, weight: torch.Tensor, dora_scale: torch.Tensor, name: str) -> torch.Tensor:
@@ -131,8 +140,8 @@ def _diffusers_base(folder: Path) -> BaseWeights:
 
 
 def load_base_weights(path: Path) -> BaseWeights:
-    """A single-file checkpoint or a diffusers folder as original-layout tensors."""
-    return _diffusers_base(path) if path.is_dir() else _single_file_base(path)
+    """A single-file checkpoint or a diffusers folder as original-layout tensors (a Flux file as BFL's)."""
+    return flux_base(path) or (_diffusers_base(path) if path.is_dir() else _single_file_base(path))
 
 
 def check_base_family(base: BaseWeights, loras: list[LoraFile], base_path: Path) -> None:
@@ -146,7 +155,7 @@ def check_base_family(base: BaseWeights, loras: list[LoraFile], base_path: Path)
 
 def _changes(base: BaseWeights, loras: list[LoraFile], weights: list[float], result: BakeResult
              ) -> dict[str, torch.Tensor]:
-    targets = checkpoint_targets({key: value.shape for key, value in base.state.items()}, base.arch, base.unet_config)
+    targets = base.module_targets()
     changes: dict[str, torch.Tensor] = {}
     for lora, weight in zip(loras, weights):
         missing = [name for name in lora.modules if name not in targets]

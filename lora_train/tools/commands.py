@@ -16,7 +16,8 @@ def add_parsers(sub) -> None:
                            description="Merge several LoRAs at weights into one LoRA. Exact by default (ranks add "
                                        "up; the result equals applying the inputs together); --rank cuts it by SVD "
                                        "and reports the error per layer.")
-    merge.add_argument("files", nargs="+", help="the LoRA files (kohya, LyCORIS LoCon or diffusers/PEFT keys)")
+    merge.add_argument("files", nargs="+", help="the LoRA files (kohya, LyCORIS LoCon or diffusers/PEFT keys; Flux "
+                                                "also ai-toolkit, OneTrainer, BFL/PEFT keys)")
     merge.add_argument("--weights", nargs="+", type=float, required=True, help="one weight per file (may be < 0)")
     merge.add_argument("--out", required=True, help="the new .safetensors (never overwritten)")
     merge.add_argument("--rank", type=int, help="SVD mode: the output rank of Linear / 1x1 layers")
@@ -27,8 +28,9 @@ def add_parsers(sub) -> None:
                        help="also write the WebUI card (<name>.json: sd version, trigger words) beside it")
     merge.add_argument("--preview", help="an image to save beside it as <name>.preview.png")
     merge.add_argument("--block-weights", nargs="+", metavar="PRESET_OR_LIST",
-                       help=f"per-block weights: a preset ({', '.join(PRESETS)}) or 17 (SD1/SD2) / 12 (SDXL) "
-                            "comma-separated numbers; once for all files or once per file")
+                       help=f"per-block weights: a preset ({', '.join(PRESETS)}; Flux: ALL, NONE) or 17 (SD1/SD2) / "
+                            "12 (SDXL) / 61 (Flux: CLIP,T5,IN,D00-D18,S00-S37,OUT) comma-separated numbers; once "
+                            "for all files or once per file")
     resize = sub.add_parser("resize", help="lower a LoRA's rank by SVD, keeping its strength",
                             description="Resize a LoRA to a lower rank (new alpha = old alpha / old rank x new rank).")
     resize.add_argument("file")
@@ -42,7 +44,8 @@ def add_parsers(sub) -> None:
                           description="Add LoRAs at weights to a base checkpoint (single file or diffusers folder) as "
                                       "the WebUI applies them, and save a new single-file checkpoint in the same "
                                       "layout and precision. The base is never changed.")
-    bake.add_argument("base", help="the base checkpoint (.safetensors / .ckpt) or diffusers folder")
+    bake.add_argument("base", help="the base checkpoint (.safetensors / .ckpt; Flux: BFL's single file) or "
+                                   "diffusers folder")
     bake.add_argument("files", nargs="+", help="the LoRA files")
     bake.add_argument("--weights", nargs="+", type=float, help="one weight per LoRA (default 1 each)")
     bake.add_argument("--out", required=True, help="the new checkpoint .safetensors (never overwritten)")

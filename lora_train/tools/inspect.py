@@ -4,8 +4,10 @@
 module counts per component, ranks and alphas, LoCon convolutions and DoRA layers, the main
 metadata, trigger words (the header's `modelspec.trigger_phrase` and the card's
 "activation text"), the most frequent training tags, whether `sshs_model_hash` matches
-the tensor bytes, the key style (kohya, LyCORIS, diffusers / PEFT) and, per UNet block (the
-block-weight ids BASE, IN01 ... OUT11), the modules, ranks and alphas, to choose merge settings.
+the tensor bytes, the key style (kohya, LyCORIS, diffusers / PEFT, and the Flux styles of other trainers) and,
+per block (the block-weight ids BASE, IN01 ... OUT11; Flux: CLIP, IN, D00 ..., S00 ..., OUT), the modules, ranks
+and alphas, to choose merge settings. A Flux LoRA also gets `inspect_flux`'s summary (module kinds, blocks, flow
+settings).
 `format_report` turns it into the text the CLI prints. A PEFT adapter of a language model (its folder
 or its weights file) and other folders go to `inspect_adapter`.
 """
@@ -17,14 +19,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import UserError
+from ..families.interface import DitParts
 from ..families.recognise import lora_family
 from ..kohya.hashes import file_model_hash
 from ..kohya.names import ALPHA, DORA_SCALE, DOWN, UP, count_by_component
 from ..core.naming import sidecar_path
 from ..kohya.read import read_lora_file
 from .blocks import block_of, block_order
+from .flux_keys import STYLES
 from .inspect_adapter import PEFT_FORMAT, format_adapter_report, inspect_adapter
+from .inspect_flux import flux_summary, format_flux
 from .key_styles import kohya_style, model_adapter_key
 from .lora_file import not_a_lora
 
@@ -33,9 +37,10 @@ MAIN_METADATA = ("ss_output_name", "ss_sd_model_name", "ss_base_model_version", 
                  "ss_num_epochs", "ss_steps", "ss_learning_rate", "ss_unet_lr", "ss_text_encoder_lr",
                  "ss_training_started_at", "ss_training_comment", "modelspec.architecture", "modelspec.title",
                  "modelspec.date", "sshs_model_hash")
-SOURCE_LABELS = {"kohya": "kohya", "lycoris": "LyCORIS", "diffusers": "diffusers / PEFT"}
+SOURCE_LABELS = {"kohya": "kohya", "lycoris": "LyCORIS", "diffusers": "diffusers / PEFT", **STYLES}
 COMPONENT_LABELS = {"unet": "UNet", "te": "text encoder", "te1": "text encoder 1", "te2": "text encoder 2",
                     "other": "other"}
+FLUX_COMPONENTS = {"unet": "transformer", "te1": "CLIP-L", "te2": "T5"}
 
 
 def _top_tags(metadata: dict[str, str], count: int = 10) -> list[list[Any]]:
@@ -60,10 +65,10 @@ def _trigger_words(path: Path, metadata: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(word for word in words if word))
 
 
-def _per_block(ranks: dict[str, int], alphas: dict[str, float]) -> list[dict[str, Any]]:
+def _per_block(ranks: dict[str, int], alphas: dict[str, float], arch: str | None) -> list[dict[str, Any]]:
     blocks: dict[str, list[str]] = {}
     for name in ranks:
-        blocks.setdefault(block_of(name) or "other", []).append(name)
+        blocks.setdefault(block_of(name, arch) or "other", []).append(name)
     return [{"block": block, "modules": len(names), "ranks": sorted({ranks[name] for name in names}),
              "alphas": sorted({alphas[name] for name in names})}
             for block, names in sorted(blocks.items(), key=lambda item: block_order(item[0]))]
@@ -90,6 +95,7 @@ def inspect_lora(path: str | Path) -> dict[str, Any]:
     stored_hash = metadata.get("sshs_model_hash")
     found = lora_family({f"{name}.{suffix}": tuple(value.shape) for name, parts in modules.items()
                          for suffix, value in parts.items()}, metadata)
+    flux = found is not None and isinstance(found.parts, DitParts)
     return {
         "file": str(path),
         "format": SOURCE_LABELS[source],
@@ -99,7 +105,8 @@ def inspect_lora(path: str | Path) -> dict[str, Any]:
         "other_modules": len(modules) - len(lora),
         "ranks": sorted(set(ranks.values())),
         "alphas": sorted(set(alpha_of.values())),
-        "blocks": _per_block(ranks, alpha_of),
+        "blocks": _per_block(ranks, alpha_of, found.id if found else None),
+        "flux": flux_summary(ranks, alpha_of, metadata) if flux else None,
         "conv_layers": sum(parts[DOWN].ndim == 4 and tuple(parts[DOWN].shape[2:]) != (1, 1)
                            for parts in lora.values()),
         "dora_layers": sum(DORA_SCALE in parts for parts in lora.values()),
@@ -115,7 +122,8 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as aligned text lines."""
     if report["format"] == PEFT_FORMAT:
         return format_adapter_report(report)
-    modules = ", ".join(f"{COMPONENT_LABELS.get(part, part)} {count}" for part, count in report["modules"].items())
+    labels = {**COMPONENT_LABELS, **(FLUX_COMPONENTS if report["flux"] else {})}
+    modules = ", ".join(f"{labels.get(part, part)} {count}" for part, count in report["modules"].items())
     lines = [
         ("File", report["file"]),
         ("Format", report["format"]),
@@ -132,6 +140,8 @@ def format_report(report: dict[str, Any]) -> str:
     if report["hash_matches"] is not None:
         lines.append(("Hash", "matches the tensors" if report["hash_matches"] else "DOES NOT match the tensors"))
     text = [f"{label + ':':<15}{value}" for label, value in lines]
+    if report["flux"]:
+        text += format_flux(report["flux"])
     text.append("Per block:")
     text += [f"  {row['block']:<6} {row['modules']:>4} modules  rank {', '.join(map(str, row['ranks']))}  "
              f"alpha {', '.join(f'{alpha:g}' for alpha in row['alphas'])}" for row in report["blocks"]]

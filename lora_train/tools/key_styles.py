@@ -26,6 +26,7 @@ from ..families import trained_families
 from ..families.interface import Family, UnetParts
 from ..kohya.names import KohyaNaming, group_by_module
 from ..models.shipped import shipped_config
+from .flux_keys import flux_style, from_flux_style
 
 _KOHYA = re.compile(r"^lora_(unet|te|te1|te2)_")
 _PEFT_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
@@ -118,7 +119,11 @@ def _from_peft(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str])
 
 def kohya_style(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
                 ) -> tuple[dict[str, dict[str, torch.Tensor]], str]:
-    """The tensors grouped by kohya module name, and the key style found (kohya | diffusers)."""
+    """The tensors grouped by kohya module name, and the key style found (kohya | diffusers | one of the Flux
+    styles of `flux_keys.STYLES`)."""
+    style = flux_style(tensors)
+    if style is not None:
+        return from_flux_style(tensors, style), style
     if any(_KOHYA.match(key) for key in tensors):
         return group_by_module({key: value for key, value in tensors.items() if _KOHYA.match(key)}), "kohya"
     converted = _from_peft(tensors, metadata)

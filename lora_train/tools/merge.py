@@ -66,13 +66,13 @@ def _refuse_dora(files: list[LoraFile]) -> None:
                             "LoRA for that model), or bake them into it (python -m lora_train bake BASE ...).")
 
 
-def merged_modules(files: list[LoraFile], weights: list[float], block_weights: list[dict[str, float] | None]
-                   ) -> dict[str, LoraModule]:
+def merged_modules(files: list[LoraFile], weights: list[float], block_weights: list[dict[str, float] | None],
+                   arch: str | None = None) -> dict[str, LoraModule]:
     """The exact merged module for every module any input has (modules whose weights are all 0 are left out)."""
     names = list(dict.fromkeys(name for file in files for name in file.modules))
     merged = {}
     for name in names:
-        parts = [(file.modules[name], weight * module_weight(name, blocks))
+        parts = [(file.modules[name], weight * module_weight(name, blocks, arch))
                  for file, weight, blocks in zip(files, weights, block_weights) if name in file.modules]
         module = stack(name, parts)
         if module is not None:
@@ -97,19 +97,17 @@ def merged_on_base(files: list[LoraFile], weights: list[float], block_weights: l
                                                                                      list[LayerReport]]:
     """Every module's summed change as the WebUI applies it on the base (DoRA included), as LoRA modules."""
     from .bake import check_base_family, load_base_weights, module_change
-    from .checkpoint_targets import checkpoint_targets
 
     base = load_base_weights(base_path)
     check_base_family(base, files, base_path)
-    targets = checkpoint_targets({key: value.shape for key, value in base.state.items()}, base.arch,
-                                 base.unet_config)
+    targets = base.module_targets()
     modules, layers = {}, []
     for name in dict.fromkeys(name for file in files for name in file.modules):
         target = targets.get(name)
         if target is None:
             raise UserError(f"{name} is not a layer of {base_path.name}: the LoRAs were made for another model.")
         weight = base.state[target.key].float()[target.rows or slice(None)]
-        parts = [(file.modules[name], factor * module_weight(name, blocks))
+        parts = [(file.modules[name], factor * module_weight(name, blocks, base.arch))
                  for file, factor, blocks in zip(files, weights, block_weights) if name in file.modules]
         if all(factor == 0 for _, factor in parts):
             continue
@@ -142,7 +140,7 @@ def merge_loras(paths: list[str | Path], weights: list[float], out: str | Path, 
     if base is not None:
         modules, result.layers = merged_on_base(files, weights, parsed, Path(base), rank, conv_rank)
     else:
-        modules = merged_modules(files, weights, parsed)
+        modules = merged_modules(files, weights, parsed, arch)
         result.layers = cut_to_rank(modules, rank, conv_rank)
     if not modules:
         raise UserError("Every weight is 0: the merge would be empty.")

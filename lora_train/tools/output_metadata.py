@@ -2,7 +2,7 @@
 
 The base-model keys (`ss_base_model_version`, `modelspec.architecture`, ...) come from the first
 input that has them, else from the detected family's names (those of an epsilon base), so the WebUI
-still files the result under SD1 / SD2 / SDXL. `ss_network_dim` / `ss_network_alpha` describe the new
+still files the result under SD1 / SD2 / SDXL / Flux; so do a Flux LoRA's flow settings (`ss_timestep_sampling`, ...). `ss_network_dim` / `ss_network_alpha` describe the new
 tensors; trigger phrases and tag frequencies of the inputs are kept (the card's tag list). The hashes
 are added by `save_lora`.
 """
@@ -15,11 +15,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..families import family
+from ..families.flux import FLOW_HEADER
 from ..kohya.metadata import MODELSPEC_VERSION, NETWORK_MODULE
 from .lora_file import LoraFile, LoraModule
 
 _BASE_KEYS = ("ss_base_model_version", "ss_v2", "ss_sd_model_name", "ss_resolution", "modelspec.architecture",
-              "modelspec.implementation", "modelspec.prediction_type", "modelspec.resolution")
+              "modelspec.implementation", "modelspec.prediction_type", "modelspec.resolution", *FLOW_HEADER)
 
 
 def _shape(modules: Mapping[str, LoraModule]) -> dict[str, str]:
