@@ -28,6 +28,7 @@ from .base import FluxBase, PartPaths, load_flux_base
 from .block_swap import BlockSwap, swap_counts
 from .flow import FlowSettings
 from .lora_file import FluxLoraWriter
+from .offload_checkpoints import OffloadedCheckpoints
 from .pretrained import load_flux_state_dict
 from .sampling import FluxSampler
 from .source import FluxSource, block_counts, flux_source
@@ -153,6 +154,9 @@ def build_flux_loop(config: TrainConfig, session: Session, stop: StopRequest) ->
     lora = add_lora(config, base, session, targets, load_flux_state_dict)
     if config.blocks_to_swap:
         report.say(BlockSwap(base.transformer, config.blocks_to_swap, device).describe())
+    if config.cpu_offload_checkpointing:
+        OffloadedCheckpoints(base.transformer)
+        report.say("Gradient checkpointing keeps its activations in CPU memory (cpu_offload_checkpointing).")
     release_unused_encoders(config, data, base, lora, report.say)
     _release_memory(device)
     schedule = make_schedule(config, data)
