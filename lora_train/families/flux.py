@@ -27,6 +27,7 @@ FLOW = Objective("flow", Ref("lora_train.dit.flow:sample_sigmas"))
 ENGINE = Ref("lora_train.dit.trainer:build_flux_loop")
 CAPTIONS = Ref("lora_train.dit.text:encode_captions")
 NO_BLOCK_WEIGHTS = BlockLayout((), ())
+PRESETS = ("flux_24gb", "flux_16gb", "flux_12gb", "flux_8gb")  # memory presets (config/presets.py)
 FLUX_PARTS = DitParts(Ref("diffusers:FluxTransformer2DModel"), ("text_encoder", "text_encoder_2"),
                       distilled_modulation=False, t5_max_length=512, masked_text=False, sampling_shift=True,
                       true_cfg=False, model_type="flux")
@@ -52,7 +53,7 @@ def _flux1(id: str, title: str, modelspec: str, checkpoint: KeySignature, guidan
         folder=FolderSignature("FluxPipeline", (("transformer/config.json", "guidance_embeds", guidance),)),
         lora=LoraSignature(key_prefixes=_LORA_BLOCKS, header=(("modelspec.architecture", modelspec),)),
         objective=FLOW, conditioning=CAPTIONS, targets=_targets("FluxTransformerBlock", "FluxSingleTransformerBlock"),
-        blocks=NO_BLOCK_WEIGHTS, parts=parts, engine=ENGINE)
+        blocks=NO_BLOCK_WEIGHTS, parts=parts, engine=ENGINE, presets=PRESETS)
 
 
 FAMILIES = (
@@ -73,7 +74,7 @@ FAMILIES = (
         targets=_targets("ChromaTransformerBlock", "ChromaSingleTransformerBlock"), blocks=NO_BLOCK_WEIGHTS,
         parts=DitParts(Ref("diffusers:ChromaTransformer2DModel"), (None, "text_encoder"), distilled_modulation=True,
                        t5_max_length=512, masked_text=True, sampling_shift=True, true_cfg=True, model_type="chroma"),
-        engine=ENGINE),
+        engine=ENGINE, presets=PRESETS),
     _flux1("flux-schnell", "Flux.1-schnell", "flux-1-schnell", _under_prefixes(_BLOCKS), False,
            replace(FLUX_PARTS, t5_max_length=256, sampling_shift=False)),
 )

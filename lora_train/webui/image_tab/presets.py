@@ -2,7 +2,8 @@
 
 Choosing a preset first puts every key that any preset sets back to its default, so that
 switching presets never leaves a value of the previous one behind; the resolution follows the
-base model's type.
+base model's type, and so does the list: each family names its presets (`Family.presets`: Flux's memory
+presets for Flux.1 and Chroma, the others for Stable Diffusion).
 """
 
 from __future__ import annotations
@@ -11,17 +12,27 @@ from typing import Any
 
 from ...config.load import default_value
 from ...config.presets import PRESETS, preset_values
-from ...families import family_of_label, family_or_default
+from ...families import Family, family_of_label, family_or_default
 
-LABELS = {"character": "Character", "style": "Style", "concept": "Concept", "low_vram": "Low VRAM"}
-CHOICES = [LABELS.get(name, name) for name in PRESETS]
-DEFAULT_PRESET = CHOICES[0]
+LABELS = {"character": "Character", "style": "Style", "concept": "Concept", "low_vram": "Low VRAM",
+          "flux_24gb": "Flux 24 GB", "flux_16gb": "Flux 16 GB", "flux_12gb": "Flux 12 GB", "flux_8gb": "Flux 8 GB"}
+CHOICES = list(LABELS.values())  # every preset: the host's default-preset setting, the list before a model is chosen
+DEFAULT_PRESET = LABELS[family_or_default(None).presets[0]]
+
+
+def _family(arch: str | None) -> Family:
+    return family_of_label(arch) or family_or_default(None)
+
+
+def preset_choices(arch: str | None) -> list[str]:
+    """The presets offered for a base model of type `arch` (its tab label SD1, SD2, SDXL, Flux, or None)."""
+    return [LABELS.get(name, name) for name in _family(arch).presets]
 
 
 def preset_form_values(label: str, arch: str | None) -> dict[str, Any]:
-    """The form values for preset `label` on a base model of type `arch` (its tab label SD1, SD2, SDXL, or None)."""
+    """The form values for preset `label` on a base model of type `arch`; a preset not offered for it is refused."""
     name = next((key for key, shown in LABELS.items() if shown == label), label)
     values = {key: default_value(key) for preset in PRESETS.values() for key in preset}
-    values.update(preset_values(name))
-    values["resolution"] = (family_of_label(arch) or family_or_default(None)).default_resolution
+    values.update(preset_values(name, _family(arch)))
+    values["resolution"] = _family(arch).default_resolution
     return values
