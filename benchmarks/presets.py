@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lora_train.config.presets import PRESETS  # noqa: E402
+from lora_train.families import family  # noqa: E402
+
+SD_PRESETS = family("sd1").presets  # the Stable Diffusion ones (benchmarks/flux_gpu.py measures Flux's)
 
 
 def run(base_model: Path, data: Path, out: Path, resolution: int, steps: int, preset: str | None) -> dict:
@@ -57,7 +60,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "examples" / "tiny_dataset")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--presets", default="none," + ",".join(PRESETS))
+    parser.add_argument("--presets", default="none," + ",".join(SD_PRESETS))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lora-bench-"))
     if args.base_model:

@@ -93,3 +93,28 @@ def flow_loss(base, image_paths: list[Path], captions: list[str], guidance: floa
         prediction = base.transformer(hidden_states=pack(noisy), timestep=torch.full((batch,), sigma), **kwargs)[0]
         total += torch.nn.functional.mse_loss(unpack(prediction, height, width), noise - latents).item()
     return total / len(SIGMAS)
+
+
+def deep_flux_dev(files, folder: Path, doubles: int = 4, singles: int = 6) -> Path:
+    """A tiny Flux.1-dev transformer with more blocks (block swap keeps 2 of each kind on the device), as a BFL
+    file with `files`' autoencoder, CLIP-L, T5 and its tokenizer beside it."""
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from lora_train.fixtures.flux_files import transformer_bfl
+    from lora_train.fixtures.tiny_flux import tiny_flux
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = tiny_flux("flux-dev")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        deeper = type(model.transformer).from_config({**model.transformer.config, "num_layers": doubles,
+                                                      "num_single_layers": singles})
+    for part in (files.ae, files.clip_l, files.t5xxl):
+        shutil.copy(part, folder / part.name)
+    shutil.copytree(files.t5_tokenizer, folder / files.t5_tokenizer.name, dirs_exist_ok=True)
+    path = folder / "deep-flux-dev.safetensors"
+    save_file(transformer_bfl(dataclasses.replace(model, transformer=deeper)), str(path))
+    return path

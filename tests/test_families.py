@@ -17,7 +17,7 @@ from lora_train.families.interface import UnetParts
 from lora_train.families.recognise import checkpoint_family, folder_family, lora_family
 from lora_train.kohya.read import read_lora_file
 from lora_train.tools.inspect import inspect_lora
-from lora_train.webui.image_tab.presets import preset_form_values
+from lora_train.webui.image_tab.presets import preset_choices, preset_form_values
 from train_support import DATASET, FAST
 
 # id -> label, title, ss_base_model_version (epsilon, v), modelspec.architecture (epsilon, v), ss_v2, preset resolution
@@ -44,7 +44,7 @@ def test_each_family_goes_by_the_names_the_webui_and_kohya_read():
         assert tuple(names.version(v) for v in (False, True)) == versions
         assert tuple(names.modelspec_architecture(v) for v in (False, True)) == architectures
         assert family_of_label(label) is next(row for row in trained_families() if row.names.label == label)
-        assert preset_form_values("Character", label)["resolution"] == resolution
+        assert preset_form_values(preset_choices(label)[0], label)["resolution"] == resolution
     assert preset_form_values("Character", None)["resolution"] == 512  # type unknown: SD1's
     with pytest.raises(KeyError, match="no trained model family 'flux1'"):
         family("flux1")

@@ -106,3 +106,16 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, tiny_sd1_file, case):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.startswith("error: ") and expected in err and "Traceback" not in err
+
+
+def test_a_family_without_sourced_rules_is_pointed_to_its_presets(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    flux = tmp_path / "flux1-dev.safetensors"  # BFL's names (the recogniser reads names only)
+    names = ("img_in.weight", "guidance_in.in_layer.weight", "double_blocks.0.img_attn.qkv.weight",
+             "double_blocks.0.txt_attn.qkv.weight", "single_blocks.0.linear1.weight", "final_layer.linear.weight")
+    save_file({name: torch.zeros(2, 2) for name in names}, str(flux))
+    code, out, err = plan(tmp_path, capsys, flux, dataset(tmp_path / "data", 4))
+    assert code == 2 and out == ""
+    assert "no sourced rules for Flux.1-dev" in err and "flux_24gb" in err and "Traceback" not in err

@@ -14,7 +14,7 @@ from ..data.doctor import Finding, examine_dataset
 from ..data.plan import DataSettings, plan_dataset
 from ..families import family_or_default
 from ..families.interface import Family
-from .auto_preset import DatasetFacts, Proposal, propose
+from .auto_preset import DatasetFacts, Proposal, has_rules, propose
 from .load import build_config
 
 
@@ -29,6 +29,10 @@ def make_plan(user: dict[str, Any], source: str, free_memory: int | float | None
     """The plan for the config keys `user` (from `source`, for messages); the keys set there are kept."""
     config = build_config(user, source)
     family, note = base_model_family(Path(config.base_model))
+    if not has_rules(family):
+        offered = ", ".join(family.presets)
+        raise UserError(f"The auto preset has no sourced rules for {family.names.title} yet"
+                        f"{f'; start from one of its presets ({offered})' if offered else ''} (docs/plan.md).")
     first = plan_dataset(DataSettings.from_values(vars(config)))
     root_name = Path(config.train_data_dir).resolve().name if config.train_data_dir else ""
     free = None if free_memory is None else int(free_memory)

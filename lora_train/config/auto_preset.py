@@ -31,6 +31,11 @@ PROPOSED_KEYS = ("resolution", "enable_bucket", "min_bucket_reso", "max_bucket_r
                  "epochs")
 
 
+def has_rules(family: Family) -> bool:
+    """Whether the rules cover `family` (the sources give figures for Stable Diffusion 1.x / 2.x / XL only)."""
+    return family.id in MEMORY_GIB
+
+
 @dataclass(frozen=True)
 class Proposal:
     key: str

@@ -224,6 +224,13 @@ class TrainConfig:
     fp8_base: bool = opt(False, "Keep the transformer's linear weights in fp8 (an fp8 file as it is, a wider one cast "
                          "to e4m3fn), each layer upcast for its own matmul: half the transformer's memory of bf16.",
                          "Flux")
+    blocks_to_swap: int = opt(0, "Keep this many of the transformer's blocks in CPU memory, each copied to the GPU "
+                              "only while it runs (kohya's count: N // 2 double and (N - N // 2) * 2 single "
+                              "blocks; at most 35 for Flux.1): less VRAM, slower steps (0: off).", "Flux", min=0,
+                              max=1000)
+    cpu_offload_checkpointing: bool = opt(False, "With gradient_checkpointing, keep the checkpointed activations "
+                                          "(each block's inputs) in CPU memory: up to about 1 GB less VRAM at "
+                                          "1024 px, about 15% slower (kohya's figures).", "Flux")
     flux_targets: list[str] = opt(None, "Flux layer kinds to adapt in the double and single blocks: attention "
                                   "(q/k/v/out, single blocks' linear2), mlp, modulation (kohya adapts all three).",
                                   "Flux", choices=FLUX_TARGETS, default_factory=lambda: ["attention", "mlp"])

@@ -65,3 +65,10 @@ def flux_source(base_model: str | Path | None) -> FluxSource | None:
     shapes = {key: tuple(value.shape) for key, value in checkpoint.meta.items()}
     found = flux_checkpoint(shapes, path, checkpoint.metadata)
     return FluxSource(path, found.family, found) if found else None
+
+
+def block_counts(source: FluxSource) -> tuple[int, int]:
+    """The transformer's (double, single) block counts, from the file's shapes or the folder's config."""
+    config = source.checkpoint.config if source.checkpoint is not None else json.loads(
+        (source.path / "transformer" / "config.json").read_text(encoding="utf-8"))
+    return config["num_layers"], config["num_single_layers"]

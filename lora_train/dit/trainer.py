@@ -25,11 +25,13 @@ from ..train.image_trainer import (LoopParts, Session, add_lora, make_schedule, 
 from ..train.lora_writer import lora_writer
 from ..train.stop import StopRequest
 from .base import FluxBase, PartPaths, load_flux_base
+from .block_swap import BlockSwap, swap_counts
 from .flow import FlowSettings
 from .lora_file import FluxLoraWriter
+from .offload_checkpoints import OffloadedCheckpoints
 from .pretrained import load_flux_state_dict
 from .sampling import FluxSampler
-from .source import FluxSource, flux_source
+from .source import FluxSource, block_counts, flux_source
 from .step import FlowStepRunner
 from .targets import select_flux_targets
 from .text import TextSettings, encode_captions, text_settings
@@ -51,6 +53,12 @@ def check_flux_config(config: TrainConfig, family: Family) -> None:
         if is_set(config):
             raise UserError(f"{key} is a Stable Diffusion setting and cannot be used with {family.names.title}: "
                             f"{advice}.")
+    if config.cpu_offload_checkpointing and not config.gradient_checkpointing:
+        raise UserError("cpu_offload_checkpointing keeps gradient checkpointing's activations in CPU memory: it needs "
+                        "gradient_checkpointing: true.")
+    if config.cpu_offload_checkpointing and config.blocks_to_swap:
+        raise UserError("cpu_offload_checkpointing cannot be used with blocks_to_swap (as in kohya's "
+                        "flux_train_network.py): choose one; blocks_to_swap saves more VRAM.")
     for key in ("resolution", "bucket_reso_steps"):
         if getattr(config, key) % 16:
             raise UserError(f"{key} is {getattr(config, key)}: Flux packs 2x2 patches of 8x smaller latents, so it "
@@ -62,7 +70,10 @@ def load_model(config: TrainConfig, source: FluxSource, session: Session) -> Flu
     say, precision, device = session.report.say, session.precision, session.device
     say(f"Loading base model {source.path} ({source.family.names.title})")
     paths = PartPaths(config.ae, config.clip_l, config.t5xxl, config.t5xxl_tokenizer, config.fp8_base)
-    base = load_flux_base(source, paths, precision.weight_dtype, device)
+    # with block swap the transformer is read into CPU memory, and `BlockSwap` puts all but the swapped weights
+    # on the device
+    base = load_flux_base(source, paths, precision.weight_dtype, torch.device("cpu") if config.blocks_to_swap
+                          else device)
     for module in (base.t5, *base.text_encoders):
         module.to(device)
     base.vae.to(device, torch.float32)
@@ -122,6 +133,7 @@ def build_flux_loop(config: TrainConfig, session: Session, stop: StopRequest) ->
     if source is None:  # the dispatcher saw a Flux family's file or folder: it changed, or its names lie
         raise UserError(f"base_model {config.base_model} no longer holds a Flux.1 or Chroma model: check the path.")
     check_flux_config(config, source.family)
+    swap_counts(config.blocks_to_swap, *block_counts(source))
     data = build_image_data(config, accelerator.num_processes, accelerator.process_index)
     for warning in data.warnings:
         report.say(warning, "warning")
@@ -140,11 +152,16 @@ def build_flux_loop(config: TrainConfig, session: Session, stop: StopRequest) ->
                                   double_blocks=config.train_double_block_indices,
                                   single_blocks=config.train_single_block_indices)
     lora = add_lora(config, base, session, targets, load_flux_state_dict)
+    if config.blocks_to_swap:
+        report.say(BlockSwap(base.transformer, config.blocks_to_swap, device).describe())
+    if config.cpu_offload_checkpointing:
+        OffloadedCheckpoints(base.transformer)
+        report.say("Gradient checkpointing keeps its activations in CPU memory (cpu_offload_checkpointing).")
     release_unused_encoders(config, data, base, lora, report.say)
     _release_memory(device)
     schedule = make_schedule(config, data)
     state = training_state(config, lora, schedule, session)
-    wrapped = prepare_trained(lora, accelerator)
+    wrapped = prepare_trained(lora, accelerator, ("unet",) if config.blocks_to_swap else ())
     progress, run = resumed_progress(config, state, session, base.path)
     flow = FlowSettings(config.timestep_sampling, config.sigmoid_scale, config.discrete_flow_shift, config.logit_mean,
                         config.logit_std, config.weighting_scheme)

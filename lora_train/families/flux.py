@@ -45,6 +45,7 @@ FLUX_BLOCKS = BlockLayout(blocks=("CLIP", "T5", "IN", *_DOUBLE_IDS, *_SINGLE_IDS
 FLOW_HEADER = ("ss_timestep_sampling", "ss_sigmoid_scale", "ss_discrete_flow_shift", "ss_logit_mean", "ss_logit_std",
                "ss_weighting_scheme", "ss_guidance_scale", "ss_model_prediction_type", "ss_apply_t5_attn_mask",
                "ss_t5xxl_max_token_length")  # the flow settings kohya's Flux trainer (and ours) records
+PRESETS = ("flux_24gb", "flux_16gb", "flux_12gb", "flux_8gb")  # memory presets (config/presets.py)
 FLUX_PARTS = DitParts(Ref("diffusers:FluxTransformer2DModel"), ("text_encoder", "text_encoder_2"),
                       distilled_modulation=False, t5_max_length=512, masked_text=False, sampling_shift=True,
                       true_cfg=False, model_type="flux", separate=(AE, CLIP_L, T5XXL))
@@ -70,7 +71,7 @@ def _flux1(id: str, title: str, modelspec: str, checkpoint: KeySignature, guidan
         folder=FolderSignature("FluxPipeline", (("transformer/config.json", "guidance_embeds", guidance),)),
         lora=LoraSignature(key_prefixes=_LORA_BLOCKS, header=(("modelspec.architecture", modelspec),)),
         objective=FLOW, conditioning=CAPTIONS, targets=_targets("FluxTransformerBlock", "FluxSingleTransformerBlock"),
-        blocks=FLUX_BLOCKS, parts=parts, engine=ENGINE)
+        blocks=FLUX_BLOCKS, parts=parts, engine=ENGINE, presets=PRESETS)
 
 
 FAMILIES = (
@@ -92,7 +93,7 @@ FAMILIES = (
         parts=DitParts(Ref("diffusers:ChromaTransformer2DModel"), (None, "text_encoder"), distilled_modulation=True,
                        t5_max_length=512, masked_text=True, sampling_shift=True, true_cfg=True, model_type="chroma",
                        separate=(AE, T5XXL)),
-        engine=ENGINE),
+        engine=ENGINE, presets=PRESETS),
     _flux1("flux-schnell", "Flux.1-schnell", "flux-1-schnell", _under_prefixes(_BLOCKS), False,
            replace(FLUX_PARTS, t5_max_length=256, sampling_shift=False)),
 )

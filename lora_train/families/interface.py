@@ -205,6 +205,8 @@ class Family:
     blocks: BlockLayout  # of a per-block weight list; no blocks: the family takes none
     parts: UnetParts | DitParts
     engine: Ref  # its loop builder, (config, session, stop) -> the image loop: what `train` runs for it
+    # the presets offered for it (names in config/presets.py): the tab's list, and what a preset is refused for
+    presets: tuple[str, ...] = ("character", "style", "concept", "low_vram")
     trained: bool = field(default=True, init=False)
 
 

@@ -27,6 +27,7 @@ from ..adapters.spec import LoraSpec
 from ..adapters.targets import TargetSet, select_targets
 from ..config import TrainConfig
 from ..core.collector import collector_paused
+from ..core.errors import UserError
 from ..core.events import Fanout, LogFileSink
 from ..core.resume_folders import resolve_resume_path
 from ..kohya.state import load_kohya_state_dict
@@ -167,6 +168,7 @@ def sample_settings(config: TrainConfig, data: ImageData) -> SampleSettings:
 def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> ImageLoop:
     """Data (+ caches), base model, LoRA, optimizer and resumed progress, assembled into the loop; sends `start`."""
     report, accelerator = session.report, session.accelerator
+    refuse_dit_settings(config)
     # The data before the model: a dataset problem is reported in a second.
     data = build_image_data(config, accelerator.num_processes, accelerator.process_index)
     for warning in data.warnings:
@@ -188,9 +190,24 @@ def build_loop(config: TrainConfig, session: Session, stop: StopRequest) -> Imag
                                                        writer))
 
 
-def prepare_trained(lora: LoraSetup, accelerator: Accelerator) -> dict[str, torch.nn.Module]:
-    """The trained components as `accelerate` wraps them (DDP with several processes), in train mode."""
-    wrapped = {name: accelerator.prepare(module) for name, module in lora.trained.items()}
+_DIT_ONLY = {"blocks_to_swap": 0, "cpu_offload_checkpointing": False}  # key -> its off value
+
+
+def refuse_dit_settings(config: TrainConfig) -> None:
+    """A UserError for the DiT engine's memory keys, which a UNet has nothing to apply to."""
+    for key, off in _DIT_ONLY.items():
+        if getattr(config, key) != off:
+            raise UserError(f"{key} is a Flux setting: it moves a transformer's blocks or their activations, and "
+                            f"Stable Diffusion models (a UNet) have none. Set {key}: {str(off).lower()}, or use "
+                            "gradient_checkpointing and the low_vram preset to save memory.")
+
+
+def prepare_trained(lora: LoraSetup, accelerator: Accelerator, placed: tuple[str, ...] = ()
+                    ) -> dict[str, torch.nn.Module]:
+    """The trained components as `accelerate` wraps them (DDP with several processes), in train mode; those named
+    in `placed` are left where they are (not moved to the device: the DiT engine's block swap placed them)."""
+    wrapped = {name: accelerator.prepare(module, device_placement=[name not in placed])
+               for name, module in lora.trained.items()}
     for module in lora.trained.values():
         module.train()
     return wrapped

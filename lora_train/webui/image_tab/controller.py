@@ -26,7 +26,7 @@ from ..worker.launch import resolve_worker_python
 from ..worker.runner import Followup, JobRunner, JobSpec, JobState
 from . import job_record, render
 from .dataset_review import review_dataset
-from .presets import AUTO_PRESET, auto_form_values, preset_form_values
+from .presets import AUTO_PRESET, auto_form_values, preset_choices, preset_form_values
 from .try_lora import DEFAULT_STEPS, TryRender, try_request
 
 AUTOMATIC_VAE = "Automatic (the checkpoint's own)"
@@ -134,12 +134,18 @@ class TabController:
         return proposed, markup.messages([("Auto preset: edit any value before Start.", "success")] +
                                          [(line, "info") for line in reasons])
 
+    def presets_offered(self, base_model: str | None, current: str | None) -> tuple[list[str], str]:
+        """The presets for the base model's family, and the one to show: `current` if offered, else the first."""
+        choices = preset_choices(self.base_model_arch(base_model))
+        return choices, current if current in choices else choices[0]
+
     def initial_values(self) -> dict[str, Any]:
-        """The form at start: schema defaults, then the default preset, then the defaults file."""
+        """The form at start: schema defaults, then the default preset (the model family's first when the default
+        is not offered for it), then the defaults file."""
         settings = self.host.settings()
         default_model = self.model_choices()[1]
         values: dict[str, Any] = {spec.name: spec.default for spec in self.specs}
-        values.update(self.preset(settings.default_preset, default_model))
+        values.update(self.preset(self.presets_offered(default_model, settings.default_preset)[1], default_model))
         if settings.defaults_file:
             values.update(self.read_config(settings.defaults_file))
         return values

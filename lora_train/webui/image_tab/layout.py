@@ -11,7 +11,6 @@ from ..kit import form
 from ..kit.widgets import field_widget
 from .caption_section import CaptionSection
 from .controller import TabController
-from .presets import AUTO_PRESET, CHOICES as PRESET_CHOICES
 
 
 def model_section(ctl: TabController) -> dict[str, Any]:
@@ -55,8 +54,8 @@ def dataset_section(ctl: TabController) -> dict[str, Any]:
 def settings_section(ctl: TabController, values: dict[str, Any], widgets: dict[str, Any]) -> dict[str, Any]:
     """3. Settings: the preset, every config key's widget (into `widgets`, by key), the config file's buttons."""
     with gr.Accordion("3. Settings", open=True, elem_id="lora_train_settings_section"):
-        preset = gr.Dropdown(choices=PRESET_CHOICES + [AUTO_PRESET], value=ctl.host.settings().default_preset,
-                             label="Preset", elem_id="lora_train_preset",
+        choices, shown = ctl.presets_offered(ctl.model_choices()[1], ctl.host.settings().default_preset)
+        preset = gr.Dropdown(choices=choices, value=shown, label="Preset", elem_id="lora_train_preset",
                              info="Fills rank, alpha, learning rates, epochs, batch and resolution. Auto chooses "
                                   "them from the dataset, the model and the GPU, with a reason for each.")
         with gr.Row():

@@ -89,6 +89,7 @@ class TabView:
         c["resume"].click(guarded(self.resume, 1, 0), inputs=[page] + form_inputs, outputs=[c["action_note"]])
         c["stop"].click(guarded(self.interrupt, 1, 0), inputs=[page], outputs=[c["action_note"]])
         c["base_model"].change(self.chosen_model, inputs=[c["base_model"], page], outputs=[])
+        c["base_model"].change(self.offer_presets, inputs=[c["base_model"], c["preset"]], outputs=[c["preset"]])
         c["name"].change(guarded(self.follow_name, 2, 0), inputs=[c["name"], c["config_path"], auto_config_path],
                          outputs=[c["config_path"], auto_config_path])
         use.wire(page)
@@ -112,6 +113,11 @@ class TabView:
         vaes, default_vae = self.ctl.vae_choices()
         return (gr.update(choices=titles, value=default_model), gr.update(choices=vaes, value=default_vae),
                 self.ctl.model_summary())
+
+    def offer_presets(self, base_model: str | None, current: str | None):
+        """The preset list of the chosen model's family (Flux's memory presets, or the Stable Diffusion ones)."""
+        choices, shown = self.ctl.presets_offered(base_model, current)
+        return gr.update(choices=choices, value=shown)
 
     def chosen_model(self, base_model: str | None, page: dict) -> None:
         page["base_model"] = base_model  # for follow_model, which gradio 3 gives the page-load value only
