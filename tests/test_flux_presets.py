@@ -32,7 +32,8 @@ def test_every_family_offers_presets_that_exist():
 
 def test_the_tab_lists_the_model_family_s_presets():
     assert preset_choices("Flux") == ["Flux 24 GB", "Flux 16 GB", "Flux 12 GB", "Flux 8 GB"]
-    assert preset_choices("SDXL") == preset_choices(None) == ["Character", "Style", "Concept", "Low VRAM"]
+    assert preset_choices("SDXL") == preset_choices(None) == ["Character", "Style", "Concept", "Low VRAM",
+                                                              "Auto (from the dataset)"]  # Auto: sourced rules
     values = preset_form_values("Flux 12 GB", "Flux")
     assert values["blocks_to_swap"] == 16 and values["resolution"] == 1024 and values["fp8_base"] is True
     assert preset_form_values("Character", "SD1")["blocks_to_swap"] == 0  # switching back resets the Flux keys

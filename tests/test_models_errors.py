@@ -34,7 +34,7 @@ NOT_SD = {  # file -> (tensor names, words the message must have)
     "prefixed-vae.safetensors": (["first_stage_model.encoder.conv_in.weight", SD_VAE], ["VAE only"]),
     "unet.safetensors": (["conv_in.weight", "down_blocks.0.resnets.0.conv1.weight"], ["diffusers UNet"]),
     "sd3.safetensors": (["model.diffusion_model.joint_blocks.37.x_block.mlp.fc1.weight"], ["Stable Diffusion 3"]),
-    "flux.safetensors": (["double_blocks.0.img_attn.norm.key_norm.scale"], ["FLUX.1", "SDXL checkpoints only"]),
+    "flux.safetensors": (["double_blocks.0.img_attn.norm.key_norm.scale"], ["Flux.1-dev", "SDXL checkpoints only"]),
     "cascade.safetensors": (["clip_txt_mapper.weight"], ["Stable Cascade"]),
     "svd.safetensors": ([SD_UNET, "model.diffusion_model.input_blocks.1.0.time_stack.in_layers.0.weight"],
                         ["Stable Video Diffusion"]),
@@ -170,8 +170,8 @@ def test_folders_that_are_not_sd_pipelines(tmp_path, tiny_sd1_diffusers):
     flux = tmp_path / "flux"
     flux.mkdir()
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    with pytest.raises(UserError, match="holds a FluxPipeline model. .*SDXL checkpoints only"):
-        load_base_model(flux)
+    with pytest.raises(UserError, match=r"diffusers folder .*flux is missing .*transformer/config.json"):
+        load_base_model(flux)  # a FluxPipeline folder goes to the DiT engine, which names the missing part
     with pytest.raises(UserError, match=r"is a single diffusers model folder \(UNet2DConditionModel\), not a whole"):
         load_base_model(tiny_sd1_diffusers / "unet")
     with pytest.raises(UserError, match="is not a diffusers folder"):
