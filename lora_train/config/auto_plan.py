@@ -28,7 +28,7 @@ class Plan:
 def make_plan(user: dict[str, Any], source: str, free_memory: int | float | None) -> Plan:
     """The plan for the config keys `user` (from `source`, for messages); the keys set there are kept."""
     config = build_config(user, source)
-    family, note = base_model_family(Path(config.base_model))
+    family, note = _planned_family(Path(config.base_model))
     if not has_rules(family):
         offered = ", ".join(family.presets)
         raise UserError(f"The auto preset has no sourced rules for {family.names.title} yet"
@@ -43,7 +43,7 @@ def make_plan(user: dict[str, Any], source: str, free_memory: int | float | None
     return Plan(proposals, findings, [note] if note else [])
 
 
-def base_model_family(path: Path) -> tuple[Family, str]:
+def _planned_family(path: Path) -> tuple[Family, str]:
     """The family of a base model read torch-free, and a note when it had to be assumed."""
     found = recognised_family(path)
     if found is not None and not found.trained:
